@@ -1,0 +1,7 @@
+"""dtp-console: terminal operations console for a factory digital-twin platform."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

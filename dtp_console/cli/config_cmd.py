@@ -1,0 +1,32 @@
+"""`dtp-console config show`: the resolved config with secrets masked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import yaml
+
+from dtp_console.cli.common import load_or_exit
+from dtp_console.config import masked_dump
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    """Add the `config` command group."""
+    parser: argparse.ArgumentParser = sub.add_parser("config", help="inspect the configuration")
+    inner = parser.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = inner.add_parser("show", help="print the resolved config, secrets masked")
+    show.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    show.set_defaults(func=_show)
+
+
+def _show(args: argparse.Namespace) -> int:
+    data = masked_dump(load_or_exit(args))
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
+    return 0

@@ -1,0 +1,14 @@
+"""`dtp-console run` (placeholder until the engine lands)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    """Add the `run` command."""
+    parser: argparse.ArgumentParser = sub.add_parser("run", help="run")
+    parser.set_defaults(func=lambda _args: 0)

@@ -1,0 +1,121 @@
+"""The replaced scripts' settings, mapped onto the model unchanged.
+
+The old deployment read `.env` (`TWINZO_CLIENT`, `TWINZO_PASSWORD`,
+`TWINZO_API_KEY`, `ATI_MQTT_HOST/PORT/USERNAME/PASSWORD/TOPIC`, `AFFINE_A`…
+`AFFINE_TY`, `LOG_EVERY_N`) and `config/hivemq_config.json` (`host`, `port`,
+`username`, `password`). Each fills the matching field only where the YAML
+leaves it unset, so an explicit YAML value always wins:
+
+| legacy                     | fills                                               |
+|----------------------------|-----------------------------------------------------|
+| `TWINZO_CLIENT`            | `twinzo.client`                                     |
+| `TWINZO_PASSWORD`          | `twinzo.password`                                   |
+| `TWINZO_API_KEY`           | `twinzo.api_key`                                    |
+| `LOG_EVERY_N`              | `logging.log_every_n`                               |
+| `ATI_MQTT_HOST/PORT/...`   | `broker.*` of every `ati_sherpa` plant              |
+| `ATI_MQTT_TOPIC`           | `broker.topics` of every `ati_sherpa` plant         |
+| `AFFINE_A` … `AFFINE_TY`   | `affine` of every `ati_sherpa` plant                |
+| `hivemq_config.json`       | `broker.*` of every `hitech` plant (TLS on for 8883)|
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["HIVEMQ_JSON_NAME", "apply_legacy", "find_hivemq_json"]
+
+HIVEMQ_JSON_NAME = "hivemq_config.json"
+
+_TWINZO = {"TWINZO_CLIENT": "client", "TWINZO_PASSWORD": "password", "TWINZO_API_KEY": "api_key"}
+_ATI_BROKER = {
+    "ATI_MQTT_HOST": "host",
+    "ATI_MQTT_PORT": "port",
+    "ATI_MQTT_USERNAME": "username",
+    "ATI_MQTT_PASSWORD": "password",
+}
+_AFFINE = ("A", "B", "C", "D", "TX", "TY")
+
+
+def find_hivemq_json(env: Mapping[str, str], config_path: Path | None) -> Path | None:
+    """Where the legacy HiveMQ JSON is: `DTP_HIVEMQ_CONFIG`, beside the config, or `config/`."""
+    if env.get("DTP_HIVEMQ_CONFIG"):
+        return Path(env["DTP_HIVEMQ_CONFIG"])
+    candidates = []
+    if config_path is not None:
+        candidates.append(config_path.resolve().parent / HIVEMQ_JSON_NAME)
+    candidates.append(Path.cwd() / "config" / HIVEMQ_JSON_NAME)
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _read_hivemq(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        msg = f"{path}: cannot use the legacy HiveMQ config: {exc}"
+        raise ValueError(msg) from None
+    if not isinstance(data, dict):
+        msg = f"{path}: the legacy HiveMQ config must be a JSON object"
+        raise ValueError(msg)
+    unknown = set(data) - {"host", "port", "username", "password"}
+    if unknown:
+        msg = f"{path}: unknown keys in the legacy HiveMQ config: {', '.join(sorted(unknown))}"
+        raise ValueError(msg)
+    return data
+
+
+def _fill(target: dict[str, Any], key: str, value: Any) -> None:
+    if value not in (None, "") and key not in target:
+        target[key] = value
+
+
+def apply_legacy(
+    data: dict[str, Any], env: Mapping[str, str], config_path: Path | None
+) -> dict[str, Any]:
+    """Return `data` with unset fields filled from legacy env vars and the HiveMQ JSON."""
+    data = dict(data)
+    twinzo = dict(data.get("twinzo") or {})
+    for var, key in _TWINZO.items():
+        _fill(twinzo, key, env.get(var))
+    if twinzo:
+        data["twinzo"] = twinzo
+    if env.get("LOG_EVERY_N"):
+        logging = dict(data.get("logging") or {})
+        _fill(logging, "log_every_n", env["LOG_EVERY_N"])
+        data["logging"] = logging
+
+    plants = data.get("plants")
+    if not isinstance(plants, list):
+        return data
+    hivemq: dict[str, Any] | None = None
+    if any(isinstance(p, dict) and p.get("format") == "hitech" for p in plants):
+        json_path = find_hivemq_json(env, config_path)
+        hivemq = _read_hivemq(json_path) if json_path else None
+    data["plants"] = [_legacy_plant(p, env, hivemq) for p in plants]
+    return data
+
+
+def _legacy_plant(
+    plant: Any, env: Mapping[str, str], hivemq: dict[str, Any] | None
+) -> Any:
+    if not isinstance(plant, dict):
+        return plant
+    plant = dict(plant)
+    broker = dict(plant.get("broker") or {})
+    if plant.get("format") == "ati_sherpa":
+        for var, key in _ATI_BROKER.items():
+            _fill(broker, key, env.get(var))
+        if env.get("ATI_MQTT_TOPIC"):
+            _fill(broker, "topics", [env["ATI_MQTT_TOPIC"]])
+        if "affine" not in plant and any(f"AFFINE_{k}" in env for k in _AFFINE):
+            plant["affine"] = {k.lower(): env[f"AFFINE_{k}"] for k in _AFFINE if f"AFFINE_{k}" in env}
+    elif plant.get("format") == "hitech" and hivemq is not None:
+        for key in ("host", "port", "username", "password"):
+            _fill(broker, key, hivemq.get(key))
+        if str(broker.get("port")) == "8883":
+            _fill(broker, "tls", True)
+    if broker:
+        plant["broker"] = broker
+    return plant

@@ -1,0 +1,183 @@
+"""Load the YAML config: `.env`, `${VAR}` interpolation, legacy files, validation.
+
+Precedence, highest first: a value written in the YAML (after interpolation),
+a legacy environment variable or `hivemq_config.json` (see `legacy.py`), the
+model's default. The process environment wins over `.env` files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import dotenv_values
+from pydantic import ValidationError
+
+from dtp_console.config.legacy import apply_legacy
+from dtp_console.config.model import ConsoleConfig
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "ConfigError",
+    "interpolate",
+    "load_config",
+    "load_env",
+    "masked_dump",
+]
+
+DEFAULT_CONFIG_PATH = Path("config/console.yaml")
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; names the file, the field path and the reason."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        if len(self.problems) == 1:
+            return f"{self.source}: {self.problems[0]}"
+        lines = [f"{self.source}: {len(self.problems)} problems"]
+        lines += [f"  {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def load_env(config_path: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment to interpolate with: `.env` files under the process environment.
+
+    `.env` is looked for in the working directory, beside the config file and one
+    level above it (the legacy layout kept `.env` at the top and JSON in `config/`).
+    """
+    env: dict[str, str] = {}
+    candidates = [Path.cwd() / ".env"]
+    if config_path is not None:
+        parent = config_path.resolve().parent
+        candidates += [parent / ".env", parent.parent / ".env"]
+    seen: set[Path] = set()
+    for candidate in candidates:
+        resolved = candidate.resolve()
+        if resolved in seen or not resolved.is_file():
+            continue
+        seen.add(resolved)
+        for key, value in dotenv_values(resolved).items():
+            if value is not None:
+                env.setdefault(key, value)
+    env.update(os.environ if environ is None else environ)
+    return env
+
+
+def interpolate(data: Any, env: Mapping[str, str], path: str = "") -> Any:
+    """Replace `${VAR}` / `${VAR:-default}` in every string of `data`; `$$` is a dollar."""
+    if isinstance(data, dict):
+        return {k: interpolate(v, env, _join(path, str(k))) for k, v in data.items()}
+    if isinstance(data, list):
+        return [interpolate(v, env, f"{path}[{i}]") for i, v in enumerate(data)]
+    if not isinstance(data, str) or "$" not in data:
+        return data
+
+    def _sub(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                hint = f"set it, or write ${{{name}:-default}}"
+                msg = f"{path or '<root>'}: environment variable {name} is not set ({hint})"
+                raise _InterpolationError(msg)
+            return default
+        return value
+
+    return _VAR.sub(_sub, data)
+
+
+class _InterpolationError(ValueError):
+    pass
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _loc_text(loc: tuple[int | str, ...], raw: Any) -> str:
+    """`('plants', 0, 'broker', 'port')` → `plants[0] (Old Plant).broker.port`."""
+    text = ""
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("name"), str):
+                text += f" ({node['name']})"
+        else:
+            text = _join(text, part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return text or "<root>"
+
+
+def _validation_problems(error: ValidationError, raw: Any) -> list[str]:
+    problems = []
+    for item in error.errors(include_url=False):
+        # Model-level validators report under the model's own location.
+        loc = tuple(p for p in item["loc"] if p != "__root__")
+        message = item["msg"].removeprefix("Value error, ")
+        given = item.get("input")
+        shown = "" if isinstance(given, dict | list) or item["type"] == "missing" else given
+        suffix = f" (got {shown!r})" if shown not in ("", None) else ""
+        if any(s in str(loc).lower() for s in ("password", "api_key", "secret")):
+            suffix = ""
+        problems.append(f"{_loc_text(loc, raw)}: {message}{suffix}")
+    return problems
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ConsoleConfig:
+    """Read, interpolate, overlay legacy files and validate; `ConfigError` on any problem."""
+    path = path or DEFAULT_CONFIG_PATH
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, ["file not found"]) from None
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read: {exc.strerror or exc}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(source, [f"{where}invalid YAML: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"invalid YAML: {exc}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [f"the top level must be a mapping, not {type(raw).__name__}"])
+    env = load_env(path, environ)
+    try:
+        data = interpolate(raw, env)
+    except _InterpolationError as exc:
+        raise ConfigError(source, [str(exc)]) from None
+    try:
+        data = apply_legacy(data, env, path)
+    except ValueError as exc:
+        raise ConfigError(source, [str(exc)]) from None
+    try:
+        return ConsoleConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _validation_problems(exc, data)) from None
+
+
+def masked_dump(config: ConsoleConfig) -> dict[str, Any]:
+    """The resolved config as plain data with every secret masked."""
+    return config.model_dump(mode="json")

@@ -1,0 +1,363 @@
+"""The configuration model: one pydantic tree, every field documented.
+
+Field docstrings are the reference documentation (the README's configuration
+table is generated from them by ``scripts/gen_config_doc.py``). Every model
+forbids unknown keys so a misspelt key is an error, not silence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from dtp_console.simulator.config import PlantSimulatorConfig, SimulatorConfig
+
+__all__ = [
+    "Affine",
+    "Bounds",
+    "BrokerConfig",
+    "ConsoleConfig",
+    "GenericFields",
+    "LoggingConfig",
+    "PayloadFormat",
+    "PlantConfig",
+    "PlantTwinzo",
+    "SandboxConfig",
+    "SandboxFaults",
+    "TwinzoConfig",
+]
+
+PayloadFormat = Literal["ati_sherpa", "hitech", "generic"]
+
+#: The vendor label used in log lines when a plant does not set one.
+DEFAULT_VENDOR_LABEL: dict[str, str] = {"ati_sherpa": "ATI", "hitech": "HiTech", "generic": "MQTT"}
+#: The topic subscribed to when a plant does not list any.
+DEFAULT_TOPICS: dict[str, list[str]] = {
+    "ati_sherpa": ["ati_fm/sherpa/status"],
+    "hitech": ["hitech/amr/+/position"],
+    "generic": ["#"],
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class BrokerConfig(_Model):
+    """Where a plant's vendor MQTT broker is and how to log in."""
+
+    host: str = "127.0.0.1"
+    """Broker host name or IP address, or `embedded` for the in-process demo broker."""
+    port: int = Field(default=1883, ge=0, le=65535)
+    """Broker TCP port (8883 is usual with TLS; 0 with `embedded` picks a free port)."""
+    tls: bool = False
+    """Connect with TLS."""
+    ca_file: Path | None = None
+    """CA bundle that signs the broker's certificate; the system store when unset."""
+    verify: bool = True
+    """Verify the broker's certificate and host name. Turning this off is logged as a warning."""
+    username: str | None = None
+    """MQTT user name."""
+    password: SecretStr | None = None
+    """MQTT password (masked wherever shown)."""
+    client_id: str | None = None
+    """MQTT client id; `dtp-console-<plant>-<random>` when unset."""
+    topics: list[str] = Field(default_factory=list)
+    """Topics to subscribe to; the format's usual topic when empty."""
+    qos: Literal[0, 1, 2] = 1
+    """Subscription QoS."""
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    """MQTT protocol version: `3.1.1` or `5`."""
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    """MQTT keep-alive in seconds."""
+    queue_size: int = Field(default=10_000, ge=10)
+    """Bound of the incoming message queue; what overflows is counted as dropped."""
+    reconnect_initial_s: float = Field(default=0.5, gt=0)
+    """First reconnect delay; doubles per failure (with jitter) up to `reconnect_max_s`."""
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    """Cap of the reconnect delay."""
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_as_text(cls, value: Any) -> Any:
+        if isinstance(value, int | float):
+            return {3: "3.1.1", 311: "3.1.1", 5: "5"}.get(int(value), str(value))
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """Whether this is the in-process demo broker."""
+        return self.host == "embedded"
+
+
+class GenericFields(_Model):
+    """Dotted field paths of a `generic` payload (e.g. `data.pos.x`)."""
+
+    id: str = "id"
+    """Path of the vendor device id."""
+    x: str = "x"
+    """Path of X in vendor units."""
+    y: str = "y"
+    """Path of Y in vendor units."""
+    z: str | None = None
+    """Path of Z in vendor units (optional)."""
+    battery: str | None = None
+    """Path of the battery percentage (optional)."""
+    timestamp: str | None = None
+    """Path of the message timestamp (optional; receive time when unset)."""
+    timestamp_unit: Literal["ms", "s"] = "ms"
+    """Unit of the timestamp field."""
+    id_topic_level: int | None = None
+    """Take the device id from this topic level (0-based) instead of the payload."""
+
+
+class PlantTwinzo(_Model):
+    """How a plant's robots appear in twinzo."""
+
+    sector_id: int = Field(ge=0)
+    """twinzo sector the plant's locations are posted to."""
+    branch: str | None = None
+    """Branch GUID sent as the `Branch` header; the one authentication returns when unset
+    (required in batch mode)."""
+    batch: bool = False
+    """Post many devices per request with `/v3/localization/batch` instead of one device each."""
+    password: SecretStr | None = None
+    """Device password for this plant's logins; `twinzo.password` when unset."""
+
+
+class Affine(_Model):
+    """Vendor → twinzo transform: `X = A·x + B·y + TX`, `Y = C·x + D·y + TY` (millimetres)."""
+
+    a: float = 1.0
+    """A (x → X)."""
+    b: float = 0.0
+    """B (y → X)."""
+    c: float = 0.0
+    """C (x → Y)."""
+    d: float = 1.0
+    """D (y → Y)."""
+    tx: float = 0.0
+    """TX, X offset in millimetres."""
+    ty: float = 0.0
+    """TY, Y offset in millimetres."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _case_insensitive(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {str(k).lower(): v for k, v in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _invertible(self) -> Affine:
+        if abs(self.a * self.d - self.b * self.c) < 1e-12:
+            msg = "the affine is singular (A·D − B·C = 0): it would collapse the floor to a line"
+            raise ValueError(msg)
+        return self
+
+
+class Bounds(_Model):
+    """The plant's floor in twinzo millimetres."""
+
+    x_min: float
+    """Smallest X on the floor."""
+    x_max: float
+    """Largest X on the floor."""
+    y_min: float
+    """Smallest Y on the floor."""
+    y_max: float
+    """Largest Y on the floor."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if self.x_min >= self.x_max or self.y_min >= self.y_max:
+            msg = "bounds need x_min < x_max and y_min < y_max"
+            raise ValueError(msg)
+        return self
+
+    def contains(self, x: float, y: float) -> bool:
+        """Whether (x, y) lies on the floor."""
+        return self.x_min <= x <= self.x_max and self.y_min <= y <= self.y_max
+
+
+class PlantConfig(_Model):
+    """One plant: a vendor broker bridged to one twinzo sector."""
+
+    name: str = Field(min_length=1)
+    """Plant name, shown in logs and the UI (unique)."""
+    enabled: bool = True
+    """Run this plant's bridge."""
+    format: PayloadFormat
+    """Payload format: `ati_sherpa`, `hitech` or `generic`."""
+    vendor_label: str | None = None
+    """Vendor label in log lines (`ATI`, `HiTech`, …); derived from the format when unset."""
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    """The vendor's MQTT broker."""
+    generic: GenericFields = Field(default_factory=GenericFields)
+    """Field paths for the `generic` format."""
+    device_map: dict[str, str] = Field(default_factory=dict)
+    """Vendor device id → twinzo device login."""
+    twinzo: PlantTwinzo
+    """twinzo sector, branch and mode."""
+    affine: Affine = Field(default_factory=Affine)
+    """Vendor → twinzo coordinate transform."""
+    movement_threshold_mm: float = Field(default=10.0, ge=0)
+    """A device is moving when it moved more than this since its last position."""
+    bounds: Bounds | None = None
+    """Floor bounds (twinzo mm); used by the map, the simulator and the bounds check."""
+    drop_out_of_bounds: bool = False
+    """Reject positions outside `bounds` instead of forwarding them (always counted)."""
+    min_post_interval_ms: int = Field(default=500, ge=0)
+    """How often one device may be posted; newer positions in between replace older ones."""
+    max_payload_bytes: int = Field(default=65_536, ge=64)
+    """Larger MQTT payloads are rejected unparsed."""
+    stale_after_s: float = Field(default=10.0, gt=0)
+    """A device with no message for this long is shown as stale."""
+    simulator: PlantSimulatorConfig | None = None
+    """Simulated robots publishing into this plant's broker (demo and tests)."""
+
+    @field_validator("device_map")
+    @classmethod
+    def _non_empty_pairs(cls, value: dict[str, str]) -> dict[str, str]:
+        for vendor_id, login in value.items():
+            if not str(vendor_id).strip() or not str(login).strip():
+                msg = f"device map entry {vendor_id!r}: {login!r} has an empty side"
+                raise ValueError(msg)
+        return value
+
+    @property
+    def label(self) -> str:
+        """The vendor label used in log lines."""
+        return self.vendor_label or DEFAULT_VENDOR_LABEL[self.format]
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics to subscribe to."""
+        return self.broker.topics or DEFAULT_TOPICS[self.format]
+
+    @model_validator(mode="after")
+    def _batch_needs_branch(self) -> PlantConfig:
+        if self.twinzo.batch and not self.twinzo.branch:
+            msg = "twinzo.batch needs twinzo.branch (the batch endpoint has no device token)"
+            raise ValueError(msg)
+        return self
+
+
+class TwinzoConfig(_Model):
+    """The twinzo API and how politely the console talks to it."""
+
+    base_url: str = "https://api.platform.twinzo.com"
+    """API base URL (ignored while the sandbox is enabled)."""
+    client: str = ""
+    """twinzo client name sent when authenticating devices (`TWINZO_CLIENT`)."""
+    password: SecretStr = SecretStr("")
+    """Device password (`TWINZO_PASSWORD`); a plant may override it."""
+    api_key: SecretStr = SecretStr("")
+    """API key sent as the `Api-Key` header (`TWINZO_API_KEY`)."""
+    verify_tls: bool = True
+    """Verify twinzo's TLS certificate."""
+    timeout_s: float = Field(default=5.0, gt=0)
+    """Timeout of one HTTP request."""
+    refresh_ahead_s: float = Field(default=60.0, ge=0)
+    """Refresh a device token this long before its expiration."""
+    max_attempts: int = Field(default=3, ge=1)
+    """Attempts per location on timeouts, 5xx and 429 before it counts as failed."""
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    """First retry delay of a device after a retryable failure (doubles, jittered)."""
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    """Cap of the retry delay."""
+    auth_backoff_s: float = Field(default=10.0, ge=0)
+    """After a failed authentication, wait this long before trying that login again."""
+    flush_interval_ms: int = Field(default=100, ge=5)
+    """How often the outbox is flushed."""
+    max_concurrency: int = Field(default=32, ge=1)
+    """Most requests in flight at once per plant."""
+    batch_max_devices: int = Field(default=50, ge=1)
+    """Most devices in one batch request."""
+    drain_timeout_s: float = Field(default=10.0, ge=0)
+    """On shutdown, how long to keep posting what is still pending."""
+
+
+class SandboxFaults(_Model):
+    """Faults the twinzo sandbox injects (for tests and demos)."""
+
+    latency_ms: float = Field(default=0.0, ge=0)
+    """Added latency per request."""
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    """Share of requests answered with HTTP 503."""
+    rate_429: float = Field(default=0.0, ge=0, le=1)
+    """Share of requests answered with HTTP 429."""
+    retry_after_s: float = Field(default=1.0, ge=0)
+    """`Retry-After` sent with 429."""
+    reject_token_rate: float = Field(default=0.0, ge=0, le=1)
+    """Share of localization requests answered 401 although the token is valid."""
+    location_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    """Share of locations answered `Success: false` inside an HTTP 200."""
+
+
+class SandboxConfig(_Model):
+    """The in-package twinzo sandbox (a loopback HTTP server)."""
+
+    enabled: bool = False
+    """Start the sandbox and point the twinzo client at it."""
+    host: str = "127.0.0.1"
+    """Bind address; anything but loopback needs `allow_remote`."""
+    port: int = Field(default=0, ge=0, le=65535)
+    """Bind port (0 picks a free one)."""
+    allow_remote: bool = False
+    """Allow a non-loopback bind address."""
+    token_lifetime_s: float = Field(default=3600.0, gt=0)
+    """Lifetime of the tokens it issues."""
+    sectors: list[int] | None = None
+    """Sector ids it accepts; any when unset."""
+    faults: SandboxFaults = Field(default_factory=SandboxFaults)
+    """Injected faults."""
+
+
+class LoggingConfig(_Model):
+    """Operator log lines."""
+
+    log_every_n: int = Field(default=50, ge=1)
+    """Log every Nth successful post as an `OK` line (`LOG_EVERY_N`)."""
+    repeat_window_s: float = Field(default=10.0, ge=0)
+    """Repeats of the same failure or warning within this window are summarised, not dropped."""
+    stats_interval_s: float = Field(default=5.0, gt=0)
+    """Interval of the headless stats line."""
+    file: Path | None = None
+    """Also write log lines (with timestamps) to this file."""
+
+
+class ConsoleConfig(_Model):
+    """The whole console."""
+
+    twinzo: TwinzoConfig = Field(default_factory=TwinzoConfig)
+    """The twinzo API."""
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    """The twinzo sandbox."""
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    """Log lines and stats."""
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    """Twin generators and simulator-wide settings."""
+    plants: list[PlantConfig] = Field(default_factory=list)
+    """The plants, each with its own bridge."""
+
+    @model_validator(mode="after")
+    def _unique_plant_names(self) -> ConsoleConfig:
+        seen: set[str] = set()
+        for plant in self.plants:
+            if plant.name in seen:
+                msg = f"plant name {plant.name!r} is used twice"
+                raise ValueError(msg)
+            seen.add(plant.name)
+        return self
+
+    def plant(self, name: str) -> PlantConfig:
+        """The plant called `name` (case-insensitive); KeyError naming the known ones."""
+        for plant in self.plants:
+            if plant.name.lower() == name.lower():
+                return plant
+        known = ", ".join(p.name for p in self.plants) or "none"
+        msg = f"no plant named {name!r} (configured: {known})"
+        raise KeyError(msg)

@@ -1,0 +1,167 @@
+"""Typed engine events and the in-process bus that the UI and the logs read.
+
+Workers publish events; readers subscribe with a bounded queue each. A slow
+reader never slows a worker: when its queue is full the oldest event is
+dropped and counted on that subscription. Hot-path counters do not travel as
+events; they live in `dtp_console.state`, which readers sample on their own clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "Bus",
+    "ConnectionChanged",
+    "Event",
+    "Level",
+    "LogLine",
+    "OpsLog",
+    "Subscription",
+]
+
+Level = Literal["OK", "FAIL", "WARN", "INFO"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every engine event."""
+
+    ts: float = field(default_factory=time.time, kw_only=True)
+    """Wall-clock time of the event (epoch seconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine(Event):
+    """An operator log line (`OK …`, `FAIL …`, `WARN …`, `INFO …`)."""
+
+    level: Level
+    text: str
+    plant: str | None = None
+
+    def render(self) -> str:
+        """The line as operators know it: `LEVEL text`."""
+        return f"{self.level} {self.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionChanged(Event):
+    """A connection of a worker changed state (MQTT source, sandbox, store)."""
+
+    component: str
+    name: str
+    state: Literal["connecting", "connected", "disconnected", "stopped"]
+    detail: str = ""
+
+
+class Subscription:
+    """One reader's bounded queue of events."""
+
+    def __init__(self, bus: Bus, maxsize: int) -> None:
+        self._bus = bus
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=maxsize)
+        self.dropped = 0
+        """Events dropped because this reader fell behind."""
+
+    def _offer(self, event: Event) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.queue.get_nowait()
+            self.dropped += 1
+            self.queue.put_nowait(event)
+
+    async def get(self) -> Event:
+        """Wait for the next event."""
+        return await self.queue.get()
+
+    def drain(self) -> Iterator[Event]:
+        """Every event queued right now, without waiting."""
+        while True:
+            try:
+                yield self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+
+    def close(self) -> None:
+        """Stop receiving events."""
+        self._bus.unsubscribe(self)
+
+
+class Bus:
+    """Fan-out of events to bounded subscriptions; publishing never blocks."""
+
+    def __init__(self) -> None:
+        self._subscriptions: list[Subscription] = []
+
+    def subscribe(self, maxsize: int = 10_000) -> Subscription:
+        """A new reader; events published from now on reach it."""
+        subscription = Subscription(self, maxsize)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Detach a reader (idempotent)."""
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+
+    def publish(self, event: Event) -> None:
+        """Deliver `event` to every reader."""
+        for subscription in self._subscriptions:
+            subscription._offer(event)  # noqa: SLF001 - the bus owns its subscriptions
+
+
+@dataclass(slots=True)
+class _Repeat:
+    first_at: float
+    suppressed: int = 0
+    level: Level = "WARN"
+    plant: str | None = None
+    text: str = ""
+
+
+class OpsLog:
+    """Operator log lines onto the bus, with repeats summarised per key, never silenced.
+
+    The first line for a key is published at once; repeats within
+    `window_s` are counted, and the next line after the window (or `flush()`)
+    says how many were folded into it.
+    """
+
+    def __init__(self, bus: Bus, window_s: float = 10.0) -> None:
+        self._bus = bus
+        self._window = window_s
+        self._repeats: dict[str, _Repeat] = {}
+
+    def emit(self, level: Level, text: str, plant: str | None = None) -> None:
+        """Publish a line as it is (used for `OK` and `INFO`)."""
+        self._bus.publish(LogLine(level=level, text=text, plant=plant))
+
+    def limited(self, level: Level, key: str, text: str, plant: str | None = None) -> None:
+        """Publish a failure or warning, folding repeats of `key` within the window."""
+        now = time.monotonic()
+        repeat = self._repeats.get(key)
+        if repeat is not None and now - repeat.first_at < self._window:
+            repeat.suppressed += 1
+            repeat.level, repeat.plant, repeat.text = level, plant, text
+            return
+        if repeat is not None and repeat.suppressed:
+            text = f"{text} (+{repeat.suppressed} like it in the last {self._window:g}s)"
+        self._repeats[key] = _Repeat(first_at=now)
+        self._bus.publish(LogLine(level=level, text=text, plant=plant))
+
+    def flush(self) -> None:
+        """Publish a summary for every key whose window ended with repeats pending."""
+        now = time.monotonic()
+        for key, repeat in list(self._repeats.items()):
+            if now - repeat.first_at < self._window:
+                continue
+            if repeat.suppressed:
+                times = f" (x{repeat.suppressed} in the last {self._window:g}s)"
+                text = repeat.text + (times if repeat.suppressed > 1 else "")
+                self._bus.publish(LogLine(level=repeat.level, text=text, plant=repeat.plant))
+            del self._repeats[key]
