@@ -112,7 +112,7 @@ class Bus:
     def publish(self, event: Event) -> None:
         """Deliver `event` to every reader."""
         for subscription in self._subscriptions:
-            subscription._offer(event)  # noqa: SLF001 - the bus owns its subscriptions
+            subscription._offer(event)
 
 
 @dataclass(slots=True)

@@ -1,14 +1,129 @@
-"""`dtp-console run` (placeholder until the engine lands)."""
+"""`dtp-console run`: the console, with the UI or headless (`--no-ui`)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
-__all__ = ["register"]
+from dtp_console.cli.common import add_config_arg, config_path, load_or_exit, parse_duration
+from dtp_console.config.model import ConsoleConfig
+from dtp_console.headless import HeadlessRenderer
+from dtp_console.runtime import Engine
+
+__all__ = ["register", "write_json_atomic"]
 
 
 def register(sub: Any) -> None:
-    """Add the `run` command."""
-    parser: argparse.ArgumentParser = sub.add_parser("run", help="run")
-    parser.set_defaults(func=lambda _args: 0)
+    """Add the `run` command (also what a bare `dtp-console` does)."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "run", help="run the console (the default command)"
+    )
+    add_config_arg(parser)
+    parser.add_argument("--no-ui", action="store_true", help="headless: log lines and stats")
+    parser.add_argument(
+        "--plant",
+        action="append",
+        metavar="NAME",
+        help="run only this plant (repeatable; default: all enabled plants)",
+    )
+    parser.add_argument(
+        "--for",
+        dest="duration",
+        type=parse_duration,
+        metavar="DURATION",
+        help="stop cleanly after this long (e.g. 30s, 5m)",
+    )
+    parser.add_argument(
+        "--stats-json", type=Path, metavar="PATH", help="write the final counters as JSON"
+    )
+    sim = parser.add_mutually_exclusive_group()
+    sim.add_argument(
+        "--simulate", dest="simulate", action="store_true", default=None, help="run the simulator"
+    )
+    sim.add_argument(
+        "--no-simulate", dest="simulate", action="store_false", help="do not run the simulator"
+    )
+    parser.set_defaults(func=_run)
+
+
+def _ui_available() -> bool:
+    return importlib.util.find_spec("dtp_console.ui") is not None
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_or_exit(args)
+    try:
+        engine = Engine(
+            config,
+            config_path=config_path(args),
+            plants=args.plant,
+            simulate=args.simulate,
+        )
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    if not args.no_ui and _ui_available():
+        # The UI issue lands `dtp_console.ui`; until then the console runs headless.
+        pass
+    return asyncio.run(_headless(engine, config, args.duration, args.stats_json))
+
+
+async def _headless(
+    engine: Engine, config: ConsoleConfig, duration: float | None, stats_json: Path | None
+) -> int:
+    renderer = HeadlessRenderer(
+        engine.bus,
+        engine.state,
+        out=sys.stdout,
+        interval_s=config.logging.stats_interval_s,
+        log_file=config.logging.file,
+    )
+    stop, render_stop = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    rendering = asyncio.create_task(renderer.run(render_stop), name="headless")
+    running = asyncio.create_task(engine.run(stop), name="engine")
+    code = 0
+    try:
+        waits: set[asyncio.Future[Any]] = {running, asyncio.ensure_future(stop.wait())}
+        await asyncio.wait(waits, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        await running
+    except* Exception as group:
+        for exc in group.exceptions:
+            print(f"FAIL console stopped: {exc!r}", file=sys.stderr)
+        code = 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        render_stop.set()
+        await rendering
+        renderer.print_stats()
+        renderer.close()
+    if stats_json is not None:
+        write_json_atomic(stats_json, engine.state.as_dict())
+    return code
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write `data` as JSON to `path` via a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,14 +1,102 @@
-"""`dtp-console sniff` (placeholder until the engine lands)."""
+"""`dtp-console sniff`: show a plant's broker traffic with parse results and mapped logins."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import sys
 from typing import Any
 
-__all__ = ["register"]
+import aiomqtt
+
+from dtp_console.bridge.geometry import apply_affine
+from dtp_console.bridge.mqtt import client_kwargs, describe_mqtt_error
+from dtp_console.bridge.parse import Reading, Rejection, StatusOnly, parser_for
+from dtp_console.cli.common import add_config_arg, load_or_exit, parse_duration
+from dtp_console.config.model import PlantConfig
+
+__all__ = ["describe", "register"]
 
 
 def register(sub: Any) -> None:
     """Add the `sniff` command."""
-    parser: argparse.ArgumentParser = sub.add_parser("sniff", help="sniff")
-    parser.set_defaults(func=lambda _args: 0)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "sniff", help="print a plant's MQTT messages with their parse result"
+    )
+    add_config_arg(parser)
+    parser.add_argument("--plant", required=True, metavar="NAME", help="the plant to sniff")
+    parser.add_argument("--for", dest="duration", type=parse_duration, metavar="DURATION")
+    parser.add_argument("--limit", type=int, default=None, help="stop after N messages")
+    parser.set_defaults(func=_sniff)
+
+
+def describe(plant: PlantConfig, topic: str, payload: bytes) -> str:
+    """One line: topic, payload (shortened), and what the bridge would do with it."""
+    shown = payload[:160].decode("utf-8", "replace") + ("…" if len(payload) > 160 else "")
+    if len(payload) > plant.max_payload_bytes:
+        verdict = f"rejected:oversize ({len(payload)} bytes)"
+    else:
+        result = parser_for(plant)(topic, payload)
+        if isinstance(result, Rejection):
+            verdict = f"rejected:{result.reason} ({result.detail})"
+        else:
+            login = plant.device_map.get(result.vendor_id)
+            who = f"{result.vendor_id} -> {login}" if login else f"{result.vendor_id} -> UNKNOWN"
+            if isinstance(result, StatusOnly):
+                verdict = f"{who} status only (battery {result.battery})"
+            else:
+                assert isinstance(result, Reading)
+                x, y = apply_affine(plant.affine, result.x, result.y)
+                verdict = f"{who} at ({x:.0f}, {y:.0f}) mm"
+    return f"{topic}  {shown}\n    => {verdict}"
+
+
+def _sniff(args: argparse.Namespace) -> int:
+    config = load_or_exit(args)
+    try:
+        plant = config.plant(args.plant)
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    if plant.broker.embedded:
+        print(
+            f"error: {plant.name} uses the embedded broker, which exists only inside a running "
+            "console; sniff a real broker",
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(_sniff_async(plant, args.duration, args.limit))
+
+
+async def _sniff_async(plant: PlantConfig, duration: float | None, limit: int | None) -> int:
+    seen = 0
+
+    async def _loop() -> None:
+        nonlocal seen
+        kwargs = client_kwargs(plant, plant.broker.host, plant.broker.port)
+        async with aiomqtt.Client(**kwargs) as client:
+            for topic in plant.topics:
+                await client.subscribe(topic, qos=plant.broker.qos)
+            print(
+                f"sniffing {plant.name} on {plant.broker.host}:{plant.broker.port} "
+                f"({', '.join(plant.topics)})",
+                flush=True,
+            )
+            async for message in client.messages:
+                payload = message.payload if isinstance(message.payload, bytes) else b""
+                print(describe(plant, message.topic.value, payload), flush=True)
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_loop(), duration)
+    except aiomqtt.MqttError as exc:
+        print(f"error: MQTT {plant.name}: {describe_mqtt_error(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    print(f"{seen} messages", flush=True)
+    return 0

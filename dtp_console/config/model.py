@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from dtp_console.registry.config import RegistryConfig
 from dtp_console.simulator.config import PlantSimulatorConfig, SimulatorConfig
 
 __all__ = [
@@ -153,7 +154,7 @@ class Affine(_Model):
     @model_validator(mode="after")
     def _invertible(self) -> Affine:
         if abs(self.a * self.d - self.b * self.c) < 1e-12:
-            msg = "the affine is singular (A·D − B·C = 0): it would collapse the floor to a line"
+            msg = "the affine is singular (A·D - B·C = 0): it would collapse the floor to a line"
             raise ValueError(msg)
         return self
 
@@ -342,6 +343,8 @@ class ConsoleConfig(_Model):
     """Twin generators and simulator-wide settings."""
     plants: list[PlantConfig] = Field(default_factory=list)
     """The plants, each with its own bridge."""
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    """The twin registry: twin files, their watch, and where twins are kept."""
 
     @model_validator(mode="after")
     def _unique_plant_names(self) -> ConsoleConfig:

@@ -1,0 +1,203 @@
+"""The MQTT adapter: one aiomqtt client per plant, owned by one long-lived task.
+
+TLS verifies the broker's certificate and host name unless a plant turns that
+off explicitly. The connection is retried forever with jittered exponential
+backoff and a cap; each failure is one log line saying why. Incoming messages
+go through a bounded queue whose overflow is counted, and the receive loop
+only hands each message to a synchronous, non-blocking handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+
+from dtp_console.backoff import Backoff
+from dtp_console.config.model import BrokerConfig, PlantConfig
+from dtp_console.events import OpsLog
+from dtp_console.state import PlantCounters, PlantState
+
+__all__ = [
+    "Handler",
+    "MessageQueue",
+    "client_kwargs",
+    "describe_mqtt_error",
+    "run_source",
+    "tls_context",
+]
+
+Handler = Callable[[str, bytes], object]
+
+_logger = logging.getLogger("dtp_console.mqtt")
+
+
+def tls_context(broker: BrokerConfig) -> ssl.SSLContext:
+    """A client TLS context: verification on unless `verify: false`."""
+    context = ssl.create_default_context(cafile=str(broker.ca_file) if broker.ca_file else None)
+    if not broker.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+MessageQueue = asyncio.Queue[aiomqtt.Message]
+
+
+def _counting_queue(counters: PlantCounters, created: list[MessageQueue]) -> type[MessageQueue]:
+    class _CountingQueue(asyncio.Queue[aiomqtt.Message]):
+        """Counts every arrival; a full queue drops (and counts) instead of raising."""
+
+        def __init__(self, maxsize: int = 0) -> None:
+            super().__init__(maxsize)
+            # The owner reads leftovers after the client closes, so nothing is lost.
+            created.append(self)
+
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            counters.received += 1
+            try:
+                super().put_nowait(item)
+            except asyncio.QueueFull:
+                counters.count("dropped:queue_full")
+
+    return _CountingQueue
+
+
+def client_kwargs(
+    plant: PlantConfig,
+    host: str,
+    port: int,
+    counters: PlantCounters | None = None,
+    queues: list[MessageQueue] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for `aiomqtt.Client` from a plant's broker settings."""
+    broker = plant.broker
+    slug = "".join(c if c.isalnum() else "-" for c in plant.name.lower())
+    kwargs: dict[str, Any] = {
+        "hostname": host,
+        "port": port,
+        "username": broker.username,
+        "password": broker.password.get_secret_value() if broker.password else None,
+        "identifier": broker.client_id or f"dtp-console-{slug}-{uuid.uuid4().hex[:8]}",
+        "protocol": (
+            aiomqtt.ProtocolVersion.V5 if broker.protocol == "5" else aiomqtt.ProtocolVersion.V311
+        ),
+        "keepalive": broker.keepalive_s,
+        "max_queued_incoming_messages": broker.queue_size,
+        "logger": _logger,
+        "timeout": 10.0,
+    }
+    if broker.protocol != "5":
+        kwargs["clean_session"] = True
+    if counters is not None:
+        kwargs["queue_type"] = _counting_queue(counters, [] if queues is None else queues)
+    if broker.tls:
+        kwargs["tls_context"] = tls_context(broker)
+        if not broker.verify:
+            kwargs["tls_insecure"] = True
+    return kwargs
+
+
+def describe_mqtt_error(exc: BaseException) -> str:
+    """One line an operator can act on."""
+    text = str(exc) or type(exc).__name__
+    lowered = text.lower()
+    if "certificate_verify_failed" in lowered or "certificate verify failed" in lowered:
+        return f"TLS certificate verification failed ({text})"
+    if "wrong_version_number" in lowered or "ssl" in lowered:
+        return f"TLS handshake failed ({text})"
+    if "not authorized" in lowered or "code:135" in lowered or "code:5]" in lowered:
+        return f"not authorized: check username/password ({text})"
+    if "bad user name or password" in lowered or "code:134" in lowered or "code:4]" in lowered:
+        return f"bad user name or password ({text})"
+    if "connection refused" in lowered or "errno 111" in lowered:
+        return f"connection refused ({text})"
+    if "timed out" in lowered:
+        return f"timed out ({text})"
+    return text
+
+
+async def run_source(
+    plant: PlantConfig,
+    address: tuple[str, int],
+    handle: Handler,
+    state: PlantState,
+    log: OpsLog,
+) -> None:
+    """Connect, subscribe and hand messages to `handle` until cancelled; reconnect forever.
+
+    Messages still queued when a connection ends (error or cancellation) are
+    handed to `handle` too, so a disconnect loses nothing that arrived.
+    """
+    queues: list[MessageQueue] = []
+    try:
+        await _connect_loop(plant, address, handle, state, log, queues)
+    finally:
+        _hand_over_leftovers(queues, handle)
+
+
+def _hand_over_leftovers(queues: list[MessageQueue], handle: Handler) -> None:
+    for queue in queues:
+        while not queue.empty():
+            message = queue.get_nowait()
+            handle(message.topic.value, _payload_bytes(message.payload))
+    queues.clear()
+
+
+def _payload_bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, bytearray):
+        return bytes(payload)
+    return b"" if payload is None else str(payload).encode()
+
+
+async def _connect_loop(
+    plant: PlantConfig,
+    address: tuple[str, int],
+    handle: Handler,
+    state: PlantState,
+    log: OpsLog,
+    queues: list[MessageQueue],
+) -> None:
+    broker = plant.broker
+    host, port = address
+    backoff = Backoff(broker.reconnect_initial_s, broker.reconnect_max_s)
+    if broker.tls and not broker.verify:
+        log.emit("WARN", f"TLS verification is OFF for {plant.name} ({host}:{port})", plant.name)
+    while True:
+        state.mqtt, state.mqtt_detail = "connecting", f"{host}:{port}"
+        try:
+            kwargs = client_kwargs(plant, host, port, state.counters, queues)
+            async with aiomqtt.Client(**kwargs) as client:
+                for topic in plant.topics:
+                    await client.subscribe(topic, qos=broker.qos)
+                state.mqtt, state.mqtt_detail = "connected", f"{host}:{port}"
+                state.connects += 1
+                backoff.reset()
+                topics = ", ".join(plant.topics)
+                log.emit(
+                    "INFO", f"MQTT connected: {plant.name} <- {host}:{port} ({topics})", plant.name
+                )
+                async for message in client.messages:
+                    handle(message.topic.value, _payload_bytes(message.payload))
+        except aiomqtt.MqttError as exc:
+            delay = backoff.next()
+            reason = describe_mqtt_error(exc)
+            state.mqtt, state.mqtt_detail = "disconnected", reason
+            log.limited(
+                "WARN",
+                f"mqtt:{plant.name}",
+                f"MQTT {plant.name} ({host}:{port}): {reason}; retrying in {delay:.1f}s",
+                plant.name,
+            )
+            _hand_over_leftovers(queues, handle)
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            state.mqtt, state.mqtt_detail = "stopped", ""
+            raise

@@ -1,0 +1,209 @@
+"""The posting side of a bridge: flush the outbox to twinzo and account for every result.
+
+Runs as its own task so intake never waits on HTTP. Every flush takes the
+devices that may be posted now; in single mode each gets its own request
+(bounded by a semaphore, one in flight per device), in batch mode they share
+requests of up to `batch_max_devices`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from dtp_console.backoff import jittered_delay
+from dtp_console.bridge.outbox import Location, Outbox
+from dtp_console.config.model import PlantConfig, TwinzoConfig
+from dtp_console.events import OpsLog
+from dtp_console.state import PlantState
+from dtp_console.twinzo.client import PostResult, TwinzoClient
+
+__all__ = ["Poster"]
+
+
+class Poster:
+    """Flushes one plant's outbox to twinzo."""
+
+    def __init__(
+        self,
+        plant: PlantConfig,
+        twinzo: TwinzoConfig,
+        client: TwinzoClient,
+        outbox: Outbox,
+        state: PlantState,
+        log: OpsLog,
+        *,
+        log_every_n: int = 50,
+    ) -> None:
+        self._plant = plant
+        self._cfg = twinzo
+        self._client = client
+        self._outbox = outbox
+        self._state = state
+        self._log = log
+        self._log_every_n = log_every_n
+        self._password = (plant.twinzo.password or twinzo.password).get_secret_value()
+        self._semaphore = asyncio.Semaphore(twinzo.max_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._successes = 0
+        self._rng = random.Random()  # noqa: S311 - jitter, not security
+        self.latencies_ms: list[float] = []
+        """Receive → accepted latency of forwarded locations (bounded, for figures)."""
+
+    @property
+    def busy(self) -> bool:
+        """Requests are in flight."""
+        return bool(self._tasks)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush every `flush_interval_ms` until `stop` is set."""
+        interval = self._cfg.flush_interval_ms / 1000.0
+        while not stop.is_set():
+            self.flush(time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    def flush(self, now: float, *, everything: bool = False) -> int:
+        """Start requests for what may be posted now; returns how many locations left."""
+        ready = self._outbox.take_all() if everything else self._outbox.take_ready(now)
+        if not ready:
+            return 0
+        if self._plant.twinzo.batch:
+            size = self._cfg.batch_max_devices
+            for i in range(0, len(ready), size):
+                self._spawn(self._post_batch(ready[i : i + size]))
+        else:
+            for location in ready:
+                self._spawn(self._post_one(location))
+        return len(ready)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Post everything pending (ignoring intervals and backoff) until done or timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.flush(time.monotonic(), everything=True)
+            if not self._tasks and not len(self._outbox):
+                break
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
+            else:
+                await asyncio.sleep(0.01)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._outbox.discard_all("dropped:shutdown")
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post_one(self, location: Location) -> None:
+        sector = self._plant.twinzo.sector_id
+        try:
+            async with self._semaphore:
+                result = await self._client.post_device(
+                    location.login,
+                    self._password,
+                    [location.payload(sector)],
+                    branch=self._plant.twinzo.branch,
+                )
+        except asyncio.CancelledError:
+            self._final(location, "failed:shutdown", None)
+            raise
+        self._account(location, result)
+
+    async def _post_batch(self, locations: Sequence[Location]) -> None:
+        sector = self._plant.twinzo.sector_id
+        branch = self._plant.twinzo.branch or ""
+        devices = {loc.login: [loc.payload(sector)] for loc in locations}
+        try:
+            async with self._semaphore:
+                results = await self._client.post_batch(branch, devices)
+        except asyncio.CancelledError:
+            for location in locations:
+                self._final(location, "failed:shutdown", None)
+            raise
+        for location in locations:
+            self._account(location, results[location.login])
+
+    def _account(self, location: Location, result: PostResult) -> None:
+        now = time.monotonic()
+        device = self._state.devices.get(location.vendor_id)
+        if device is not None:
+            device.last_post_status = result.code
+            device.last_post_latency_ms = round(result.latency_ms, 1)
+            device.last_post_at = now
+        if result.ok:
+            self._outbox.done(location, now)
+            self._state.counters.count("forwarded")
+            if device is not None:
+                device.posts_ok += 1
+            if len(self.latencies_ms) < 200_000:
+                self.latencies_ms.append((now - location.received_at) * 1000.0)
+            self._successes += 1
+            if self._successes % self._log_every_n == 1 or self._log_every_n == 1:
+                self._log.emit("OK", self._ok_text(location), self._plant.name)
+            return
+        if device is not None:
+            device.posts_failed += 1
+            device.last_error = result.error
+        login = location.login
+        if result.auth_failed:
+            self._log.limited(
+                "FAIL",
+                f"auth:{login}",
+                f"OAuth failed for {login}: {result.code}",
+                self._plant.name,
+            )
+        else:
+            text = f"POST failed for {login}: {result.code}"
+            if result.error and result.error != result.code:
+                text += f" {result.error}"
+            self._log.limited("FAIL", f"post:{login}", text, self._plant.name)
+        if result.retryable and location.attempts + 1 < self._cfg.max_attempts:
+            self._outbox.retry(location, now, self._backoff(login, result))
+            return
+        reason = _reason(result)
+        self._final(location, f"failed:{reason}", now, auth=result.auth_failed)
+
+    def _final(
+        self, location: Location, outcome: str, now: float | None, *, auth: bool = False
+    ) -> None:
+        self._state.counters.count(outcome)
+        if now is None:
+            return
+        if auth:
+            self._outbox.hold(location, now, self._cfg.auth_backoff_s)
+        else:
+            self._outbox.done(location, now)
+
+    def _backoff(self, login: str, result: PostResult) -> float:
+        if result.retry_after_s is not None:
+            return result.retry_after_s
+        failures = self._outbox.failures(login)
+        return jittered_delay(
+            self._cfg.backoff_initial_s, self._cfg.backoff_max_s, failures, self._rng
+        )
+
+    def _ok_text(self, location: Location) -> str:
+        label = self._plant.label
+        return (
+            f"{location.login} ({label}:{location.vendor_id}) -> {self._plant.name}: "
+            f"({location.x:.0f}, {location.y:.0f})"
+        )
+
+
+def _reason(result: PostResult) -> str:
+    if result.auth_failed:
+        return "auth"
+    if result.status is None:
+        return (result.error or "error").split(":")[0].replace(" ", "_")
+    if result.status == 200:
+        return "twinzo_rejected"
+    return f"http_{result.status}"

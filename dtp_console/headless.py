@@ -1,0 +1,107 @@
+"""The `--no-ui` renderer: operator log lines and a periodic stats line on stdout.
+
+It reads the bus and samples the engine state on its own clock, exactly like
+the UI does; it never imports Textual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from dtp_console.events import Bus, Event, LogLine
+from dtp_console.state import EngineState, PlantState
+
+__all__ = ["HeadlessRenderer", "stats_line"]
+
+
+def stats_line(plant: PlantState, rate: float | None = None) -> str:
+    """`STATS <plant>: mqtt … | rx … fwd … coal … unk … rej … fail … pend …`."""
+    c = plant.counters
+    rx = f"rx {c.received}" + (f" ({rate:.1f}/s)" if rate is not None else "")
+    parts = [
+        rx,
+        f"fwd {c.outcomes['forwarded']}",
+        f"coal {c.outcomes['coalesced']}",
+        f"unk {c.outcomes['unknown_device']}",
+        f"rej {c.group('rejected:')}",
+        f"fail {c.group('failed:')}",
+        f"drop {c.group('dropped:')}",
+        f"pend {c.pending}",
+    ]
+    return f"STATS {plant.name}: mqtt {plant.mqtt} | " + " ".join(parts)
+
+
+class HeadlessRenderer:
+    """Prints bus log lines as they come and a stats line every `interval_s`."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        state: EngineState,
+        *,
+        out: TextIO,
+        interval_s: float = 5.0,
+        log_file: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._subscription = bus.subscribe()
+        self._state = state
+        self._out = out
+        self._interval = interval_s
+        self._log_file = log_file
+        self._clock = clock
+        self._last_rx: dict[str, tuple[float, int]] = {}
+
+    def _write(self, line: str) -> None:
+        self._out.write(line + "\n")
+        self._out.flush()
+        if self._log_file is not None:
+            stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+            with self._log_file.open("a", encoding="utf-8") as handle:
+                handle.write(f"{stamp} {line}\n")
+
+    def _render(self, event: Event) -> None:
+        if isinstance(event, LogLine):
+            self._write(event.render())
+
+    def drain(self) -> None:
+        """Print every queued log line."""
+        for event in self._subscription.drain():
+            self._render(event)
+        if self._subscription.dropped:
+            self._write(f"WARN log reader fell behind: {self._subscription.dropped} lines dropped")
+            self._subscription.dropped = 0
+
+    def print_stats(self) -> None:
+        """One stats line per plant, with the receive rate since the previous one."""
+        now = self._clock()
+        for plant in self._state.plants.values():
+            last = self._last_rx.get(plant.name)
+            rate = None
+            if last is not None and now > last[0]:
+                rate = (plant.counters.received - last[1]) / (now - last[0])
+            self._last_rx[plant.name] = (now, plant.counters.received)
+            self._write(stats_line(plant, rate))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Render until `stop`; then print what is left (the caller prints final stats)."""
+        next_stats = self._clock() + self._interval
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                self._render(await asyncio.wait_for(self._subscription.get(), 0.2))
+            self.drain()
+            if self._clock() >= next_stats:
+                self.print_stats()
+                next_stats += self._interval
+        self.drain()
+
+    def close(self) -> None:
+        """Print what is left and detach from the bus."""
+        self.drain()
+        self._subscription.close()

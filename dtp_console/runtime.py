@@ -1,0 +1,218 @@
+"""The supervisor: builds the workers from the config, runs them, stops them in order.
+
+The same start-up and shutdown path serves the UI and `--no-ui`. Start order:
+sandbox (when enabled) and embedded brokers, the shared HTTP client, then
+bridges and the simulator. On stop, intake ends first, then every bridge
+drains its outbox, then clients and servers close. A worker that crashes is
+restarted with backoff and the operator is told; the others keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from dtp_console import __version__
+from dtp_console.backoff import Backoff
+from dtp_console.bridge.worker import Bridge
+from dtp_console.config.loader import ConfigError, load_config
+from dtp_console.config.model import ConsoleConfig, PlantConfig
+from dtp_console.events import Bus, OpsLog
+from dtp_console.state import EngineState, PlantState
+from dtp_console.twinzo.client import TwinzoClient
+
+__all__ = ["Engine"]
+
+
+class Engine:
+    """Every worker of one console process."""
+
+    def __init__(
+        self,
+        config: ConsoleConfig,
+        *,
+        config_path: Path | None = None,
+        plants: Sequence[str] | None = None,
+        bus: Bus | None = None,
+        simulate: bool | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.bus = bus or Bus()
+        self.state = EngineState()
+        self.log = OpsLog(self.bus, config.logging.repeat_window_s)
+        chosen = [config.plant(name) for name in plants] if plants else config.plants
+        self.plants: list[PlantConfig] = [p for p in chosen if p.enabled or plants]
+        self.simulate = config.simulator.enabled if simulate is None else simulate
+        self.bridges: dict[str, Bridge] = {}
+        self.sandbox: Any = None
+        """The `TwinzoSandbox` while it runs (sandbox enabled)."""
+        self.addresses: dict[str, tuple[str, int]] = {}
+        """Broker address each plant actually uses (embedded ones resolved)."""
+        self.ready = asyncio.Event()
+        """Set once every worker has started."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then shut down in order."""
+        self.state.started_at = time.time()
+        async with contextlib.AsyncExitStack() as stack:
+            base_url = await self._start_sandbox(stack)
+            await self._start_brokers(stack)
+            twinzo = self.config.twinzo
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    timeout=twinzo.timeout_s,
+                    verify=twinzo.verify_tls,
+                    headers={"User-Agent": f"dtp-console/{__version__}"},
+                    limits=httpx.Limits(max_connections=twinzo.max_concurrency * 2),
+                )
+            )
+            client = TwinzoClient(http, twinzo, base_url=base_url, state=self.state)
+            self.state.twinzo_url = client.base_url
+            if not twinzo.verify_tls:
+                self.log.emit("WARN", f"TLS verification is OFF for twinzo ({client.base_url})")
+            for plant in self.plants:
+                plant_state = self.state.plants[plant.name] = PlantState(plant.name)
+                self.bridges[plant.name] = Bridge(
+                    plant,
+                    twinzo,
+                    client,
+                    plant_state,
+                    self.log,
+                    address=self.addresses[plant.name],
+                    log_every_n=self.config.logging.log_every_n,
+                )
+            async with asyncio.TaskGroup() as group:
+                for bridge in self.bridges.values():
+                    group.create_task(
+                        self._supervise(f"bridge {bridge.name}", bridge.run, stop),
+                        name=f"bridge:{bridge.name}",
+                    )
+                if self.simulate:
+                    group.create_task(
+                        self._supervise("simulator", self._run_simulator, stop), name="simulator"
+                    )
+                group.create_task(self._housekeeping(stop), name="housekeeping")
+                self.ready.set()
+                self.log.emit("INFO", self._banner())
+
+    def _banner(self) -> str:
+        plants = ", ".join(
+            f"{name} <- {host}:{port}" for name, (host, port) in self.addresses.items()
+        )
+        return (
+            f"dtp-console {__version__}: twinzo {self.state.twinzo_url}; plants: {plants or 'none'}"
+        )
+
+    async def _start_sandbox(self, stack: contextlib.AsyncExitStack) -> str | None:
+        cfg = self.config.sandbox
+        if not cfg.enabled:
+            return None
+        from dtp_console.twinzo.sandbox import TwinzoSandbox
+
+        twinzo = self.config.twinzo
+        logins = {login for p in self.config.plants for login in p.device_map.values()}
+        branch = next((p.twinzo.branch for p in self.config.plants if p.twinzo.branch), None)
+        self.sandbox = TwinzoSandbox(
+            cfg,
+            client=twinzo.client,
+            password=twinzo.password.get_secret_value(),
+            api_key=twinzo.api_key.get_secret_value(),
+            logins=logins or None,
+            branch=branch,
+        )
+        await stack.enter_async_context(self.sandbox)
+        url: str = self.sandbox.url
+        self.log.emit("INFO", f"twinzo sandbox listening on {url}")
+        return url
+
+    async def _start_brokers(self, stack: contextlib.AsyncExitStack) -> None:
+        for plant in self.plants:
+            broker = plant.broker
+            if not broker.embedded:
+                self.addresses[plant.name] = (broker.host, broker.port)
+                continue
+            from dtp_console.simulator.broker import EmbeddedBroker
+
+            embedded = EmbeddedBroker("127.0.0.1", broker.port)
+            port = await embedded.start()
+            stack.push_async_callback(embedded.stop)
+            self.addresses[plant.name] = ("127.0.0.1", port)
+            self.log.emit("INFO", f"embedded MQTT broker for {plant.name} on 127.0.0.1:{port}")
+
+    async def _run_simulator(self, stop: asyncio.Event) -> None:
+        from dtp_console.simulator.runner import run_simulator
+
+        await run_simulator(
+            self.config,
+            self.addresses,
+            stop,
+            bus=self.bus,
+            plants=[p.name for p in self.plants],
+        )
+
+    async def _supervise(
+        self, name: str, work: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event
+    ) -> None:
+        backoff = Backoff(1.0, 30.0)
+        while not stop.is_set():
+            try:
+                await work(stop)
+                return
+            except Exception as exc:
+                delay = backoff.next()
+                self.log.emit("FAIL", f"{name} crashed: {exc!r}; restarting in {delay:.1f}s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    async def _housekeeping(self, stop: asyncio.Event) -> None:
+        """Summaries of folded log lines, and live config reloads (device maps, affines)."""
+        mtime = self._config_mtime()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            self.log.flush()
+            current = self._config_mtime()
+            if current != mtime:
+                mtime = current
+                self.reload()
+
+    def _config_mtime(self) -> float | None:
+        if self.config_path is None:
+            return None
+        try:
+            return os.stat(self.config_path).st_mtime
+        except OSError:
+            return None
+
+    def reload(self) -> None:
+        """Re-read the config file and apply device-map and affine changes to running bridges."""
+        if self.config_path is None:
+            return
+        try:
+            fresh = load_config(self.config_path)
+        except ConfigError as exc:
+            self.log.emit("WARN", f"config reload failed, keeping the running config: {exc}")
+            return
+        for plant in fresh.plants:
+            bridge = self.bridges.get(plant.name)
+            if bridge is None:
+                continue
+            if plant.device_map != bridge.device_map:
+                bridge.apply_device_map(plant.device_map)
+                self.log.emit(
+                    "INFO",
+                    f"device map of {plant.name} reloaded ({len(plant.device_map)} devices)",
+                    plant.name,
+                )
+            if plant.affine != bridge.affine:
+                bridge.apply_affine(plant.affine)
+                self.log.emit("INFO", f"affine of {plant.name} reloaded", plant.name)
+        self.config = fresh

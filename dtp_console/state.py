@@ -1,0 +1,193 @@
+"""Live engine state: counters and per-device facts, written by workers, sampled by readers.
+
+Workers own these objects and update them in place on the event loop; the UI
+and the headless renderer read them on their own clock. Nothing here does I/O.
+
+Every MQTT message a bridge receives ends in exactly one outcome:
+`forwarded`, `coalesced` (replaced by a newer position before it was posted),
+`unknown_device`, `status_only`, `rejected:<reason>`, `failed:<reason>` or
+`dropped:<reason>`. `PlantCounters.pending` is what has no outcome yet; once a
+bridge has drained it is zero and `received == sum(outcomes)`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "AuthState",
+    "DeviceState",
+    "EngineState",
+    "PlantCounters",
+    "PlantState",
+    "TokenStatus",
+]
+
+TokenStatus = Literal["none", "valid", "refreshing", "failed"]
+
+#: How many distinct unknown vendor ids a plant remembers (the rest are still counted).
+MAX_UNKNOWN_IDS = 1_000
+
+
+@dataclass(slots=True)
+class PlantCounters:
+    """Message accounting of one plant."""
+
+    received: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def pending(self) -> int:
+        """Messages with no outcome yet (queued, in the outbox or in flight)."""
+        return self.received - self.outcomes.total()
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        """Record `n` messages ending in `outcome`."""
+        self.outcomes[outcome] += n
+
+    def group(self, prefix: str) -> int:
+        """The sum of outcomes starting with `prefix` (e.g. `rejected:`)."""
+        return sum(v for k, v in self.outcomes.items() if k.startswith(prefix))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready counters."""
+        return {
+            "received": self.received,
+            "pending": self.pending,
+            "outcomes": dict(sorted(self.outcomes.items())),
+        }
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """What the bridge knows about one mapped robot."""
+
+    vendor_id: str
+    login: str
+    x: float | None = None
+    """Last position, twinzo mm."""
+    y: float | None = None
+    z: float | None = None
+    battery: float | None = None
+    moving: bool = False
+    messages: int = 0
+    last_message_at: float | None = None
+    """Monotonic time of the last message."""
+    last_timestamp_ms: int | None = None
+    """Timestamp of the last accepted position (vendor's or receive time)."""
+    posts_ok: int = 0
+    posts_failed: int = 0
+    last_post_status: str | None = None
+    """`200`, `503`, `timeout`, `rejected`, …"""
+    last_post_latency_ms: float | None = None
+    last_post_at: float | None = None
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready device facts."""
+        return {
+            "vendor_id": self.vendor_id,
+            "login": self.login,
+            "x": self.x,
+            "y": self.y,
+            "battery": self.battery,
+            "moving": self.moving,
+            "messages": self.messages,
+            "posts_ok": self.posts_ok,
+            "posts_failed": self.posts_failed,
+            "last_post_status": self.last_post_status,
+            "last_post_latency_ms": self.last_post_latency_ms,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass(slots=True)
+class PlantState:
+    """One plant's bridge as readers see it."""
+
+    name: str
+    mqtt: str = "stopped"
+    """`connecting`, `connected`, `disconnected` or `stopped`."""
+    mqtt_detail: str = ""
+    connects: int = 0
+    counters: PlantCounters = field(default_factory=PlantCounters)
+    devices: dict[str, DeviceState] = field(default_factory=dict)
+    """By vendor id."""
+    unknown: Counter[str] = field(default_factory=Counter)
+    """Unknown vendor ids seen, with message counts (at most `MAX_UNKNOWN_IDS` ids)."""
+    out_of_bounds: int = 0
+    """Positions outside the floor bounds (forwarded unless the plant drops them)."""
+
+    def note_unknown(self, vendor_id: str) -> bool:
+        """Count an unknown id; True the first time it is seen."""
+        if vendor_id in self.unknown:
+            self.unknown[vendor_id] += 1
+            return False
+        if len(self.unknown) < MAX_UNKNOWN_IDS:
+            self.unknown[vendor_id] = 1
+        return True
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready plant state."""
+        return {
+            "mqtt": self.mqtt,
+            "mqtt_detail": self.mqtt_detail,
+            "connects": self.connects,
+            **self.counters.as_dict(),
+            "out_of_bounds": self.out_of_bounds,
+            "unknown_devices": dict(self.unknown.most_common(50)),
+            "devices": {d.login: d.as_dict() for d in self.devices.values()},
+        }
+
+
+@dataclass(slots=True)
+class AuthState:
+    """Token facts of one twinzo device login (never the token itself)."""
+
+    login: str
+    status: TokenStatus = "none"
+    expires_at: float | None = None
+    """Epoch seconds."""
+    last_result: str | None = None
+    """`200`, `401`, `timeout`, …"""
+    last_error: str | None = None
+    authentications: int = 0
+    refreshes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready token facts."""
+        return {
+            "status": self.status,
+            "expires_at": self.expires_at,
+            "last_result": self.last_result,
+            "last_error": self.last_error,
+            "authentications": self.authentications,
+            "refreshes": self.refreshes,
+        }
+
+
+@dataclass(slots=True)
+class EngineState:
+    """Everything the engine exposes to readers."""
+
+    plants: dict[str, PlantState] = field(default_factory=dict)
+    auth: dict[str, AuthState] = field(default_factory=dict)
+    twinzo_url: str = ""
+    started_at: float = 0.0
+
+    def auth_for(self, login: str) -> AuthState:
+        """The token facts of `login`, created on first use."""
+        state = self.auth.get(login)
+        if state is None:
+            state = self.auth[login] = AuthState(login)
+        return state
+
+    def as_dict(self) -> dict[str, Any]:
+        """The final stats JSON (`--stats-json`)."""
+        return {
+            "twinzo_url": self.twinzo_url,
+            "plants": {name: plant.as_dict() for name, plant in self.plants.items()},
+            "auth": {login: a.as_dict() for login, a in sorted(self.auth.items())},
+        }

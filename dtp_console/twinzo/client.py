@@ -1,0 +1,293 @@
+"""The twinzo v3 adapter: authentication, token refresh, localization (single and batch).
+
+One `httpx.AsyncClient` serves the whole process. A call returns a `PostResult`
+that says what happened and whether trying again makes sense; it never raises
+for an HTTP or network failure, so a poster can account for every location.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from dtp_console.config.model import TwinzoConfig
+from dtp_console.state import EngineState
+from dtp_console.twinzo.tokens import AuthError, Token, TokenCache
+
+__all__ = ["PostResult", "TwinzoClient", "parse_retry_after"]
+
+_AUTH_PATH = "/v3/authorization/authenticate"
+_REFRESH_PATH = "/v3/authorization/token"
+_LOCALIZATION_PATH = "/v3/localization"
+_BATCH_PATH = "/v3/localization/batch"
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    """The outcome of posting one device's locations."""
+
+    ok: bool
+    """Every location was accepted."""
+    status: int | None
+    """HTTP status; None when no response arrived."""
+    latency_ms: float
+    error: str | None = None
+    """Short reason for logs (`503`, `timeout`, twinzo's ErrorMessage, …)."""
+    retryable: bool = False
+    """Timeouts, connection errors, 5xx and 429: worth another attempt later."""
+    retry_after_s: float | None = None
+    auth_failed: bool = False
+    """Authentication of the device failed (the location was not sent)."""
+    failed_locations: int = 0
+
+    @property
+    def code(self) -> str:
+        """Status for display: the HTTP code or the failure kind."""
+        return str(self.status) if self.status is not None else (self.error or "error")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` as seconds (delta-seconds or an HTTP date); None when absent/invalid."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _retryable(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.text[:120] or response.reason_phrase
+    if isinstance(body, dict) and body.get("ErrorMessage"):
+        return str(body["ErrorMessage"])[:200]
+    return response.reason_phrase
+
+
+class TwinzoClient:
+    """twinzo API calls for device logins; tokens cached per login."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        config: TwinzoConfig,
+        *,
+        base_url: str | None = None,
+        state: EngineState | None = None,
+    ) -> None:
+        self._http = http
+        self._config = config
+        self._base = (base_url or config.base_url).rstrip("/")
+        self._api_key = config.api_key.get_secret_value()
+        self.state = state or EngineState()
+        self.tokens = TokenCache(
+            self._authenticate,
+            self._refresh,
+            refresh_ahead_s=config.refresh_ahead_s,
+            state=self.state,
+        )
+
+    @property
+    def base_url(self) -> str:
+        """Where requests go."""
+        return self._base
+
+    async def _authenticate(self, login: str, password: str) -> Token:
+        body = {"client": self._config.client, "login": login, "password": password}
+        return await self._token_call("POST", _AUTH_PATH, content=orjson.dumps(body), headers={})
+
+    async def _refresh(self, token: Token) -> Token:
+        headers = {"Token": token.value, "Client": token.client, "Branch": token.branch}
+        return await self._token_call("GET", _REFRESH_PATH, content=None, headers=headers)
+
+    async def _token_call(
+        self, method: str, path: str, *, content: bytes | None, headers: dict[str, str]
+    ) -> Token:
+        headers = {"Content-Type": "application/json", "Api-Key": self._api_key, **headers}
+        try:
+            response = await self._http.request(
+                method, self._base + path, content=content, headers=headers
+            )
+        except httpx.TimeoutException:
+            raise AuthError(None, "timeout", retryable=True) from None
+        except httpx.TransportError as exc:
+            raise AuthError(
+                None, f"connection error: {type(exc).__name__}", retryable=True
+            ) from None
+        if response.status_code != 200:
+            raise AuthError(
+                response.status_code,
+                _error_message(response),
+                retryable=_retryable(response.status_code),
+            )
+        try:
+            data = orjson.loads(response.content)
+            now = time.time()
+            return Token(
+                value=str(data["Token"]),
+                client=str(data["Client"]),
+                branch=str(data["Branch"]),
+                expires_at=float(data["Expiration"]) / 1000.0,
+                obtained_at=now,
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise AuthError(200, "unreadable authentication response", retryable=True) from None
+
+    def _headers(self, client: str, branch: str, token: str | None) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "Client": client,
+            "Branch": branch,
+            "Api-Key": self._api_key,
+        }
+        if token is not None:
+            headers["Token"] = token
+        return headers
+
+    async def post_device(
+        self,
+        login: str,
+        password: str,
+        locations: Sequence[Mapping[str, Any]],
+        *,
+        branch: str | None = None,
+    ) -> PostResult:
+        """POST `/v3/localization` for one device; re-authenticates once on 401."""
+        started = time.perf_counter()
+        content = orjson.dumps(list(locations))
+        for attempt in (1, 2):
+            try:
+                token = await self.tokens.get(login, password)
+            except AuthError as exc:
+                return PostResult(
+                    ok=False,
+                    status=exc.status,
+                    latency_ms=_ms(started),
+                    error=exc.message,
+                    retryable=exc.retryable,
+                    auth_failed=True,
+                )
+            headers = self._headers(token.client, branch or token.branch, token.value)
+            result = await self._send(_LOCALIZATION_PATH, content, headers, started)
+            if isinstance(result, PostResult):
+                return result
+            if result.status_code == 401 and attempt == 1:
+                self.tokens.invalidate(login, token)
+                continue
+            return _device_result(result, started, len(locations))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def post_batch(
+        self, branch: str, devices: Mapping[str, Sequence[Mapping[str, Any]]]
+    ) -> dict[str, PostResult]:
+        """POST `/v3/localization/batch` for many devices; one result per login."""
+        started = time.perf_counter()
+        body = [{"Login": login, "Locations": list(locs)} for login, locs in devices.items()]
+        headers = self._headers(self._config.client, branch, None)
+        response = await self._send(_BATCH_PATH, orjson.dumps(body), headers, started)
+        if isinstance(response, PostResult):
+            return dict.fromkeys(devices, response)
+        if response.status_code != 200:
+            failed = _device_result(response, started, 0)
+            return dict.fromkeys(devices, failed)
+        latency = _ms(started)
+        try:
+            items = orjson.loads(response.content)
+            by_login = {str(item.get("Login")): item for item in items if isinstance(item, dict)}
+        except (orjson.JSONDecodeError, TypeError, AttributeError):
+            broken = PostResult(ok=False, status=200, latency_ms=latency, error="unreadable body")
+            return dict.fromkeys(devices, broken)
+        results = {}
+        for login, locs in devices.items():
+            item = by_login.get(login)
+            if item is None:
+                results[login] = PostResult(
+                    ok=False, status=200, latency_ms=latency, error="no result for device"
+                )
+            else:
+                results[login] = _body_result(item, 200, latency, len(locs))
+        return results
+
+    async def _send(
+        self, path: str, content: bytes, headers: dict[str, str], started: float
+    ) -> httpx.Response | PostResult:
+        try:
+            return await self._http.post(self._base + path, content=content, headers=headers)
+        except httpx.TimeoutException:
+            return PostResult(
+                ok=False, status=None, latency_ms=_ms(started), error="timeout", retryable=True
+            )
+        except httpx.TransportError as exc:
+            return PostResult(
+                ok=False,
+                status=None,
+                latency_ms=_ms(started),
+                error=f"connection error: {type(exc).__name__}",
+                retryable=True,
+            )
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def _device_result(response: httpx.Response, started: float, count: int) -> PostResult:
+    latency = _ms(started)
+    status = response.status_code
+    if status != 200:
+        return PostResult(
+            ok=False,
+            status=status,
+            latency_ms=latency,
+            error=_error_message(response),
+            retryable=_retryable(status),
+            retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return PostResult(ok=False, status=status, latency_ms=latency, error="unreadable body")
+    if not isinstance(body, dict):
+        return PostResult(ok=False, status=status, latency_ms=latency, error="unexpected body")
+    return _body_result(body, status, latency, count)
+
+
+def _body_result(body: Mapping[str, Any], status: int, latency: float, count: int) -> PostResult:
+    """Read twinzo's per-location verdicts: `Success: false` is a failure even under 200."""
+    locations = body.get("Locations")
+    if not isinstance(locations, list):
+        error = str(body.get("ErrorMessage") or "no per-location result")
+        return PostResult(
+            ok=False, status=status, latency_ms=latency, error=error, failed_locations=count
+        )
+    failed = [loc for loc in locations if not (isinstance(loc, dict) and loc.get("Success"))]
+    if failed or len(locations) < count or body.get("ErrorMessage"):
+        first: Any = failed[0] if failed else {}
+        reason: Any = (first.get("ErrorMessage") if isinstance(first, dict) else None) or body.get(
+            "ErrorMessage"
+        )
+        return PostResult(
+            ok=False,
+            status=status,
+            latency_ms=latency,
+            error=str(reason or "location not accepted")[:200],
+            failed_locations=max(len(failed), count - len(locations)),
+        )
+    return PostResult(ok=True, status=status, latency_ms=latency)
