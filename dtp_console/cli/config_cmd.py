@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from dtp_console.cli.common import load_or_exit
+from dtp_console.cli.common import add_config_arg, load_or_exit
 from dtp_console.config import masked_dump
 
 __all__ = ["register"]
@@ -19,6 +19,7 @@ def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser("config", help="inspect the configuration")
     inner = parser.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     show = inner.add_parser("show", help="print the resolved config, secrets masked")
+    add_config_arg(show)
     show.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     show.set_defaults(func=_show)
 
