@@ -12,7 +12,10 @@ import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from dtp_console.registry.model import ServiceRecord, TwinRecord
 
 __all__ = [
     "Bus",
@@ -21,7 +24,10 @@ __all__ = [
     "Level",
     "LogLine",
     "OpsLog",
+    "ServiceUpdated",
     "Subscription",
+    "TwinDeleted",
+    "TwinUpdated",
 ]
 
 Level = Literal["OK", "FAIL", "WARN", "INFO"]
@@ -165,3 +171,45 @@ class OpsLog:
                 text = repeat.text + (times if repeat.suppressed > 1 else "")
                 self._bus.publish(LogLine(level=repeat.level, text=text, plant=repeat.plant))
             del self._repeats[key]
+
+
+@dataclass(frozen=True, slots=True)
+class TwinUpdated(Event):
+    """`twin.update`: a twin was registered or changed (spec, status, interfaces, …)."""
+
+    kind: ClassVar[str] = "twin.update"
+
+    twin: TwinRecord
+    """The twin as it is now (with its unknown dependencies flagged)."""
+    previous_status: str | None = None
+    """Its status before; None when it is new."""
+    created: bool = False
+    """Whether it was registered for the first time."""
+    reason: str = ""
+    """What changed it (`registered`, `file changed`, `activate`, …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TwinDeleted(Event):
+    """`twin.delete`: a twin was soft-deleted (now `deprecated`) or removed (`hard`)."""
+
+    kind: ClassVar[str] = "twin.delete"
+
+    twin: TwinRecord
+    """The deprecated twin, or the last state of a removed one."""
+    hard: bool = False
+    """Removed from the registry rather than deprecated."""
+    reason: str = ""
+    """Why (`file deleted`, `deprecate`, `delete`, …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceUpdated(Event):
+    """`service.update`: a service was registered or its health changed."""
+
+    kind: ClassVar[str] = "service.update"
+
+    service: ServiceRecord
+    """The service as it is now."""
+    previous_health: str | None = None
+    """Its health before; None when it is new."""

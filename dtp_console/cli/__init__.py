@@ -11,12 +11,12 @@ import sys
 from collections.abc import Sequence
 
 from dtp_console import __version__
-from dtp_console.cli import config_cmd, run, sniff
+from dtp_console.cli import calibrate, config_cmd, registry, run, simulate, sniff
 
 __all__ = ["build_parser", "main"]
 
 #: Command modules; each has `register(subparsers)` that sets `func` on its parser.
-COMMANDS = [run, config_cmd, sniff]
+COMMANDS = [run, config_cmd, sniff, calibrate, simulate, registry]
 
 
 def build_parser() -> argparse.ArgumentParser:

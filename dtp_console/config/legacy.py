@@ -97,9 +97,7 @@ def apply_legacy(
     return data
 
 
-def _legacy_plant(
-    plant: Any, env: Mapping[str, str], hivemq: dict[str, Any] | None
-) -> Any:
+def _legacy_plant(plant: Any, env: Mapping[str, str], hivemq: dict[str, Any] | None) -> Any:
     if not isinstance(plant, dict):
         return plant
     plant = dict(plant)
@@ -110,7 +108,9 @@ def _legacy_plant(
         if env.get("ATI_MQTT_TOPIC"):
             _fill(broker, "topics", [env["ATI_MQTT_TOPIC"]])
         if "affine" not in plant and any(f"AFFINE_{k}" in env for k in _AFFINE):
-            plant["affine"] = {k.lower(): env[f"AFFINE_{k}"] for k in _AFFINE if f"AFFINE_{k}" in env}
+            plant["affine"] = {
+                k.lower(): env[f"AFFINE_{k}"] for k in _AFFINE if f"AFFINE_{k}" in env
+            }
     elif plant.get("format") == "hitech" and hivemq is not None:
         for key in ("host", "port", "username", "password"):
             _fill(broker, key, hivemq.get(key))

@@ -131,7 +131,7 @@ async def test_sigterm_drains_and_exits_zero(mosquitto: MosquittoServer, tmp_pat
     await _publish_demo_traffic(mosquitto.port)
     await _wait_line(proc, "OK tugger-05-old", seen)
     proc.send_signal(signal.SIGTERM)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    _out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     data = json.loads(stats.read_text())
     assert list(data["plants"]) == ["Old Plant"]  # --plant chose one
