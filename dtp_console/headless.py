@@ -88,6 +88,9 @@ class HeadlessRenderer:
                 rate = (plant.counters.received - last[1]) / (now - last[0])
             self._last_rx[plant.name] = (now, plant.counters.received)
             self._write(stats_line(plant, rate))
+        if self._state.platform_topics:
+            topics = " ".join(f"{t} {n}" for t, n in sorted(self._state.platform_topics.items()))
+            self._write(f"STATS platform: {topics}")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Render until `stop`; then print what is left (the caller prints final stats)."""

@@ -25,6 +25,7 @@ from dtp_console.bridge.worker import Bridge
 from dtp_console.config.loader import ConfigError, load_config
 from dtp_console.config.model import ConsoleConfig, PlantConfig
 from dtp_console.events import Bus, OpsLog
+from dtp_console.platform_topics import watch_platform
 from dtp_console.state import EngineState, PlantState
 from dtp_console.twinzo.client import TwinzoClient
 
@@ -56,6 +57,8 @@ class Engine:
         """The `TwinzoSandbox` while it runs (sandbox enabled)."""
         self.addresses: dict[str, tuple[str, int]] = {}
         """Broker address each plant actually uses (embedded ones resolved)."""
+        self.platform_address: tuple[str, int] | None = None
+        """The platform broker (twin generators' topics), when the simulator runs."""
         self.ready = asyncio.Event()
         """Set once every worker has started."""
 
@@ -65,6 +68,7 @@ class Engine:
         async with contextlib.AsyncExitStack() as stack:
             base_url = await self._start_sandbox(stack)
             await self._start_brokers(stack)
+            await self._start_platform_broker(stack)
             twinzo = self.config.twinzo
             http = await stack.enter_async_context(
                 httpx.AsyncClient(
@@ -99,6 +103,8 @@ class Engine:
                     group.create_task(
                         self._supervise("simulator", self._run_simulator, stop), name="simulator"
                     )
+                if self.platform_address is not None:
+                    group.create_task(self._watch_platform(stop), name="platform-topics")
                 group.create_task(self._housekeeping(stop), name="housekeeping")
                 self.ready.set()
                 self.log.emit("INFO", self._banner())
@@ -147,6 +153,42 @@ class Engine:
             self.addresses[plant.name] = ("127.0.0.1", port)
             self.log.emit("INFO", f"embedded MQTT broker for {plant.name} on 127.0.0.1:{port}")
 
+    async def _start_platform_broker(self, stack: contextlib.AsyncExitStack) -> None:
+        if not self.simulate:
+            return
+        platform = self.config.simulator.broker
+        if not platform.embedded:
+            self.platform_address = (platform.host, platform.port or 1883)
+            return
+        from dtp_console.simulator.broker import EmbeddedBroker
+
+        embedded = EmbeddedBroker("127.0.0.1", platform.port)
+        port = await embedded.start()
+        stack.push_async_callback(embedded.stop)
+        self.platform_address = ("127.0.0.1", port)
+        self.log.emit("INFO", f"embedded platform broker (dtp/#) on 127.0.0.1:{port}")
+
+    async def _watch_platform(self, stop: asyncio.Event) -> None:
+        assert self.platform_address is not None
+        platform = self.config.simulator.broker
+        watcher = asyncio.create_task(
+            watch_platform(
+                self.platform_address,
+                self.state,
+                self.log,
+                username=None if platform.embedded else platform.username,
+                password=(
+                    platform.password.get_secret_value()
+                    if platform.password and not platform.embedded
+                    else None
+                ),
+            )
+        )
+        await stop.wait()
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
     async def _run_simulator(self, stop: asyncio.Event) -> None:
         from dtp_console.simulator.runner import run_simulator
 
@@ -156,6 +198,7 @@ class Engine:
             stop,
             bus=self.bus,
             plants=[p.name for p in self.plants],
+            platform_address=self.platform_address,
         )
 
     async def _supervise(

@@ -176,6 +176,8 @@ class EngineState:
     auth: dict[str, AuthState] = field(default_factory=dict)
     twinzo_url: str = ""
     started_at: float = 0.0
+    platform_topics: Counter[str] = field(default_factory=Counter)
+    """Messages seen per topic on the platform broker (`dtp/#`)."""
 
     def auth_for(self, login: str) -> AuthState:
         """The token facts of `login`, created on first use."""
@@ -190,4 +192,5 @@ class EngineState:
             "twinzo_url": self.twinzo_url,
             "plants": {name: plant.as_dict() for name, plant in self.plants.items()},
             "auth": {login: a.as_dict() for login, a in sorted(self.auth.items())},
+            "platform_topics": dict(sorted(self.platform_topics.items())),
         }

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import signal
 import sys
@@ -74,7 +75,15 @@ def _run(args: argparse.Namespace) -> int:
     if not args.no_ui and _ui_available():
         # The UI issue lands `dtp_console.ui`; until then the console runs headless.
         pass
+    _quiet_library_logs()
     return asyncio.run(_headless(engine, config, args.duration, args.stats_json))
+
+
+def _quiet_library_logs() -> None:
+    """Library log records go to stderr, briefly; amqtt's own are reported by us instead."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("amqtt").setLevel(logging.CRITICAL)
+    logging.getLogger("transitions").setLevel(logging.ERROR)
 
 
 async def _headless(

@@ -52,7 +52,7 @@ class BrokerConfig(_Model):
     host: str = "127.0.0.1"
     """Broker host name or IP address, or `embedded` for the in-process demo broker."""
     port: int = Field(default=1883, ge=0, le=65535)
-    """Broker TCP port (8883 is usual with TLS; 0 with `embedded` picks a free port)."""
+    """Broker TCP port; when unset: 1883, 8883 with TLS, a free port with `embedded`."""
     tls: bool = False
     """Connect with TLS."""
     ca_file: Path | None = None
@@ -86,6 +86,12 @@ class BrokerConfig(_Model):
         if isinstance(value, int | float):
             return {3: "3.1.1", 311: "3.1.1", 5: "5"}.get(int(value), str(value))
         return value
+
+    @model_validator(mode="after")
+    def _default_port(self) -> BrokerConfig:
+        if "port" not in self.model_fields_set:
+            self.port = 0 if self.embedded else 8883 if self.tls else 1883
+        return self
 
     @property
     def embedded(self) -> bool:
