@@ -1,0 +1,284 @@
+"""Async orchestration: one MQTT publisher per simulated plant, one for the twin generators.
+
+Each publisher owns its aiomqtt client in an `async with` inside a reconnect
+loop (jittered exponential backoff with a cap): a broker that is down or goes
+away is retried until `stop` is set, never fatal. The simulated clock only
+advances while connected, at most a second per tick, so an outage pauses the
+robots instead of teleporting them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import ssl
+import time
+from collections import Counter
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import aiomqtt
+
+from dtp_console.events import Bus, ConnectionChanged, OpsLog
+from dtp_console.simulator.amr import AmrFleet
+from dtp_console.simulator.config import PlantSimulatorConfig
+from dtp_console.simulator.faults import Message
+from dtp_console.simulator.generators import TwinGenerators
+
+if TYPE_CHECKING:
+    from dtp_console.config.model import ConsoleConfig, PlantConfig
+
+__all__ = ["GENERATORS", "SimStats", "run_simulator", "select_plants", "with_simulated"]
+
+#: The `SimStats` key of the twin generators.
+GENERATORS = "generators"
+_MAX_DT_S = 1.0
+
+
+@dataclass
+class SimStats:
+    """What the simulator did; filled in live, readable at any time."""
+
+    published: dict[str, Counter[str]] = field(default_factory=dict)
+    """Messages published per plant (or `generators`), by topic."""
+    faults: dict[str, Counter[str]] = field(default_factory=dict)
+    """Faults injected per plant, by kind."""
+    connects: Counter[str] = field(default_factory=Counter)
+    """Successful broker connections per plant (or `generators`)."""
+    failures: Counter[str] = field(default_factory=Counter)
+    """Failed connections or lost links per plant (or `generators`)."""
+
+    def total(self, name: str | None = None) -> int:
+        """Messages published by one plant (or `generators`), or by everything."""
+        if name is not None:
+            return sum(self.published.get(name, Counter()).values())
+        return sum(sum(topics.values()) for topics in self.published.values())
+
+    def summary_lines(self, max_topics: int = 8) -> list[str]:
+        """A human summary: per source the total, the busiest topics and the faults."""
+        lines: list[str] = []
+        for name, topics in self.published.items():
+            extra = f", {self.failures[name]} connection failures" if self.failures[name] else ""
+            lines.append(f"{name}: {sum(topics.values())} messages on {len(topics)} topics{extra}")
+            for topic, count in topics.most_common(max_topics):
+                lines.append(f"  {count:>8}  {topic}")
+            if len(topics) > max_topics:
+                lines.append(f"  … and {len(topics) - max_topics} more topics")
+            faults = self.faults.get(name)
+            if faults and sum(faults.values()):
+                kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(faults.items()))
+                lines.append(f"  faults injected: {kinds}")
+        return lines or ["nothing was published"]
+
+
+class _Source(Protocol):
+    def step(self, dt_s: float, now_ms: int | None = None) -> list[Message]: ...
+
+
+@dataclass(frozen=True)
+class _Target:
+    name: str
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: ssl.SSLContext | None = None
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+
+def select_plants(
+    config: ConsoleConfig, plants: Collection[str] | None
+) -> list[tuple[PlantConfig, PlantSimulatorConfig]]:
+    """The plants to simulate with their settings: those with an enabled `simulator` section.
+
+    `plants` (names, case-insensitive) narrows the choice further; an unknown
+    name is a KeyError. A plant without an enabled `simulator` section is
+    never simulated, so real vendor brokers only get simulated traffic on purpose.
+    """
+    wanted = None if plants is None else {config.plant(name).name for name in plants}
+    return [
+        (p, p.simulator)
+        for p in config.plants
+        if p.simulator and p.simulator.enabled and (wanted is None or p.name in wanted)
+    ]
+
+
+def with_simulated(config: ConsoleConfig, plants: Collection[str]) -> ConsoleConfig:
+    """A copy of `config` in which the named plants have an enabled `simulator` section
+    (default settings where they had none)."""
+    wanted = {config.plant(name).name for name in plants}
+    copies = []
+    for plant in config.plants:
+        if plant.name in wanted:
+            sim = (plant.simulator or PlantSimulatorConfig()).model_copy(update={"enabled": True})
+            plant = plant.model_copy(update={"simulator": sim})
+        copies.append(plant)
+    return config.model_copy(update={"plants": copies})
+
+
+def _plant_target(plant: PlantConfig, address: tuple[str, int]) -> _Target:
+    broker = plant.broker
+    if broker.embedded:
+        return _Target(plant.name, *address)
+    tls: ssl.SSLContext | None = None
+    if broker.tls:
+        tls = ssl.create_default_context(cafile=str(broker.ca_file) if broker.ca_file else None)
+        if not broker.verify:
+            tls.check_hostname = False
+            tls.verify_mode = ssl.CERT_NONE
+    return _Target(
+        plant.name,
+        *address,
+        username=broker.username,
+        password=broker.password.get_secret_value() if broker.password else None,
+        tls=tls,
+        backoff_initial_s=broker.reconnect_initial_s,
+        backoff_max_s=broker.reconnect_max_s,
+    )
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True when `stop` was set."""
+    if stop.is_set():
+        return True
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _publish_loop(
+    target: _Target,
+    source: _Source,
+    stop: asyncio.Event,
+    counts: Counter[str],
+    stats: SimStats,
+    bus: Bus | None,
+    log: OpsLog | None,
+    tick_s: float,
+) -> None:
+    """Step `source` on a clock and publish what it yields; reconnect until `stop`."""
+    loop = asyncio.get_running_loop()
+    jitter = random.Random()  # noqa: S311 - backoff jitter
+    delay = target.backoff_initial_s
+    where = f"{target.host}:{target.port}"
+    while not stop.is_set():
+        try:
+            async with aiomqtt.Client(
+                target.host,
+                target.port,
+                identifier=f"dtp-sim-{secrets.token_hex(4)}",
+                username=target.username,
+                password=target.password,
+                tls_context=target.tls,
+                protocol=aiomqtt.ProtocolVersion.V311,
+                timeout=5.0,
+            ) as client:
+                stats.connects[target.name] += 1
+                delay = target.backoff_initial_s
+                if bus is not None:
+                    bus.publish(ConnectionChanged("simulator", target.name, "connected", where))
+                last = loop.time()
+                while not stop.is_set():
+                    now = loop.time()
+                    dt, last = min(now - last, _MAX_DT_S), now
+                    for topic, payload in source.step(dt, time.time_ns() // 1_000_000):
+                        await client.publish(topic, payload, qos=0)
+                        counts[topic] += 1
+                    await _wait(stop, tick_s)
+        except (aiomqtt.MqttError, OSError) as exc:
+            stats.failures[target.name] += 1
+            if bus is not None:
+                bus.publish(ConnectionChanged("simulator", target.name, "disconnected", str(exc)))
+            wait = delay * jitter.uniform(0.5, 1.0)
+            if log is not None:
+                log.limited(
+                    "WARN",
+                    f"sim-broker:{target.name}",
+                    f"simulator {target.name}: broker {where} unreachable ({exc}); "
+                    f"retrying in {wait:.1f}s",
+                    plant=target.name,
+                )
+            delay = min(delay * 2, target.backoff_max_s)
+            await _wait(stop, wait)
+    if bus is not None:
+        bus.publish(ConnectionChanged("simulator", target.name, "stopped"))
+
+
+async def run_simulator(
+    config: ConsoleConfig,
+    addresses: Mapping[str, tuple[str, int]],
+    stop: asyncio.Event,
+    *,
+    bus: Bus | None = None,
+    plants: Collection[str] | None = None,
+    rate_override: float | None = None,
+    generators: bool = True,
+    platform_address: tuple[str, int] | None = None,
+    stats: SimStats | None = None,
+) -> SimStats:
+    """Publish simulated fleets (and the twin generators) until `stop` is set.
+
+    The plants are `select_plants(config, plants)`: those with an enabled
+    `simulator` section, narrowed to `plants` when given.
+    `addresses` maps a plant name to the (host, port) to publish to — the
+    caller resolves an `embedded` broker to the port it actually runs on;
+    plants without an address are skipped with a warning. The twin generators
+    run when `generators` is true, they are enabled in the config, and
+    `platform_address` is given. Pass `stats` to watch the counts live.
+    """
+    stats = stats if stats is not None else SimStats()
+    log = OpsLog(bus, config.logging.repeat_window_s) if bus is not None else None
+    start_ms = time.time_ns() // 1_000_000
+    jobs: list[tuple[_Target, _Source, float]] = []
+    for plant, sim_cfg in select_plants(config, plants):
+        if plant.name not in addresses:
+            if log is not None:
+                log.emit("WARN", f"simulator {plant.name}: no broker address; not simulated")
+            continue
+        if rate_override is not None:
+            sim_cfg = sim_cfg.model_copy(update={"rate_hz": rate_override})
+        fleet = AmrFleet(plant, sim_cfg, start_ms=start_ms)
+        stats.faults[plant.name] = fleet.faults.counts
+        target = _plant_target(plant, addresses[plant.name])
+        jobs.append((target, fleet, min(0.1, max(0.01, 0.5 / sim_cfg.rate_hz))))
+        if log is not None:
+            mapped = sum(1 for vid in fleet.robots if vid in plant.device_map)
+            log.emit(
+                "INFO",
+                f"simulator {plant.name}: {len(fleet.robots)} robots ({mapped} mapped) "
+                f"publishing {plant.format} at {sim_cfg.rate_hz:g} Hz to "
+                f"{target.host}:{target.port}",
+                plant=plant.name,
+            )
+    gen_cfg = config.simulator.generators
+    if generators and gen_cfg.enabled and platform_address is not None:
+        platform = config.simulator.broker
+        target = _Target(
+            GENERATORS,
+            *platform_address,
+            username=None if platform.embedded else platform.username,
+            password=(
+                platform.password.get_secret_value()
+                if platform.password and not platform.embedded
+                else None
+            ),
+        )
+        jobs.append((target, TwinGenerators(gen_cfg, start_s=start_ms / 1000), 0.1))
+    if not jobs:
+        if log is not None:
+            log.emit("INFO", "simulator: nothing to simulate")
+        return stats
+    async with asyncio.TaskGroup() as group:
+        for target, source, tick in jobs:
+            counts = stats.published.setdefault(target.name, Counter())
+            group.create_task(
+                _publish_loop(target, source, stop, counts, stats, bus, log, tick),
+                name=f"simulator:{target.name}",
+            )
+    return stats
