@@ -1,0 +1,33 @@
+"""Twin registry settings (imported by the config model; pydantic and stdlib only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+__all__ = ["RegistryConfig"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class RegistryConfig(_Model):
+    """The twin registry: where twin files are found and where twins are kept."""
+
+    enabled: bool = True
+    """Run the registry (scan, and watch when `watch` is on) inside the console."""
+    twins_root: Path = Path("twins")
+    """Folder searched recursively for `twin.yaml`, `twin.yml` and `twin.json`
+    (relative to the working directory)."""
+    sqlite_path: Path = Path("var/registry.sqlite3")
+    """SQLite file the registry keeps twins in when no `postgres_dsn` is set
+    (its folder is created on first use)."""
+    postgres_dsn: SecretStr | None = None
+    """PostgreSQL DSN (`postgresql://user:pass@host:5432/db`); when set, twins are kept
+    there instead of SQLite. Write `${REGISTRY_PG_DSN}` to keep the password out of the file."""
+    watch: bool = True
+    """Watch the twins folder: created or edited files re-register, deleted files deprecate."""
+    debounce_ms: int = Field(default=200, ge=10, le=5_000)
+    """Changes arriving within this many milliseconds are handled as one batch."""
