@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from dtp_console.events import Bus, Event, LogLine
+from dtp_console.events import Bus, Event, LogLine, TwinDeleted, TwinUpdated
 from dtp_console.state import EngineState, PlantState
 
 __all__ = ["HeadlessRenderer", "stats_line"]
@@ -69,6 +69,15 @@ class HeadlessRenderer:
     def _render(self, event: Event) -> None:
         if isinstance(event, LogLine):
             self._write(event.render())
+        elif isinstance(event, TwinUpdated):
+            status = str(event.twin.status)
+            if event.previous_status and event.previous_status != status:
+                status = f"{event.previous_status} -> {status}"
+            why = event.reason or ("registered" if event.created else "updated")
+            self._write(f"INFO twin {event.twin.id}: {status} ({why})")
+        elif isinstance(event, TwinDeleted):
+            verb = "deleted" if event.hard else "deprecated"
+            self._write(f"INFO twin {event.twin.id} {verb}")
 
     def drain(self) -> None:
         """Print every queued log line."""

@@ -103,6 +103,10 @@ class Engine:
                     group.create_task(
                         self._supervise("simulator", self._run_simulator, stop), name="simulator"
                     )
+                if self._registry_wanted():
+                    group.create_task(
+                        self._supervise("registry", self._run_registry, stop), name="registry"
+                    )
                 if self.platform_address is not None:
                     group.create_task(self._watch_platform(stop), name="platform-topics")
                 group.create_task(self._housekeeping(stop), name="housekeeping")
@@ -188,6 +192,20 @@ class Engine:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+
+    def _registry_wanted(self) -> bool:
+        registry = self.config.registry
+        if not registry.enabled:
+            return False
+        if not registry.twins_root.is_dir():
+            self.log.emit("INFO", f"registry idle: no twins folder at {registry.twins_root}")
+            return False
+        return True
+
+    async def _run_registry(self, stop: asyncio.Event) -> None:
+        from dtp_console.registry.runner import run_registry
+
+        await run_registry(self.config.registry, self.bus, stop=stop)
 
     async def _run_simulator(self, stop: asyncio.Event) -> None:
         from dtp_console.simulator.runner import run_simulator
