@@ -25,6 +25,7 @@ __all__ = [
     "LogLine",
     "OpsLog",
     "ServiceUpdated",
+    "StoreHealth",
     "Subscription",
     "TwinDeleted",
     "TwinUpdated",
@@ -213,3 +214,18 @@ class ServiceUpdated(Event):
     """The service as it is now."""
     previous_health: str | None = None
     """Its health before; None when it is new."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHealth(Event):
+    """A store's health check result (the UI's badges read the latest per store)."""
+
+    kind: ClassVar[str] = "store.health"
+
+    name: str
+    role: str
+    ok: bool
+    latency_ms: float | None = None
+    last_success: float | None = None
+    """Epoch seconds of the last successful check."""
+    error: str | None = None
