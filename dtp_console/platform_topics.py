@@ -11,7 +11,7 @@ import asyncio
 import aiomqtt
 
 from dtp_console.backoff import Backoff
-from dtp_console.bridge.mqtt import describe_mqtt_error
+from dtp_console.bridge.mqtt import describe_mqtt_error, raise_if_cancelling
 from dtp_console.events import OpsLog
 from dtp_console.state import EngineState
 
@@ -45,6 +45,7 @@ async def watch_platform(
                     if topic in counts or len(counts) < _MAX_TOPICS:
                         counts[topic] += 1
         except aiomqtt.MqttError as exc:
+            raise_if_cancelling(exc)
             delay = backoff.next()
             log.limited(
                 "WARN",

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import httpx
 
 from dtp_console import __version__
 from dtp_console.backoff import Backoff
+from dtp_console.bridge.device_map import mapping_problems
 from dtp_console.bridge.worker import Bridge
 from dtp_console.config.loader import ConfigError, load_config
 from dtp_console.config.model import ConsoleConfig, PlantConfig
@@ -59,6 +60,8 @@ class Engine:
         """Broker address each plant actually uses (embedded ones resolved)."""
         self.platform_address: tuple[str, int] | None = None
         """The platform broker (twin generators' topics), when the simulator runs."""
+        self.registry: Any = None
+        """The `RegistryService` while the registry worker runs."""
         self.ready = asyncio.Event()
         """Set once every worker has started."""
 
@@ -205,7 +208,42 @@ class Engine:
     async def _run_registry(self, stop: asyncio.Event) -> None:
         from dtp_console.registry.runner import run_registry
 
-        await run_registry(self.config.registry, self.bus, stop=stop)
+        def _opened(service: Any) -> None:
+            self.registry = service
+
+        try:
+            await run_registry(self.config.registry, self.bus, stop=stop, on_open=_opened)
+        finally:
+            self.registry = None
+
+    def save_device_map(self, plant_name: str, mapping: Mapping[str, str]) -> None:
+        """Persist a plant's device map atomically and apply it to the running bridge.
+
+        Raises `ValueError` for an invalid map and `ConfigWriteError` when the file
+        cannot be written; either way the old map stays in force.
+        """
+        problems = mapping_problems(mapping)
+        if problems:
+            raise ValueError("; ".join(problems))
+        bridge = self.bridges.get(plant_name)
+        if bridge is None:
+            msg = f"no running bridge for plant {plant_name!r}"
+            raise ValueError(msg)
+        if self.config_path is not None:
+            from dtp_console.config.writer import update_plant_field
+
+            update_plant_field(self.config_path, plant_name, "device_map", dict(mapping))
+        before = dict(bridge.device_map)
+        bridge.apply_device_map(mapping)
+        added = sorted(set(mapping) - set(before))
+        removed = sorted(set(before) - set(mapping))
+        changed = sorted(k for k in mapping if k in before and before[k] != mapping[k])
+        self.log.emit(
+            "INFO",
+            f"device map of {plant_name} saved: {len(mapping)} devices"
+            f" (+{len(added)} -{len(removed)} ~{len(changed)})",
+            plant_name,
+        )
 
     async def _run_simulator(self, stop: asyncio.Event) -> None:
         from dtp_console.simulator.runner import run_simulator

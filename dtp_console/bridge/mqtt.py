@@ -28,6 +28,7 @@ __all__ = [
     "MessageQueue",
     "client_kwargs",
     "describe_mqtt_error",
+    "raise_if_cancelling",
     "run_source",
     "tls_context",
 ]
@@ -101,6 +102,18 @@ def client_kwargs(
         if not broker.verify:
             kwargs["tls_insecure"] = True
     return kwargs
+
+
+def raise_if_cancelling(exc: BaseException) -> None:
+    """Re-raise cancellation that aiomqtt turned into an `MqttError`.
+
+    When a task is cancelled inside `async with Client`, the client's graceful
+    disconnect may time out and raise `MqttError` in place of the
+    `CancelledError`; retrying then would swallow the cancellation forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
 
 
 def describe_mqtt_error(exc: BaseException) -> str:
@@ -187,6 +200,7 @@ async def _connect_loop(
                 async for message in client.messages:
                     handle(message.topic.value, _payload_bytes(message.payload))
         except aiomqtt.MqttError as exc:
+            raise_if_cancelling(exc)
             delay = backoff.next()
             reason = describe_mqtt_error(exc)
             state.mqtt, state.mqtt_detail = "disconnected", reason

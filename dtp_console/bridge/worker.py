@@ -9,7 +9,6 @@ replaced while the bridge runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Mapping
 
@@ -29,6 +28,7 @@ __all__ = ["QUIET_REJECTIONS", "Bridge"]
 QUIET_REJECTIONS = frozenset({"not_in_fleet", "disabled", "no_pose", "duplicate"})
 
 _MAX_INTERVAL_MS = 60_000
+_SOURCE_STOP_TIMEOUT_S = 5.0
 
 
 class Bridge:
@@ -178,8 +178,10 @@ class Bridge:
             await stop.wait()
         finally:
             source.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await source
+            # aiomqtt's graceful disconnect can wait on a broker that is gone; bound it.
+            await asyncio.wait({source}, timeout=_SOURCE_STOP_TIMEOUT_S)
+            if not source.done():
+                self._log.emit("WARN", f"MQTT {self.name}: disconnect did not finish", self.name)
             await poster
             await self.poster.drain(self._drain_timeout)
             self.state.mqtt = "stopped"

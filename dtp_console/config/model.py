@@ -13,7 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from dtp_console.registry.config import RegistryConfig
+from dtp_console.bridge.device_map import mapping_problems
 from dtp_console.simulator.config import PlantSimulatorConfig, SimulatorConfig
+from dtp_console.stores.config import StoresConfig
 
 __all__ = [
     "Affine",
@@ -227,11 +229,10 @@ class PlantConfig(_Model):
 
     @field_validator("device_map")
     @classmethod
-    def _non_empty_pairs(cls, value: dict[str, str]) -> dict[str, str]:
-        for vendor_id, login in value.items():
-            if not str(vendor_id).strip() or not str(login).strip():
-                msg = f"device map entry {vendor_id!r}: {login!r} has an empty side"
-                raise ValueError(msg)
+    def _usable_pairs(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = mapping_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
     @property
@@ -351,6 +352,9 @@ class ConsoleConfig(_Model):
     """The plants, each with its own bridge."""
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     """The twin registry: twin files, their watch, and where twins are kept."""
+    stores: StoresConfig = Field(default_factory=StoresConfig)
+    """The platform's stores: observations, events, relationships and blobs, each in a
+    server or its embedded default."""
 
     @model_validator(mode="after")
     def _unique_plant_names(self) -> ConsoleConfig:

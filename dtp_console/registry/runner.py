@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from dtp_console.events import Bus, OpsLog
@@ -35,13 +35,14 @@ async def run_registry(
     *,
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
+    on_open: Callable[[RegistryService | None], None] | None = None,
 ) -> None:
     """The registry worker: scan and register, then watch (if configured).
 
     Returns when `stop` is set; raises what broke it (an unreachable database, …)
     so a supervisor can restart it. `ready` is set once the first scan is registered.
     """
-    work = asyncio.create_task(_serve(config, bus, ready), name="registry")
+    work = asyncio.create_task(_serve(config, bus, ready, on_open), name="registry")
     if stop is None:
         await work
         return
@@ -58,7 +59,12 @@ async def run_registry(
         work.result()
 
 
-async def _serve(config: RegistryConfig, bus: Bus, ready: asyncio.Event | None) -> None:
+async def _serve(
+    config: RegistryConfig,
+    bus: Bus,
+    ready: asyncio.Event | None,
+    on_open: Callable[[RegistryService | None], None] | None = None,
+) -> None:
     from dtp_console.registry.watch import TwinWatcher  # watchfiles only when watching
 
     log = OpsLog(bus, window_s=0)
@@ -71,6 +77,8 @@ async def _serve(config: RegistryConfig, bus: Bus, ready: asyncio.Event | None) 
             summarised = True
 
     async with open_registry(config, bus) as service:
+        if on_open is not None:
+            on_open(service)  # the console's UI acts on the same service
         if config.watch and config.twins_root.is_dir():
             watcher = TwinWatcher(
                 service, config.twins_root, bus, debounce_ms=config.debounce_ms, on_report=_summary
