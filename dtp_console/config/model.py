@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from dtp_console.registry.config import RegistryConfig
 from dtp_console.bridge.device_map import mapping_problems
+from dtp_console.registry.config import RegistryConfig
 from dtp_console.simulator.config import PlantSimulatorConfig, SimulatorConfig
 from dtp_console.stores.config import StoresConfig
 

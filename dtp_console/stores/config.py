@@ -1,0 +1,119 @@
+"""Store settings (imported by the config model; pydantic and stdlib only).
+
+Each role has an embedded default so the demo needs nothing installed:
+observations, events and relationships go to one SQLite file, blobs to a local
+folder. Configuring a server for a role (a DSN, a URL, an endpoint) moves that
+role there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+__all__ = ["InfluxConfig", "Neo4jConfig", "PostgresConfig", "S3Config", "StoresConfig"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class PostgresConfig(_Model):
+    """PostgreSQL / TimescaleDB: observations (`observation`, `signal`) and the event log."""
+
+    dsn: SecretStr | None = None
+    """DSN (`postgresql://user:pass@host:5432/db`); unset keeps observations and events in
+    SQLite. Write `${STORES_PG_DSN}` to keep the password out of the file."""
+    pool_size: int = Field(default=4, ge=1, le=100)
+    """Most connections the pool opens."""
+    batch_size: int = Field(default=5_000, ge=1, le=1_000_000)
+    """Most observations written in one batch (one COPY into a staging table)."""
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    """Give up connecting (or on one statement of a probe) after this many seconds."""
+
+
+class InfluxConfig(_Model):
+    """InfluxDB 2: observations as measurement `observation`, tag `signal_id`, field `value`."""
+
+    url: str | None = None
+    """Base URL (`http://127.0.0.1:8086`); unset means observations do not go to InfluxDB."""
+    token: SecretStr | None = None
+    """API token (masked wherever shown). Write `${INFLUX_TOKEN}`."""
+    org: str = "dtp"
+    """Organisation."""
+    bucket: str = "signals"
+    """Bucket the observations are written to."""
+    batch_size: int = Field(default=5_000, ge=1, le=1_000_000)
+    """Most points written in one request."""
+    timeout_s: float = Field(default=10.0, gt=0)
+    """HTTP timeout of one request."""
+
+
+class Neo4jConfig(_Model):
+    """Neo4j 5: twins, assets, dependencies, plants and their devices."""
+
+    uri: str | None = None
+    """Bolt URI (`bolt://127.0.0.1:7687` or `neo4j://…`); unset keeps relationships in SQLite."""
+    user: str = "neo4j"
+    """User name."""
+    password: SecretStr | None = None
+    """Password (masked wherever shown). Write `${NEO4J_PASSWORD}`."""
+    database: str | None = None
+    """Database name; the server's default when unset."""
+    connection_acquisition_timeout: float = Field(default=10.0, gt=0)
+    """Seconds to wait for a connection from the driver's pool before failing."""
+
+
+class S3Config(_Model):
+    """MinIO / S3: blobs (device-map snapshots, twin file archives) with a manifest beside each."""
+
+    endpoint: str | None = None
+    """`host:port` of the S3 endpoint (`127.0.0.1:9000`); unset keeps blobs in `blob_dir`."""
+    access_key: str | None = None
+    """Access key id."""
+    secret_key: SecretStr | None = None
+    """Secret key (masked wherever shown). Write `${MINIO_SECRET_KEY}`."""
+    bucket: str = "dtp-blobs"
+    """Bucket the blobs are kept in (created when missing)."""
+    secure: bool = True
+    """Use HTTPS. Turn off only for a local MinIO on plain HTTP."""
+    region: str | None = None
+    """Region; the server's default when unset."""
+
+
+class StoresConfig(_Model):
+    """The platform's stores: which backend serves each role, the spool, health checks."""
+
+    enabled: bool = True
+    """Feed the stores from the console's workers (platform topics, bridge failures,
+    registry changes, device-map edits)."""
+    postgres: PostgresConfig = Field(default_factory=PostgresConfig)
+    """PostgreSQL / TimescaleDB (observations and events)."""
+    influx: InfluxConfig = Field(default_factory=InfluxConfig)
+    """InfluxDB 2 (observations, alongside or instead of PostgreSQL)."""
+    neo4j: Neo4jConfig = Field(default_factory=Neo4jConfig)
+    """Neo4j (relationships)."""
+    s3: S3Config = Field(default_factory=S3Config)
+    """MinIO / S3 (blobs)."""
+    sqlite_path: Path = Path("var/platform.sqlite3")
+    """Embedded default for observations, events and relationships: one SQLite file
+    (its folder is created on first use)."""
+    blob_dir: Path = Path("var/blobs")
+    """Embedded default for blobs: objects and their manifests under this folder."""
+    health_interval_s: float = Field(default=10.0, gt=0)
+    """Seconds between health checks of each store (published for the UI's badges)."""
+    probe_timeout_s: float = Field(default=10.0, gt=0)
+    """A health check or a `check` probe taking longer than this fails."""
+    spool_max: int = Field(default=100_000, ge=1, le=10_000_000)
+    """Most records kept per store while it is down or slow; beyond that the oldest are
+    dropped, counted and logged."""
+    flush_interval_ms: int = Field(default=500, ge=1, le=60_000)
+    """Longest a record waits in the spool before a write is attempted."""
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    """First retry delay after a failed write; doubles per failure (with jitter) up to
+    `retry_max_s`."""
+    retry_max_s: float = Field(default=30.0, gt=0)
+    """Longest delay between retries of a failed write."""
+    drain_timeout_s: float = Field(default=5.0, ge=0)
+    """On shutdown, time allowed to write what is still spooled; the rest is counted as dropped."""
