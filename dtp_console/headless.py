@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from dtp_console.events import Bus, Event, LogLine, TwinDeleted, TwinUpdated
+from dtp_console.events import Bus, Event, LogLine, StoreHealth, TwinDeleted, TwinUpdated
 from dtp_console.state import EngineState, PlantState
 
 __all__ = ["HeadlessRenderer", "stats_line"]
@@ -57,6 +57,7 @@ class HeadlessRenderer:
         self._log_file = log_file
         self._clock = clock
         self._last_rx: dict[str, tuple[float, int]] = {}
+        self._store_ok: dict[str, bool] = {}
 
     def _write(self, line: str) -> None:
         self._out.write(line + "\n")
@@ -75,6 +76,15 @@ class HeadlessRenderer:
                 status = f"{event.previous_status} -> {status}"
             why = event.reason or ("registered" if event.created else "updated")
             self._write(f"INFO twin {event.twin.id}: {status} ({why})")
+        elif isinstance(event, StoreHealth):
+            previous = self._store_ok.get(event.name)
+            self._store_ok[event.name] = event.ok
+            if previous is None or previous != event.ok:
+                if event.ok:
+                    latency = f" {event.latency_ms:.1f} ms" if event.latency_ms is not None else ""
+                    self._write(f"INFO store {event.name} ({event.role}): ok{latency}")
+                else:
+                    self._write(f"WARN store {event.name} ({event.role}): {event.error}")
         elif isinstance(event, TwinDeleted):
             verb = "deleted" if event.hard else "deprecated"
             self._write(f"INFO twin {event.twin.id} {verb}")

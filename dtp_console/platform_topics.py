@@ -7,6 +7,7 @@ the console shows that they flow, per topic.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import aiomqtt
 
@@ -28,8 +29,12 @@ async def watch_platform(
     *,
     username: str | None = None,
     password: str | None = None,
+    on_message: Callable[[str, bytes], None] | None = None,
 ) -> None:
-    """Count messages per topic on the platform broker until cancelled; reconnect forever."""
+    """Count messages per topic on the platform broker until cancelled; reconnect forever.
+
+    `on_message` (the stores' intake) gets every message; it must not block.
+    """
     host, port = address
     backoff = Backoff(0.5, 30.0)
     counts = state.platform_topics
@@ -44,6 +49,8 @@ async def watch_platform(
                     topic = message.topic.value
                     if topic in counts or len(counts) < _MAX_TOPICS:
                         counts[topic] += 1
+                    if on_message is not None and isinstance(message.payload, bytes):
+                        on_message(topic, message.payload)
         except aiomqtt.MqttError as exc:
             raise_if_cancelling(exc)
             delay = backoff.next()

@@ -25,7 +25,7 @@ from dtp_console.bridge.device_map import mapping_problems
 from dtp_console.bridge.worker import Bridge
 from dtp_console.config.loader import ConfigError, load_config
 from dtp_console.config.model import ConsoleConfig, PlantConfig
-from dtp_console.events import Bus, OpsLog
+from dtp_console.events import Bus, LogLine, OpsLog, Subscription, TwinDeleted, TwinUpdated
 from dtp_console.platform_topics import watch_platform
 from dtp_console.state import EngineState, PlantState
 from dtp_console.twinzo.client import TwinzoClient
@@ -60,6 +60,8 @@ class Engine:
         """Broker address each plant actually uses (embedded ones resolved)."""
         self.platform_address: tuple[str, int] | None = None
         """The platform broker (twin generators' topics), when the simulator runs."""
+        self.stores: Any = None
+        """The `StoreService` while it runs (`stores.enabled`)."""
         self.registry: Any = None
         """The `RegistryService` while the registry worker runs."""
         self.ready = asyncio.Event()
@@ -86,6 +88,8 @@ class Engine:
                     ),
                 )
             )
+            store_feed = self.bus.subscribe(maxsize=50_000) if self.config.stores.enabled else None
+            await self._open_stores(stack)
             client = TwinzoClient(http, twinzo, base_url=base_url, state=self.state)
             self.state.twinzo_url = client.base_url
             if not twinzo.verify_tls:
@@ -111,6 +115,11 @@ class Engine:
                     group.create_task(
                         self._supervise("simulator", self._run_simulator, stop), name="simulator"
                     )
+                if self.stores is not None and store_feed is not None:
+                    group.create_task(
+                        self._supervise("stores", self.stores.run, stop), name="stores"
+                    )
+                    group.create_task(self._feed_stores(store_feed, stop), name="store-feed")
                 if self._registry_wanted():
                     group.create_task(
                         self._supervise("registry", self._run_registry, stop), name="registry"
@@ -188,6 +197,7 @@ class Engine:
                 self.platform_address,
                 self.state,
                 self.log,
+                on_message=self.stores.submit_mqtt if self.stores is not None else None,
                 username=None if platform.embedded else platform.username,
                 password=(
                     platform.password.get_secret_value()
@@ -200,6 +210,31 @@ class Engine:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+
+    async def _open_stores(self, stack: contextlib.AsyncExitStack) -> None:
+        if not self.config.stores.enabled:
+            return
+        from dtp_console.stores.service import StoreService
+
+        service = StoreService(self.config.stores, self.bus, self.log)
+        await stack.enter_async_context(service)
+        self.stores = service
+        for plant in self.plants:
+            service.sync_device_map(plant.name, plant.device_map, snapshot=False)
+
+    async def _feed_stores(self, feed: Subscription, stop: asyncio.Event) -> None:
+        """Failures and registry changes from the bus become events and graph updates."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+            for event in feed.drain():
+                if isinstance(event, LogLine):
+                    self.stores.submit_log(event)
+                elif isinstance(event, TwinUpdated | TwinDeleted):
+                    self.stores.submit_registry(event)
+            if stop.is_set():
+                feed.close()
+                return
 
     def _registry_wanted(self) -> bool:
         registry = self.config.registry
@@ -240,6 +275,8 @@ class Engine:
             update_plant_field(self.config_path, plant_name, "device_map", dict(mapping))
         before = dict(bridge.device_map)
         bridge.apply_device_map(mapping)
+        if self.stores is not None:
+            self.stores.sync_device_map(plant_name, mapping)
         added = sorted(set(mapping) - set(before))
         removed = sorted(set(before) - set(mapping))
         changed = sorted(k for k in mapping if k in before and before[k] != mapping[k])
@@ -311,6 +348,8 @@ class Engine:
                 continue
             if plant.device_map != bridge.device_map:
                 bridge.apply_device_map(plant.device_map)
+                if self.stores is not None:
+                    self.stores.sync_device_map(plant.name, plant.device_map)
                 self.log.emit(
                     "INFO",
                     f"device map of {plant.name} reloaded ({len(plant.device_map)} devices)",

@@ -13,6 +13,10 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_passwd >/dev/null 2>&1 || need_apt+=(mosquitto)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
+# FalkorDB (the Bolt stand-in) runs in a private netns, bridged out to 127.0.0.1 by socat.
+command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "bootstrap: installing ${need_apt[*]} (apt)" >&2

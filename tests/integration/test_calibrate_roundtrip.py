@@ -24,6 +24,8 @@ CONFIG = """\
 # round-trip test config
 twinzo: {{client: demo, password: change-me, api_key: change-me, flush_interval_ms: 20}}
 sandbox: {{enabled: true}}
+registry: {{enabled: false}}
+stores: {{enabled: false}}
 plants:
   - name: Old Plant
     format: ati_sherpa

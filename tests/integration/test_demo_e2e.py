@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
@@ -16,14 +17,22 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def test_demo_forwards_every_mapped_robot_into_its_sector_and_bounds() -> None:
+async def test_demo_forwards_every_mapped_robot_into_its_sector_and_bounds(
+    tmp_path: Path,
+) -> None:
     config = load_config(ROOT / "config" / "console.yaml", environ={})
+    stores = config.stores.model_copy(
+        update={"sqlite_path": tmp_path / "platform.sqlite3", "blob_dir": tmp_path / "blobs"}
+    )
+    registry = config.registry.model_copy(
+        update={"twins_root": ROOT / "twins", "sqlite_path": tmp_path / "registry.sqlite3"}
+    )
     plants = []
     for plant in config.plants:
         assert plant.simulator is not None
         sim = plant.simulator.model_copy(update={"rate_hz": 5.0, "fault_rate": 0.0})
         plants.append(plant.model_copy(update={"simulator": sim, "min_post_interval_ms": 0}))
-    config = config.model_copy(update={"plants": plants})
+    config = config.model_copy(update={"plants": plants, "stores": stores, "registry": registry})
     engine = Engine(config)
     stop = asyncio.Event()
     task = asyncio.create_task(engine.run(stop))
@@ -56,3 +65,9 @@ async def test_demo_forwards_every_mapped_robot_into_its_sector_and_bounds() -> 
         assert counters.received == sum(counters.outcomes.values())
         assert counters.outcomes["unknown_device"] >= 1
     assert engine.state.platform_topics["dtp/sensors/room1/temp"] >= 1
+    # The generators' messages reached the embedded observation/event store, the
+    # registry's twins and the device maps reached the embedded graph.
+    with sqlite3.connect(tmp_path / "platform.sqlite3") as db:
+        assert db.execute("select count(*) from observation").fetchone()[0] >= 1
+        assert db.execute("select count(*) from graph_device").fetchone()[0] == len(mapped)
+        assert db.execute("select count(*) from graph_twin").fetchone()[0] >= 5

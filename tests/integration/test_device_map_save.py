@@ -22,6 +22,7 @@ CONFIG = """\
 twinzo: {{client: demo, password: change-me, api_key: change-me}}
 sandbox: {{enabled: true}}
 registry: {{enabled: false}}
+stores: {{enabled: false}}
 plants:
   - name: Old Plant
     format: ati_sherpa

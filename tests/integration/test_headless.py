@@ -25,6 +25,8 @@ twinzo:
   api_key: ${{TWINZO_API_KEY:-change-me}}
 sandbox:
   enabled: true
+registry: {{enabled: false}}
+stores: {{enabled: false}}
 logging:
   log_every_n: 1
   stats_interval_s: 0.5
