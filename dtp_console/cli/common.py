@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from dtp_console.config import ConfigError, ConsoleConfig, load_config
-from dtp_console.config.loader import DEFAULT_CONFIG_PATH
+from dtp_console.config.loader import DEFAULT_CONFIG_PATH, secrets_permission_warning
 
 __all__ = ["EXIT_CONFIG", "add_config_arg", "config_path", "load_or_exit", "parse_duration"]
 
@@ -37,11 +37,16 @@ def config_path(args: argparse.Namespace) -> Path:
 
 def load_or_exit(args: argparse.Namespace) -> ConsoleConfig:
     """Load the config or print the problem (file, field path, reason) and exit 2."""
+    path = config_path(args)
     try:
-        return load_config(config_path(args))
+        config = load_config(path)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
+    warning = secrets_permission_warning(path)
+    if warning:
+        print(f"WARN {warning}", file=sys.stderr)
+    return config
 
 
 def add_config_arg(parser: argparse.ArgumentParser) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "load_config",
     "load_env",
     "masked_dump",
+    "secrets_permission_warning",
 ]
 
 DEFAULT_CONFIG_PATH = Path("config/console.yaml")
@@ -176,6 +177,39 @@ def load_config(
         return ConsoleConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, _validation_problems(exc, data)) from None
+
+
+_SECRET_KEYS = frozenset({"password", "api_key", "secret_key", "token", "postgres_dsn", "dsn"})
+_PLACEHOLDERS = frozenset({"", "change-me", "changeme"})
+
+
+def _literal_secrets(data: Any) -> bool:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if str(key) in _SECRET_KEYS and isinstance(value, str | int):
+                text = str(value)
+                if "${" not in text and text.strip().lower() not in _PLACEHOLDERS:
+                    return True
+            elif _literal_secrets(value):
+                return True
+    elif isinstance(data, list):
+        return any(_literal_secrets(item) for item in data)
+    return False
+
+
+def secrets_permission_warning(path: Path) -> str | None:
+    """A warning when `path` holds literal secrets and other users may read it."""
+    try:
+        mode = path.stat().st_mode
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    if mode & 0o044 and _literal_secrets(raw):
+        return (
+            f"{path} holds secrets and is readable by other users "
+            f"(mode {mode & 0o777:o}); chmod 600 it or use ${{VAR}} references"
+        )
+    return None
 
 
 def masked_dump(config: ConsoleConfig) -> dict[str, Any]:

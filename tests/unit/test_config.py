@@ -191,3 +191,19 @@ def test_cli_config_show_masks_and_errors_exit_2(
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "bad.yaml: plants: Input should be a valid list" in err
+
+
+def test_world_readable_config_with_literal_secrets_warns(in_tmp: Path) -> None:
+    from dtp_console.config.loader import secrets_permission_warning
+
+    literal = _write(in_tmp / "literal.yaml", "twinzo:\n  password: hunter2-real\n")
+    referenced = _write(in_tmp / "ref.yaml", "twinzo:\n  password: ${TWINZO_PASSWORD}\n")
+    literal.chmod(0o644)
+    referenced.chmod(0o644)
+    warning = secrets_permission_warning(literal)
+    assert warning is not None
+    assert "readable by other users" in warning
+    assert "hunter2-real" not in warning
+    assert secrets_permission_warning(referenced) is None
+    literal.chmod(0o600)
+    assert secrets_permission_warning(literal) is None
