@@ -72,9 +72,11 @@ def _run(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
-    if not args.no_ui and _ui_available():
-        # The UI issue lands `dtp_console.ui`; until then the console runs headless.
-        pass
+    if not args.no_ui and _ui_available() and sys.stdout.isatty():
+        # Imported here: `--no-ui` (and a non-terminal stdout) never loads Textual.
+        from dtp_console.ui.app import run_ui
+
+        return run_ui(engine, duration=args.duration, stats_json=args.stats_json)
     _quiet_library_logs()
     return asyncio.run(_headless(engine, config, args.duration, args.stats_json))
 

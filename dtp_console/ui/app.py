@@ -1,0 +1,213 @@
+"""The console App: runs the engine beside it, reads the engine on its own clock, quits cleanly.
+
+The engine is the same object `--no-ui` runs; the App starts `engine.run(stop)`
+as a task on mount and never drives it. Every 0.1 s it drains its bus
+subscription and asks the main screen to redraw what is visible, all inside
+one `batch_update()`. Quitting sets `stop` and waits for the engine to drain
+its outboxes before the App exits, as SIGTERM does headless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import ClassVar, TextIO
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from dtp_console.events import Event, LogLine, StoreHealth, Subscription
+from dtp_console.runtime import Engine
+from dtp_console.ui.display import UiClock
+from dtp_console.ui.screens.main import MainScreen, optional_class
+from dtp_console.ui.widgets.amr_table import AmrTable
+from dtp_console.ui.widgets.badges import Badge
+from dtp_console.ui.widgets.help_screen import HelpScreen
+from dtp_console.ui.widgets.log_panel import LogPanel
+
+__all__ = ["DtpConsoleApp", "run_ui"]
+
+#: Where library log records go while the UI owns the terminal.
+LOG_FILE = Path("var/dtp-console.log")
+
+
+class DtpConsoleApp(App[int]):
+    """The full-screen console."""
+
+    # Absolute, so subclasses elsewhere (tests, bench) find it too.
+    CSS_PATH = Path(__file__).with_name("global.tcss")
+    TITLE = "dtp-console"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark", "help", "Help"),
+        Binding("l", "log_level", "Log level"),
+        Binding("p", "log_plant", "Log plant"),
+    ]
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        duration: float | None = None,
+        clock: UiClock | None = None,
+        refresh_s: float | None = 0.1,
+        handle_signals: bool = False,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.clock = clock or UiClock()
+        self.duration = duration
+        self.refresh_s = refresh_s
+        """Seconds between redraws; None redraws only on `refresh_now()` (tests)."""
+        self.stop = asyncio.Event()
+        self.stopping = False
+        self.health: dict[str, StoreHealth] = {}
+        self._handle_signals = handle_signals
+        self._subscription: Subscription | None = None
+        self._engine_task: asyncio.Task[None] | None = None
+        self._log_file: TextIO | None = None
+
+    @property
+    def main(self) -> MainScreen:
+        """The main screen (wherever the screen stack is)."""
+        return self.get_screen("main")  # type: ignore[return-value]
+
+    def on_mount(self) -> None:
+        """Subscribe, show the main screen, start the engine and the clock."""
+        self._subscription = self.engine.bus.subscribe(maxsize=20_000)
+        self.install_screen(MainScreen(self.engine, self.clock), name="main")
+        self.push_screen("main")
+        log_path = self.engine.config.logging.file
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = log_path.open("a", encoding="utf-8")
+        self._engine_task = asyncio.create_task(self.engine.run(self.stop), name="engine")
+        self._engine_task.add_done_callback(self._engine_done)
+        if self.refresh_s is not None:
+            self.set_interval(self.refresh_s, self.refresh_now, name="refresh")
+        if self.duration is not None:
+            self.set_timer(self.duration, self.action_quit, name="duration")
+        if self._handle_signals:
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, lambda: self.call_later(self.action_quit))
+
+    def on_unmount(self) -> None:
+        """Detach from the bus and the signal."""
+        if self._handle_signals:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+        if self._subscription is not None:
+            self._subscription.close()
+        if self._log_file is not None:
+            self._log_file.close()
+
+    def drain_events(self) -> list[Event]:
+        """This tick's events; the latest store health is kept per store."""
+        if self._subscription is None:
+            return []
+        events = list(self._subscription.drain())
+        for event in events:
+            if isinstance(event, StoreHealth):
+                self.health[event.name] = event
+        if self._subscription.dropped:
+            dropped, self._subscription.dropped = self._subscription.dropped, 0
+            note = f"UI fell behind: {dropped} events dropped"
+            events.append(LogLine(level="WARN", text=note))
+        if self._log_file is not None:
+            lines = [e.render() for e in events if isinstance(e, LogLine)]
+            if lines:
+                self._log_file.write("\n".join(lines) + "\n")
+                self._log_file.flush()
+        return events
+
+    def refresh_now(self) -> None:
+        """One tick: drain the bus, redraw the visible widgets in one batch."""
+        events = self.drain_events()
+        if not self.is_screen_installed("main"):
+            return
+        with self.batch_update():
+            self.main.refresh_view(self.health, events)
+
+    def _engine_done(self, task: asyncio.Task[None]) -> None:
+        if self.stopping or task.cancelled():
+            return
+        error = task.exception()
+        detail = f"{error!r}" if error is not None else "it ended on its own"
+        self.exit(1, return_code=1, message=f"FAIL console stopped: {detail}")
+
+    async def action_quit(self) -> None:
+        """Stop the workers, wait for the outboxes to drain, then exit."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.notify("stopping… draining outboxes", title="dtp-console", timeout=60)
+        self.stop.set()
+        self.run_worker(self._finish(), name="stopping", exclusive=True)
+
+    async def _finish(self) -> None:
+        code = 0
+        if self._engine_task is not None:
+            try:
+                await self._engine_task
+            except Exception as exc:
+                logging.getLogger(__name__).exception("engine failed while stopping")
+                code = 1
+                self.exit(1, return_code=1, message=f"FAIL console stopped: {exc!r}")
+                return
+        self.refresh_now()
+        self.exit(code, return_code=code)
+
+    def action_help(self) -> None:
+        """Every binding of the app, its screens and widgets."""
+        if isinstance(self.screen, HelpScreen):
+            return
+        sections: list[tuple[str, type]] = [("console", type(self)), ("main screen", MainScreen)]
+        sections += [("health badge (focused)", Badge), ("tables (focused)", AmrTable)]
+        registry = optional_class("dtp_console.ui.widgets.registry_panel", "RegistryPanel")
+        if registry is not None:
+            sections.append(("registry (focused)", registry))
+        editor = optional_class("dtp_console.ui.screens.device_map", "DeviceMapEditor")
+        if editor is not None:
+            sections.append(("device-map editor", editor))
+        sections.append(("help", HelpScreen))
+        self.push_screen(HelpScreen(sections))
+
+    def action_log_level(self) -> None:
+        """Cycle the log panel's level filter."""
+        self.main.query_one(LogPanel).cycle_level()
+
+    def action_log_plant(self) -> None:
+        """Cycle the log panel's plant filter."""
+        self.main.query_one(LogPanel).cycle_plant()
+
+
+def configure_logging(path: Path = LOG_FILE) -> None:
+    """Send library logging to a file: under the UI nothing may write to the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    logging.getLogger("amqtt").setLevel(logging.CRITICAL)
+    logging.getLogger("transitions").setLevel(logging.ERROR)
+
+
+def run_ui(engine: Engine, *, duration: float | None = None, stats_json: Path | None = None) -> int:
+    """Run the console UI until the operator quits (or `duration` passes); the exit code."""
+    from dtp_console.cli.run import write_json_atomic
+
+    configure_logging()
+    app = DtpConsoleApp(engine, duration=duration, handle_signals=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        app.run()
+    if stats_json is not None:
+        write_json_atomic(stats_json, engine.state.as_dict())
+    return app.return_code or 0

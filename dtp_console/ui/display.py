@@ -1,0 +1,111 @@
+"""Clock, palette and text formatting shared by the console's widgets (no Textual here).
+
+Widgets never call `time` directly: they read a `UiClock`, so tests and
+snapshots can pin ages and countdowns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = [
+    "AMBER",
+    "BLUE",
+    "DIM",
+    "GREEN",
+    "LEVEL_COLOURS",
+    "MUTED",
+    "RED",
+    "TEXT",
+    "FixedClock",
+    "UiClock",
+    "fmt_age",
+    "fmt_countdown",
+    "fmt_ms",
+    "short_label",
+]
+
+# Hex only: Rich renderables do not know every Textual colour name.
+GREEN = "#3fb950"
+AMBER = "#d29922"
+RED = "#f85149"
+BLUE = "#58a6ff"
+MUTED = "#8b949e"
+DIM = "#484f58"
+TEXT = "#c9d1d9"
+LEVEL_COLOURS = {"OK": GREEN, "WARN": AMBER, "FAIL": RED, "INFO": BLUE}
+
+
+@dataclass(slots=True)
+class UiClock:
+    """Monotonic time (ages of messages) and wall time (token expiry, last success)."""
+
+    monotonic: Callable[[], float] = field(default=time.monotonic)
+    wall: Callable[[], float] = field(default=time.time)
+    local: Callable[[float], time.struct_time] = field(default=time.localtime)
+    """Epoch seconds → the clock time shown (UTC for a `FixedClock`)."""
+
+    def hms(self, epoch: float) -> str:
+        """`HH:MM:SS` of an epoch time."""
+        return time.strftime("%H:%M:%S", self.local(epoch))
+
+
+class FixedClock(UiClock):
+    """A clock that moves only when told to (tests, snapshots, screenshots)."""
+
+    def __init__(self, monotonic: float = 1_000.0, wall: float = 1_767_225_600.0) -> None:
+        self._mono = monotonic
+        self._wall = wall
+        super().__init__(monotonic=lambda: self._mono, wall=lambda: self._wall, local=time.gmtime)
+
+    def advance(self, seconds: float) -> None:
+        """Move both clocks forward."""
+        self._mono += seconds
+        self._wall += seconds
+
+
+def fmt_age(seconds: float | None) -> str:
+    """`0.4s`, `12s`, `3m05s`, `2h01m`; `–` when unknown."""
+    if seconds is None:
+        return "–"
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def fmt_countdown(seconds: float | None) -> str:
+    """Time left (`14m59s`) or `expired`; `–` when unknown."""
+    if seconds is None:
+        return "–"
+    if seconds <= 0:
+        return "expired"
+    return fmt_age(seconds)
+
+
+def fmt_ms(ms: float | None) -> str:
+    """A latency: `4ms`, `1.2s`; `–` when unknown."""
+    if ms is None:
+        return "–"
+    if ms < 10:
+        return f"{ms:.1f}ms"
+    return f"{ms:.0f}ms" if ms < 1000 else f"{ms / 1000:.1f}s"
+
+
+def short_label(login: str) -> str:
+    """A map label: first letter plus the first run of digits (`tugger-05-old` → `t05`)."""
+    digits = ""
+    for char in login:
+        if char.isdigit():
+            digits += char
+        elif digits:
+            break
+    if not digits:
+        return login[:4]
+    return (login[0] if not login[0].isdigit() else "") + digits

@@ -1,0 +1,192 @@
+"""The console's main screen: health badges, one tab per plant, twinzo, registry, log.
+
+It lays widgets out and hands each the state it shows; the App decides when
+(`refresh_view`, on the App's clock). Only the visible tab's widgets are fed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from dtp_console.config.model import PlantConfig
+from dtp_console.events import Event, LogLine, StoreHealth
+from dtp_console.runtime import Engine
+from dtp_console.ui.display import UiClock
+from dtp_console.ui.widgets.amr_table import AmrTable
+from dtp_console.ui.widgets.auth_panel import AuthPanel
+from dtp_console.ui.widgets.badges import HealthBadges, badge_infos
+from dtp_console.ui.widgets.floor_map import FloorMap
+from dtp_console.ui.widgets.log_panel import LogPanel
+
+__all__ = ["MainScreen", "PlantPane", "optional_class"]
+
+
+def optional_class(module: str, name: str) -> Any:
+    """`module.name` when that module exists (another part of the UI may not be there yet)."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return None
+
+
+class PlantPane(Horizontal):
+    """A plant's AMR table beside its floor map (stacked when the terminal is narrow)."""
+
+    def __init__(self, plant: PlantConfig, *, index: int) -> None:
+        super().__init__(id=f"plant-pane-{index}", classes="plant-pane")
+        self.plant = plant
+
+    def compose(self) -> ComposeResult:
+        """Table, then map."""
+        yield AmrTable(self.plant.stale_after_s, id=f"amr-{self.id}")
+        yield FloorMap(self.plant.bounds, id=f"map-{self.id}")
+
+    def refresh_from(self, engine: Engine, now: float) -> None:
+        """Feed both widgets the plant's current state."""
+        state = engine.state.plants.get(self.plant.name)
+        if state is None:
+            return
+        self.query_one(AmrTable).refresh_from(state, now)
+        self.query_one(FloorMap).refresh_from(state, now, self.plant.stale_after_s)
+
+
+class MainScreen(Screen[None]):
+    """Badges on top, tabs in the middle, the log and the footer at the bottom."""
+
+    CSS_PATH = Path(__file__).with_name("main.tcss")
+    # Textual's Screen types these as plain attributes, so no ClassVar here.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("m", "edit_device_map", "Device map"),
+        Binding("right_square_bracket", "next_tab", "Next tab"),
+        Binding("left_square_bracket", "previous_tab", "Prev tab", show=False),
+    ]
+
+    def __init__(self, engine: Engine, clock: UiClock) -> None:
+        super().__init__()
+        self.engine = engine
+        self.clock = clock
+        self.plant_tabs = {f"tab-plant-{i}": p for i, p in enumerate(engine.plants)}
+        self._registry_cls = optional_class(
+            "dtp_console.ui.widgets.registry_panel", "RegistryPanel"
+        )
+        self._registry_source: Any = None
+
+    def compose(self) -> ComposeResult:
+        """The whole layout."""
+        yield HealthBadges(id="badges")
+        with TabbedContent(id="tabs"):
+            for index, (tab_id, plant) in enumerate(self.plant_tabs.items()):
+                with TabPane(plant.name, id=tab_id):
+                    yield PlantPane(plant, index=index)
+            with TabPane("twinzo", id="tab-twinzo"):
+                yield AuthPanel(id="auth")
+            with TabPane("registry", id="tab-registry"):
+                if self._registry_cls is not None:
+                    yield self._registry_cls(lambda: self.engine.registry, clock=self._utc_now)
+                else:
+                    yield Static("The registry panel is not installed.", id="registry-missing")
+        yield LogPanel([p.name for p in self.engine.plants], clock=self.clock, id="log")
+        yield Footer()
+
+    @property
+    def active_tab(self) -> str:
+        """The id of the visible tab."""
+        return self.query_one(TabbedContent).active
+
+    @property
+    def active_plant(self) -> PlantConfig | None:
+        """The plant of the visible tab, if it is a plant tab."""
+        return self.plant_tabs.get(self.active_tab)
+
+    def refresh_view(self, health: Mapping[str, StoreHealth], events: Sequence[Event]) -> None:
+        """Apply this tick's events and redraw what is visible (call inside `batch_update`)."""
+        mono, wall = self.clock.monotonic(), self.clock.wall()
+        engine = self.engine
+        infos = badge_infos(engine.state, health, engine.config, wall_now=wall, mono_now=mono)
+        self.query_one(HealthBadges).show(infos, width=self.size.width)
+        lines = [e for e in events if isinstance(e, LogLine)]
+        if lines:
+            self.query_one(LogPanel).add(lines)
+        registry = self._registry_panel()
+        if registry is not None:
+            for event in events:
+                if getattr(event, "kind", "").startswith("twin."):
+                    registry.apply_event(event)
+            if engine.registry is not self._registry_source:
+                # The registry started (or restarted): read every twin once, then events.
+                self._registry_source = engine.registry
+                self.run_worker(registry.reload(), group="registry-reload", exclusive=True)
+        tab = self.active_tab
+        if tab in self.plant_tabs:
+            self.query_one(f"#{tab} PlantPane", PlantPane).refresh_from(engine, mono)
+        elif tab == "tab-twinzo":
+            self.query_one(AuthPanel).refresh_from(engine.state, wall)
+
+    def _utc_now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.clock.wall(), tz=dt.UTC)
+
+    def _registry_panel(self) -> Any:
+        if self._registry_cls is None:
+            return None
+        found = self.query(self._registry_cls)
+        return found.first() if found else None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:  # noqa: ARG002
+        """`m` only applies on a plant tab."""
+        if action == "edit_device_map":
+            return self.is_mounted and self.active_plant is not None
+        return True
+
+    def on_tabbed_content_tab_activated(self, _: TabbedContent.TabActivated) -> None:
+        """Show the new tab's state at once, not at the next tick."""
+        self.refresh_bindings()
+        self.app.call_later(getattr(self.app, "refresh_now", lambda: None))
+
+    def _switch(self, step: int) -> None:
+        tabs = self.query_one(TabbedContent)
+        ids = [pane.id for pane in tabs.query(TabPane) if pane.id]
+        tabs.active = ids[(ids.index(tabs.active) + step) % len(ids)]
+
+    def action_next_tab(self) -> None:
+        """Show the next tab."""
+        self._switch(1)
+
+    def action_previous_tab(self) -> None:
+        """Show the previous tab."""
+        self._switch(-1)
+
+    def action_edit_device_map(self) -> None:
+        """Open the device-map editor of the visible plant."""
+        plant = self.active_plant
+        if plant is None:
+            return
+        editor_cls = optional_class("dtp_console.ui.screens.device_map", "DeviceMapEditor")
+        if editor_cls is None:
+            self.notify("The device-map editor is not installed.", severity="warning")
+            return
+        bridge = self.engine.bridges.get(plant.name)
+        if bridge is None:
+            self.notify(f"{plant.name}: the bridge is not running yet.", severity="warning")
+            return
+        state = self.engine.state.plants.get(plant.name)
+        suggestions = [vid for vid, _ in state.unknown.most_common()] if state else []
+        engine, name = self.engine, plant.name
+
+        def save(mapping: dict[str, str]) -> None:
+            engine.save_device_map(name, mapping)
+
+        self.app.push_screen(editor_cls(name, dict(bridge.device_map), suggestions, save))

@@ -1,0 +1,117 @@
+"""Live AMR table of one plant: one row per mapped robot, stale robots stand out."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import ClassVar
+
+from dtp_console.state import DeviceState, PlantState
+from dtp_console.ui.display import AMBER, DIM, GREEN, MUTED, RED, TEXT, fmt_age, fmt_ms
+from dtp_console.ui.widgets.keyed_table import Cell, Column, KeyedTable
+
+__all__ = ["AmrTable"]
+
+#: Seconds of message counts the msgs/s column averages over.
+_RATE_WINDOW_S = 5.0
+_STALE = f"{AMBER} italic"
+
+
+class AmrTable(KeyedTable):
+    """Login, vendor id, X/Y (mm), moving, battery, age, last POST, msgs/s."""
+
+    DEFAULT_CSS = """
+    AmrTable {
+        height: 1fr;
+        min-height: 5;
+    }
+    """
+
+    COLUMNS: ClassVar[list[Column]] = [
+        ("login", "login", 13),
+        ("vendor", "vendor id", 14),
+        ("x", "X mm", 7),
+        ("y", "Y mm", 7),
+        ("moving", "mov", 3),
+        ("battery", "bat", 4),
+        ("age", "age", 5),
+        ("post", "POST", 10),
+        ("rate", "msg/s", 5),
+    ]
+
+    def __init__(self, stale_after_s: float, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.stale_after_s = stale_after_s
+        self._samples: dict[str, deque[tuple[float, int]]] = {}
+
+    @property
+    def stale_rows(self) -> list[str]:
+        """Vendor ids shown as stale."""
+        return [
+            key for key in self.row_keys if self.cell_style(key, "age").startswith("bold " + AMBER)
+        ]
+
+    def refresh_from(self, plant: PlantState, now: float) -> int:
+        """Show `plant`'s devices as of monotonic time `now`; returns cells written."""
+        rows = {vid: self._row(d, now) for vid, d in sorted(plant.devices.items())}
+        for gone in [k for k in self._samples if k not in rows]:
+            del self._samples[gone]
+        return self.sync(rows)
+
+    def _rate(self, device: DeviceState, now: float) -> float | None:
+        samples = self._samples.setdefault(device.vendor_id, deque())
+        if samples and samples[-1][0] == now:
+            samples[-1] = (now, device.messages)
+        else:
+            samples.append((now, device.messages))
+        while len(samples) > 2 and now - samples[1][0] >= _RATE_WINDOW_S:
+            samples.popleft()
+        first_t, first_n = samples[0]
+        if now <= first_t:
+            return None
+        return (device.messages - first_n) / (now - first_t)
+
+    def _row(self, d: DeviceState, now: float) -> list[Cell]:
+        age = None if d.last_message_at is None else now - d.last_message_at
+        stale = age is None or age > self.stale_after_s
+        base = _STALE if stale else TEXT
+        rate = self._rate(d, now)
+        return [
+            (d.login, f"bold {AMBER}" if stale else f"bold {TEXT}"),
+            (d.vendor_id, MUTED if not stale else _STALE),
+            (_mm(d.x), base),
+            (_mm(d.y), base),
+            ("yes" if d.moving else "–", GREEN if d.moving and not stale else base),
+            (_battery(d.battery), _battery_style(d.battery)),
+            (_age(age), f"bold {AMBER}" if stale else base),
+            _post(d),
+            ("–" if rate is None else f"{rate:.1f}", base),
+        ]
+
+
+def _age(seconds: float | None) -> str:
+    # Whole seconds: a tenth-second age would rewrite every row on every tick.
+    if seconds is None:
+        return "–"
+    return f"{seconds:.0f}s" if seconds < 60 else fmt_age(seconds)
+
+
+def _mm(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}"
+
+
+def _battery(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}%"
+
+
+def _battery_style(value: float | None) -> str:
+    if value is None:
+        return DIM
+    return RED if value < 15 else AMBER if value < 30 else TEXT
+
+
+def _post(d: DeviceState) -> Cell:
+    if d.last_post_status is None:
+        return ("–", DIM)
+    ok = d.last_post_status.isdigit() and d.last_post_status.startswith("2")
+    text = f"{d.last_post_status} {fmt_ms(d.last_post_latency_ms)}"
+    return (text, GREEN if ok else RED)

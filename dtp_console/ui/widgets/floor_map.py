@@ -1,0 +1,241 @@
+"""A plant's floor drawn in braille: the bounds, each robot a labelled marker with a fading trail.
+
+A line-API widget (`render_line` → `Strip`): the frame is rebuilt only when a
+robot moved or the size changed, and each line is then served from the cache.
+Braille gives 2×4 dots per cell but one colour per cell, so trails take the
+colour of the newest point in a cell and markers/labels overwrite dots.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.strip import Strip
+from textual.widget import Widget
+
+from dtp_console.config.model import Bounds
+from dtp_console.state import PlantState
+from dtp_console.ui.display import MUTED, short_label
+
+__all__ = ["FloorMap"]
+
+_ROBOT_COLOURS = (
+    "#58a6ff",
+    "#3fb950",
+    "#d2a8ff",
+    "#ffa657",
+    "#56d4dd",
+    "#f778ba",
+    "#e3b341",
+    "#a5d6ff",
+)
+_OUTLINE = "#6e7681"
+_FADE_TO = "#161b22"
+_STALE = "#8b949e"
+_DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
+
+
+def _blend(colour: str, target: str, amount: float) -> str:
+    """`colour` moved `amount` (0–1) of the way towards `target` (both `#rrggbb`)."""
+    a = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+    b = [int(target[i : i + 2], 16) for i in (1, 3, 5)]
+    mixed = (round(x + (y - x) * amount) for x, y in zip(a, b, strict=True))
+    return "#" + "".join(f"{v:02x}" for v in mixed)
+
+
+@dataclass(slots=True)
+class _Track:
+    label: str
+    colour: str
+    trail: deque[tuple[float, float]]
+    stale: bool = False
+
+
+@dataclass(slots=True)
+class _Canvas:
+    width: int
+    height: int
+    dots: dict[tuple[int, int], list[int | str]] = field(default_factory=dict)
+    text: dict[tuple[int, int], tuple[str, str]] = field(default_factory=dict)
+
+    def dot(self, px: int, py: int, colour: str, priority: int) -> None:
+        cx, cy = px // 2, py // 4
+        if not (0 <= cx < self.width and 0 <= cy < self.height):
+            return
+        cell = self.dots.setdefault((cx, cy), [0, colour, -1])
+        cell[0] = int(cell[0]) | _DOTS[px % 2][py % 4]
+        if priority >= int(cell[2]):
+            cell[1], cell[2] = colour, priority
+
+    def line(self, a: tuple[int, int], b: tuple[int, int], colour: str, priority: int) -> None:
+        (x0, y0), (x1, y1) = a, b
+        dx, dy = abs(x1 - x0), -abs(y1 - y0)
+        sx, sy = (1 if x0 < x1 else -1), (1 if y0 < y1 else -1)
+        err = dx + dy
+        for _ in range(dx - dy + 1):
+            self.dot(x0, y0, colour, priority)
+            if (x0, y0) == (x1, y1):
+                return
+            e2 = 2 * err
+            if e2 >= dy:
+                err += dy
+                x0 += sx
+            if e2 <= dx:
+                err += dx
+                y0 += sy
+
+    def write(self, cx: int, cy: int, text: str, style: str) -> None:
+        for i, char in enumerate(text):
+            if 0 <= cx + i < self.width and 0 <= cy < self.height:
+                self.text[(cx + i, cy)] = (char, style)
+
+
+class FloorMap(Widget):
+    """The plant's bounds and its robots; `refresh_from()` feeds it, it redraws only on change."""
+
+    DEFAULT_CSS = """
+    FloorMap {
+        height: 1fr;
+        min-height: 6;
+        border: round #30363d;
+        border-title-color: #8b949e;
+        background: #0d1117;
+    }
+    """
+
+    def __init__(self, bounds: Bounds | None, *, trail: int = 24, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.bounds = bounds
+        self.trail_length = trail
+        self._tracks: dict[str, _Track] = {}
+        self._frame: list[Strip] | None = None
+        self._frame_size: tuple[int, int] = (0, 0)
+        if bounds is not None:
+            w, h = (bounds.x_max - bounds.x_min) / 1000, (bounds.y_max - bounds.y_min) / 1000
+            self.border_title = f"floor {w:.0f} × {h:.0f} m"
+        else:
+            self.border_title = "floor (no bounds configured)"
+
+    @property
+    def tracks(self) -> dict[str, tuple[str, list[tuple[float, float]], bool]]:
+        """Per vendor id: label, trail (oldest first), stale (tests read the map through this)."""
+        return {k: (t.label, list(t.trail), t.stale) for k, t in self._tracks.items()}
+
+    def refresh_from(self, plant: PlantState, now: float, stale_after_s: float) -> bool:
+        """Take the robots' latest positions; True when the picture changed."""
+        changed = False
+        for gone in [k for k in self._tracks if k not in plant.devices]:
+            del self._tracks[gone]
+            changed = True
+        for vendor_id, device in plant.devices.items():
+            if device.x is None or device.y is None:
+                continue
+            track = self._tracks.get(vendor_id)
+            if track is None:
+                colour = _ROBOT_COLOURS[zlib.crc32(vendor_id.encode()) % len(_ROBOT_COLOURS)]
+                track = self._tracks[vendor_id] = _Track(
+                    short_label(device.login), colour, deque(maxlen=self.trail_length)
+                )
+                changed = True
+            point = (device.x, device.y)
+            if not track.trail or track.trail[-1] != point:
+                track.trail.append(point)
+                changed = True
+            age = None if device.last_message_at is None else now - device.last_message_at
+            stale = age is None or age > stale_after_s
+            label = short_label(device.login)
+            if stale != track.stale or label != track.label:
+                track.stale, track.label = stale, label
+                changed = True
+        if changed:
+            self._frame = None
+            self.refresh()
+        return changed
+
+    def _extent(self) -> tuple[float, float, float, float]:
+        if self.bounds is not None:
+            b = self.bounds
+            return b.x_min, b.x_max, b.y_min, b.y_max
+        points = [p for t in self._tracks.values() for p in t.trail] or [(0.0, 0.0)]
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        pad = max(max(xs) - min(xs), max(ys) - min(ys), 1000.0) * 0.1
+        return min(xs) - pad, max(xs) + pad, min(ys) - pad, max(ys) + pad
+
+    def _build(self, width: int, height: int) -> list[Strip]:
+        canvas = _Canvas(width, height)
+        x0, x1, y0, y1 = self._extent()
+        pw, ph = width * 2, height * 4
+        scale = min((pw - 1) / (x1 - x0), (ph - 1) / (y1 - y0))
+        ox = (pw - 1 - (x1 - x0) * scale) / 2
+        oy = (ph - 1 - (y1 - y0) * scale) / 2
+
+        def px(x: float, y: float) -> tuple[int, int]:
+            # Plant Y grows upwards; the screen's grows downwards.
+            return round(ox + (x - x0) * scale), round(ph - 1 - oy - (y - y0) * scale)
+
+        corners = [px(x0, y0), px(x1, y0), px(x1, y1), px(x0, y1)]
+        for a, b in zip(corners, corners[1:] + corners[:1], strict=True):
+            canvas.line(a, b, _OUTLINE, 0)
+        for track in self._tracks.values():
+            points = [px(x, y) for x, y in track.trail]
+            n = len(points)
+            for i in range(1, n):
+                fade = 0.85 * (1 - i / max(1, n - 1))
+                colour = _blend(_STALE if track.stale else track.colour, _FADE_TO, fade)
+                canvas.line(points[i - 1], points[i], colour, i)
+        for track in self._tracks.values():
+            mx, my = px(*track.trail[-1])
+            cx, cy = min(width - 1, mx // 2), min(height - 1, my // 4)
+            colour = _STALE if track.stale else track.colour
+            canvas.write(cx, cy, "○" if track.stale else "●", f"bold {colour}")
+            label = track.label
+            lx = cx + 1 if cx + 1 + len(label) <= width else cx - len(label)
+            canvas.write(lx, cy, label, MUTED if track.stale else colour)
+        return self._strips(canvas)
+
+    def _strips(self, canvas: _Canvas) -> list[Strip]:
+        base = self.rich_style
+        styles: dict[str, Style] = {}
+
+        def style_of(spec: str) -> Style:
+            style = styles.get(spec)
+            if style is None:
+                style = styles[spec] = base + Style.parse(spec)
+            return style
+
+        strips = []
+        for cy in range(canvas.height):
+            segments: list[Segment] = []
+            run, run_style = "", ""
+            for cx in range(canvas.width):
+                text = canvas.text.get((cx, cy))
+                if text is not None:
+                    char, spec = text
+                else:
+                    cell = canvas.dots.get((cx, cy))
+                    char, spec = (
+                        (" ", "") if cell is None else (chr(0x2800 + int(cell[0])), str(cell[1]))
+                    )
+                if spec != run_style and run:
+                    segments.append(Segment(run, style_of(run_style) if run_style else base))
+                    run = ""
+                run += char
+                run_style = spec
+            if run:
+                segments.append(Segment(run, style_of(run_style) if run_style else base))
+            strips.append(Strip(segments, canvas.width))
+        return strips
+
+    def render_line(self, y: int) -> Strip:
+        """One line of the cached frame (rebuilt when stale or resized)."""
+        width, height = self.size.width, self.size.height
+        if width <= 0 or height <= 0:
+            return Strip.blank(max(0, width))
+        if self._frame is None or self._frame_size != (width, height):
+            self._frame = self._build(width, height)
+            self._frame_size = (width, height)
+        return self._frame[y] if y < len(self._frame) else Strip.blank(width, self.rich_style)

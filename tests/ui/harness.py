@@ -1,0 +1,73 @@
+"""Building the console App on a seeded engine for tests, snapshots, screenshots and benches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.pilot import Pilot
+from textual.widgets import TabbedContent
+
+from dtp_console.ui.app import DtpConsoleApp
+from dtp_console.ui.display import FixedClock
+from tests.ui.seeded import SeededEngine, write_config
+
+__all__ = ["SCREENS", "Shot", "make_app", "prepare", "settle"]
+
+
+@dataclass(frozen=True, slots=True)
+class Shot:
+    """One picture of the console: terminal size, the tab shown, keys pressed after."""
+
+    size: tuple[int, int]
+    tab: str | None = None
+    keys: tuple[str, ...] = ()
+
+
+#: The screens that snapshots and `scripts/screenshots.py` take, by name.
+SCREENS: dict[str, Shot] = {
+    "main-200x60": Shot((200, 60)),
+    "plant-map-120x40": Shot((120, 40), "tab-plant-1"),
+    "twinzo-120x40": Shot((120, 40), "tab-twinzo"),
+    "registry-120x40": Shot((120, 40), "tab-registry"),
+    "main-80x24": Shot((80, 24)),
+    "help-120x40": Shot((120, 40), keys=("question_mark",)),
+    "device-map-120x40": Shot((120, 40), keys=("m",)),
+}
+
+
+def make_app(folder: Path, *, steps: int = 40, config: str | None = None) -> DtpConsoleApp:
+    """A console App on a `SeededEngine`, redrawn only when told (`refresh_s=None`)."""
+    clock = FixedClock()
+    path = write_config(folder) if config is None else write_config(folder, config)
+    engine = SeededEngine(path, clock=clock, steps=steps)
+    return DtpConsoleApp(engine, clock=clock, refresh_s=None)
+
+
+async def settle(pilot: Pilot[int], *, rounds: int = 12) -> SeededEngine:
+    """Wait for the seeded state, then step and redraw `rounds` times (trails, rates)."""
+    app = pilot.app
+    assert isinstance(app, DtpConsoleApp)
+    engine = app.engine
+    assert isinstance(engine, SeededEngine)
+    await engine.ready.wait()
+    app.refresh_now()
+    for _ in range(rounds):
+        engine.advance(2, 0.5)
+        app.refresh_now()
+    await pilot.pause()
+    return engine
+
+
+async def prepare(pilot: Pilot[int], shot: Shot) -> None:
+    """Settle the seeded engine, then show `shot`'s tab and press its keys."""
+    await settle(pilot)
+    app = pilot.app
+    assert isinstance(app, DtpConsoleApp)
+    if shot.tab is not None:
+        app.main.query_one(TabbedContent).active = shot.tab
+        await pilot.pause()
+        app.refresh_now()
+    for key in shot.keys:
+        await pilot.press(key)
+    await pilot.pause()
