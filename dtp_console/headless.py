@@ -55,6 +55,9 @@ class HeadlessRenderer:
         self._out = out
         self._interval = interval_s
         self._log_file = log_file
+        if log_file is not None:
+            # As the UI does: a log file in a folder not made yet is not a crash.
+            log_file.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._last_rx: dict[str, tuple[float, int]] = {}
         self._store_ok: dict[str, bool] = {}

@@ -98,8 +98,14 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+#: Longer ids are refused: they would bloat the unknown-device list and every log line.
+MAX_ID_LENGTH = 128
+
+
 def _vendor_id(value: Any, field: str) -> str:
     if isinstance(value, str) and value.strip():
+        if len(value.strip()) > MAX_ID_LENGTH:
+            raise _FieldError("missing_id", f"{field} is {len(value.strip())} characters long")
         return value.strip()
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -129,11 +135,18 @@ def _load(payload: bytes) -> dict[str, Any]:
     return data
 
 
+#: Timestamps beyond this (~year 287,000) are garbage; they would also overflow int64 in JSON.
+_MAX_TIMESTAMP_MS = 2**53
+
+
 def _timestamp_ms(value: Any, unit: str = "ms") -> int | None:
     if value is None:
         return None
     number = _number(value, "timestamp")
-    return int(number * 1000) if unit == "s" else int(number)
+    ms = number * 1000 if unit == "s" else number
+    if not 0 <= ms < _MAX_TIMESTAMP_MS:
+        raise _FieldError("bad_timestamp", f"timestamp {str(value)[:40]} is out of range")
+    return int(ms)
 
 
 def parse_ati(topic: str, payload: bytes) -> ParseResult:  # noqa: ARG001 - uniform signature

@@ -9,6 +9,7 @@ replaced while the bridge runs.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 
@@ -140,6 +141,11 @@ class Bridge:
                 detail = f"timestamp {timestamp} is older than {previous_ts}"
                 return self._reject("out_of_order", detail, vendor_id)
         x, y = apply_affine(self.affine, result.x, result.y)
+        if not (math.isfinite(x) and math.isfinite(y)):
+            # A huge but finite vendor value can overflow through the affine.
+            return self._reject(
+                "non_finite", f"({result.x!r}, {result.y!r}) after affine", vendor_id
+            )
         if plant.bounds is not None and not plant.bounds.contains(x, y):
             state.out_of_bounds += 1
             if plant.drop_out_of_bounds:

@@ -76,13 +76,14 @@ def apply_legacy(
 ) -> dict[str, Any]:
     """Return `data` with unset fields filled from legacy env vars and the HiveMQ JSON."""
     data = dict(data)
-    twinzo = dict(data.get("twinzo") or {})
-    for var, key in _TWINZO.items():
-        _fill(twinzo, key, env.get(var))
-    if twinzo:
-        data["twinzo"] = twinzo
-    if env.get("LOG_EVERY_N"):
-        logging = dict(data.get("logging") or {})
+    twinzo = _section(data.get("twinzo"))
+    if twinzo is not None:
+        for var, key in _TWINZO.items():
+            _fill(twinzo, key, env.get(var))
+        if twinzo:
+            data["twinzo"] = twinzo
+    logging = _section(data.get("logging"))
+    if env.get("LOG_EVERY_N") and logging is not None:
         _fill(logging, "log_every_n", env["LOG_EVERY_N"])
         data["logging"] = logging
 
@@ -97,11 +98,20 @@ def apply_legacy(
     return data
 
 
+def _section(value: Any) -> dict[str, Any] | None:
+    """A copy of a mapping section to fill; None when it is no mapping (validation says so)."""
+    if value is None:
+        return {}
+    return dict(value) if isinstance(value, dict) else None
+
+
 def _legacy_plant(plant: Any, env: Mapping[str, str], hivemq: dict[str, Any] | None) -> Any:
     if not isinstance(plant, dict):
         return plant
     plant = dict(plant)
-    broker = dict(plant.get("broker") or {})
+    broker = _section(plant.get("broker"))
+    if broker is None:
+        return plant
     if plant.get("format") == "ati_sherpa":
         for var, key in _ATI_BROKER.items():
             _fill(broker, key, env.get(var))

@@ -124,6 +124,20 @@ def _loc_text(loc: tuple[int | str, ...], raw: Any) -> str:
     return text or "<root>"
 
 
+_SECRET_HINTS = ("password", "api_key", "secret", "token", "dsn")
+#: Types whose input is not shown: an unknown key may be a misspelt `password`.
+_HIDDEN_INPUT_TYPES = frozenset({"missing", "extra_forbidden"})
+
+
+def _shown(value: Any) -> str:
+    """A short repr of a rejected value (a 5,000-digit int cannot even be repr'd)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return "a number too long to show"
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 def _validation_problems(error: ValidationError, raw: Any) -> list[str]:
     problems = []
     for item in error.errors(include_url=False):
@@ -131,9 +145,10 @@ def _validation_problems(error: ValidationError, raw: Any) -> list[str]:
         loc = tuple(p for p in item["loc"] if p != "__root__")
         message = item["msg"].removeprefix("Value error, ")
         given = item.get("input")
-        shown = "" if isinstance(given, dict | list) or item["type"] == "missing" else given
-        suffix = f" (got {shown!r})" if shown not in ("", None) else ""
-        if any(s in str(loc).lower() for s in ("password", "api_key", "secret")):
+        hidden = isinstance(given, dict | list) or item["type"] in _HIDDEN_INPUT_TYPES
+        shown = "" if hidden else given
+        suffix = f" (got {_shown(shown)})" if shown not in ("", None) else ""
+        if any(s in str(loc).lower() for s in _SECRET_HINTS):
             suffix = ""
         problems.append(f"{_loc_text(loc, raw)}: {message}{suffix}")
     return problems
@@ -152,6 +167,8 @@ def load_config(
         raise ConfigError(source, ["file not found"]) from None
     except OSError as exc:
         raise ConfigError(source, [f"cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [f"not UTF-8 text (byte {exc.start})"]) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -160,11 +177,24 @@ def load_config(
         raise ConfigError(source, [f"{where}invalid YAML: {exc.problem}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"invalid YAML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError(source, ["invalid YAML: nested too deeply"]) from None
+    except ValueError as exc:
+        # PyYAML's int() of a number with more than 4,300 digits.
+        raise ConfigError(source, [f"invalid YAML: {str(exc)[:120]}"]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(source, [f"the top level must be a mapping, not {type(raw).__name__}"])
     env = load_env(path, environ)
+    try:
+        return _resolve(raw, env, path)
+    except RecursionError:
+        raise ConfigError(source, ["nested too deeply"]) from None
+
+
+def _resolve(raw: dict[str, Any], env: Mapping[str, str], path: Path) -> ConsoleConfig:
+    source = str(path)
     try:
         data = interpolate(raw, env)
     except _InterpolationError as exc:
@@ -202,7 +232,7 @@ def secrets_permission_warning(path: Path) -> str | None:
     try:
         mode = path.stat().st_mode
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, yaml.YAMLError, ValueError, RecursionError):
         return None
     if mode & 0o044 and _literal_secrets(raw):
         return (

@@ -7,6 +7,7 @@ forbids unknown keys so a misspelt key is an error, not silence.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,6 +49,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
+class _FiniteModel(_Model):
+    # `.inf`/`.nan` in a transform or on the floor would turn every position into garbage.
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
 class BrokerConfig(_Model):
     """Where a plant's vendor MQTT broker is and how to log in."""
 
@@ -85,7 +91,7 @@ class BrokerConfig(_Model):
     @field_validator("protocol", mode="before")
     @classmethod
     def _protocol_as_text(cls, value: Any) -> Any:
-        if isinstance(value, int | float):
+        if isinstance(value, int | float) and math.isfinite(value):
             return {3: "3.1.1", 311: "3.1.1", 5: "5"}.get(int(value), str(value))
         return value
 
@@ -118,7 +124,7 @@ class GenericFields(_Model):
     """Path of the message timestamp (optional; receive time when unset)."""
     timestamp_unit: Literal["ms", "s"] = "ms"
     """Unit of the timestamp field."""
-    id_topic_level: int | None = None
+    id_topic_level: int | None = Field(default=None, ge=0)
     """Take the device id from this topic level (0-based) instead of the payload."""
 
 
@@ -136,7 +142,7 @@ class PlantTwinzo(_Model):
     """Device password for this plant's logins; `twinzo.password` when unset."""
 
 
-class Affine(_Model):
+class Affine(_FiniteModel):
     """Vendor → twinzo transform: `X = A·x + B·y + TX`, `Y = C·x + D·y + TY` (millimetres)."""
 
     a: float = 1.0
@@ -167,7 +173,7 @@ class Affine(_Model):
         return self
 
 
-class Bounds(_Model):
+class Bounds(_FiniteModel):
     """The plant's floor in twinzo millimetres."""
 
     x_min: float

@@ -161,3 +161,11 @@ def test_generic_paths_and_topic_id() -> None:
     assert isinstance(missing, Rejection)
     assert missing.reason == "missing_position"
     assert missing.vendor_id == "r1"
+
+
+def test_overlong_vendor_id_is_refused() -> None:
+    result = parse_ati("t", _ati(sherpa_name="x" * 5000))
+    assert isinstance(result, Rejection)
+    assert result.reason == "missing_id"
+    assert "5000 characters" in result.detail
+    assert len(result.detail) < 100
