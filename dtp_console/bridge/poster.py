@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from dtp_console.backoff import jittered_delay
@@ -22,7 +22,12 @@ from dtp_console.events import OpsLog
 from dtp_console.state import PlantState
 from dtp_console.twinzo.client import PostResult, TwinzoClient
 
-__all__ = ["Poster"]
+__all__ = ["INTAKE_BACKLOG_DEFER", "MAX_DEFER_S", "Poster"]
+
+#: Skip a flush while more messages than this wait to be taken in.
+INTAKE_BACKLOG_DEFER = 500
+#: ...but never for longer than this in a row.
+MAX_DEFER_S = 1.0
 
 
 class Poster:
@@ -38,8 +43,10 @@ class Poster:
         log: OpsLog,
         *,
         log_every_n: int = 50,
+        backlog: Callable[[], int] | None = None,
     ) -> None:
         self._plant = plant
+        self._backlog = backlog
         self._cfg = twinzo
         self._client = client
         self._outbox = outbox
@@ -51,6 +58,8 @@ class Poster:
         self._tasks: set[asyncio.Task[None]] = set()
         self._successes = 0
         self._rng = random.Random()  # noqa: S311 - jitter, not security
+        self.deferred_flushes = 0
+        """Flushes skipped to let intake catch up."""
         self.latencies_ms: list[float] = []
         """Receive → accepted latency of forwarded locations (bounded, for figures)."""
 
@@ -60,10 +69,23 @@ class Poster:
         return bool(self._tasks)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Flush every `flush_interval_ms` until `stop` is set."""
+        """Flush every `flush_interval_ms` until `stop` is set.
+
+        Intake has priority: while more than `INTAKE_BACKLOG_DEFER` messages wait
+        in the MQTT queue, flushes are skipped (for at most `MAX_DEFER_S` in a
+        row) so posting CPU does not slow the intake that must empty it. Newer
+        positions keep replacing pending ones meanwhile, so nothing is lost.
+        """
         interval = self._cfg.flush_interval_ms / 1000.0
+        deferred = 0.0
         while not stop.is_set():
-            self.flush(time.monotonic())
+            backlog = self._backlog() if self._backlog is not None else 0
+            if backlog > INTAKE_BACKLOG_DEFER and deferred < MAX_DEFER_S:
+                deferred += interval
+                self.deferred_flushes += 1
+            else:
+                deferred = 0.0
+                self.flush(time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
 

@@ -55,8 +55,16 @@ class Bridge:
         self.affine: Affine = plant.affine
         self.outbox = Outbox(state.counters, plant.min_post_interval_ms / 1000.0)
         self.poster = Poster(
-            plant, twinzo, client, self.outbox, state, log, log_every_n=log_every_n
+            plant,
+            twinzo,
+            client,
+            self.outbox,
+            state,
+            log,
+            log_every_n=log_every_n,
+            backlog=lambda: self.intake_backlog,
         )
+        self._handled = 0
         self._drain_timeout = twinzo.drain_timeout_s
 
     @property
@@ -78,8 +86,15 @@ class Bridge:
         """Use `affine` from the next message on."""
         self.affine = affine
 
+    @property
+    def intake_backlog(self) -> int:
+        """Messages received from the broker but not yet taken in."""
+        counters = self.state.counters
+        return counters.received - counters.outcomes["dropped:queue_full"] - self._handled
+
     def handle(self, topic: str, payload: bytes, now: float | None = None) -> str:
         """Process one message; returns its outcome, or `queued` when it is in the outbox."""
+        self._handled += 1
         try:
             return self._handle(topic, payload, time.monotonic() if now is None else now)
         except Exception as exc:

@@ -331,3 +331,24 @@ async def test_live_device_map_change_applies_without_restart(
     assert "ati_amr_777" not in state.unknown
     await _publish(mosquitto.port, [("ati_fm/sherpa/status", _ati("ati_amr_777", 2.0, 1.0))])
     await _until(lambda: "tugger-07-old" in sandbox.latest())
+
+
+async def test_posting_yields_to_an_intake_backlog_but_not_for_long(sandbox: TwinzoSandbox) -> None:
+    plant, twinzo = _config(1)  # the bridge's MQTT side is not started here
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        client = TwinzoClient(http, twinzo, base_url=sandbox.url)
+        bridge = Bridge(plant, twinzo, client, PlantState(plant.name), OpsLog(Bus()))
+        bridge.state.counters.received = 10_001  # 10,000 still waiting in the MQTT queue
+        assert bridge.handle("ati_fm/sherpa/status", _ati("ati_amr_001", 1.0, 1.0)) == "queued"
+        assert bridge.intake_backlog == 10_000
+        stop = asyncio.Event()
+        started = time.monotonic()
+        task = asyncio.create_task(bridge.poster.run(stop))
+        await asyncio.sleep(0.5)
+        assert sandbox.latest() == {}  # intake first
+        assert bridge.poster.deferred_flushes >= 10
+        await _until(lambda: "tugger-05-old" in sandbox.latest(), timeout=3)
+        waited = time.monotonic() - started
+        assert 0.9 <= waited <= 2.0  # deferral is capped (MAX_DEFER_S = 1 s)
+        stop.set()
+        await task
