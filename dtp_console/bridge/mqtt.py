@@ -47,11 +47,26 @@ def tls_context(broker: BrokerConfig) -> ssl.SSLContext:
     return context
 
 
-MessageQueue = asyncio.Queue[aiomqtt.Message]
+class MessageQueue(asyncio.Queue[aiomqtt.Message]):
+    """The client's incoming queue, remembering the message last taken until it is handled.
+
+    aiomqtt's message iterator takes each message in a task of its own; when the
+    iteration is cancelled just as that task has taken one, the message is
+    dropped with the task. `in_hand` keeps it so the owner can still handle it.
+    """
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self.in_hand: aiomqtt.Message | None = None
+
+    def get_nowait(self) -> aiomqtt.Message:
+        item = super().get_nowait()
+        self.in_hand = item
+        return item
 
 
 def _counting_queue(counters: PlantCounters, created: list[MessageQueue]) -> type[MessageQueue]:
-    class _CountingQueue(asyncio.Queue[aiomqtt.Message]):
+    class _CountingQueue(MessageQueue):
         """Counts every arrival; a full queue drops (and counts) instead of raising."""
 
         def __init__(self, maxsize: int = 0) -> None:
@@ -116,14 +131,26 @@ def raise_if_cancelling(exc: BaseException) -> None:
         raise asyncio.CancelledError from exc
 
 
-def describe_mqtt_error(exc: BaseException) -> str:
-    """One line an operator can act on."""
+def describe_mqtt_error(exc: BaseException, *, tls: bool | None = None) -> str:
+    """One line an operator can act on.
+
+    `tls` is whether the failed attempt was a TLS connect (None: unknown, or
+    the connection was already up). aiomqtt keeps only the message of a socket
+    error, so a plain MQTT broker resetting a TLS hello, or a TLS-only listener
+    silently waiting on a plain CONNECT, would otherwise read as a generic
+    reset or time-out.
+    """
     text = str(exc) or type(exc).__name__
     lowered = text.lower()
     if "certificate_verify_failed" in lowered or "certificate verify failed" in lowered:
         return f"TLS certificate verification failed ({text})"
     if "wrong_version_number" in lowered or "ssl" in lowered:
         return f"TLS handshake failed ({text})"
+    if tls and any(s in lowered for s in ("connection reset", "eof occurred", "unexpected eof")):
+        hint = "the broker closed the connection; is it a plain MQTT port?"
+        return f"TLS handshake failed: {hint} ({text})"
+    if tls is False and "timed out" in lowered:
+        return f"timed out waiting for the broker; if this port expects TLS, set tls: true ({text})"
     if "not authorized" in lowered or "code:135" in lowered or "code:5]" in lowered:
         return f"not authorized: check username/password ({text})"
     if "bad user name or password" in lowered or "code:134" in lowered or "code:4]" in lowered:
@@ -154,10 +181,31 @@ async def run_source(
         _hand_over_leftovers(queues, handle)
 
 
+#: Most messages taken straight from the queue before the loop yields to other tasks.
+_BURST = 256
+
+
+def _drain_burst(queue: MessageQueue, handle: Handler) -> None:
+    """Handle what is already queued without a task per message.
+
+    aiomqtt's iterator wraps every `get` in a task and an `asyncio.wait`; in a burst
+    that costs more than parsing. Synchronous and bounded, so other tasks still run
+    between bursts.
+    """
+    for _ in range(_BURST):
+        try:
+            message = queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return
+        handle(message.topic.value, _payload_bytes(message.payload))
+        queue.in_hand = None
+
+
 def _hand_over_leftovers(queues: list[MessageQueue], handle: Handler) -> None:
     for queue in queues:
-        while not queue.empty():
-            message = queue.get_nowait()
+        while queue.in_hand is not None or not queue.empty():
+            message = queue.in_hand if queue.in_hand is not None else queue.get_nowait()
+            queue.in_hand = None
             handle(message.topic.value, _payload_bytes(message.payload))
     queues.clear()
 
@@ -185,9 +233,11 @@ async def _connect_loop(
         log.emit("WARN", f"TLS verification is OFF for {plant.name} ({host}:{port})", plant.name)
     while True:
         state.mqtt, state.mqtt_detail = "connecting", f"{host}:{port}"
+        connecting = True
         try:
             kwargs = client_kwargs(plant, host, port, state.counters, queues)
             async with aiomqtt.Client(**kwargs) as client:
+                connecting = False
                 for topic in plant.topics:
                     await client.subscribe(topic, qos=broker.qos)
                 state.mqtt, state.mqtt_detail = "connected", f"{host}:{port}"
@@ -197,12 +247,16 @@ async def _connect_loop(
                 log.emit(
                     "INFO", f"MQTT connected: {plant.name} <- {host}:{port} ({topics})", plant.name
                 )
+                queue = queues[-1] if queues else None
                 async for message in client.messages:
                     handle(message.topic.value, _payload_bytes(message.payload))
+                    if queue is not None:
+                        queue.in_hand = None
+                        _drain_burst(queue, handle)
         except aiomqtt.MqttError as exc:
             raise_if_cancelling(exc)
             delay = backoff.next()
-            reason = describe_mqtt_error(exc)
+            reason = describe_mqtt_error(exc, tls=broker.tls if connecting else None)
             state.mqtt, state.mqtt_detail = "disconnected", reason
             log.limited(
                 "WARN",

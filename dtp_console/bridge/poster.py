@@ -58,6 +58,9 @@ class Poster:
         self._tasks: set[asyncio.Task[None]] = set()
         self._successes = 0
         self._rng = random.Random()  # noqa: S311 - jitter, not security
+        self._service_failures = 0
+        self._hold_until = 0.0
+        self._probing = False
         self.deferred_flushes = 0
         """Flushes skipped to let intake catch up."""
         self.latencies_ms: list[float] = []
@@ -90,8 +93,21 @@ class Poster:
                 await asyncio.wait_for(stop.wait(), interval)
 
     def flush(self, now: float, *, everything: bool = False) -> int:
-        """Start requests for what may be posted now; returns how many locations left."""
-        ready = self._outbox.take_all() if everything else self._outbox.take_ready(now)
+        """Start requests for what may be posted now; returns how many locations left.
+
+        While twinzo fails service-wide (timeouts, 5xx, 429) the plant backs off as
+        one: nothing is sent until the hold ends, then one request probes; its
+        success releases every device at once (recovery within one probe interval).
+        """
+        if everything:
+            ready = self._outbox.take_all()
+        elif now < self._hold_until or (self._service_failures and self._probing):
+            return 0
+        elif self._service_failures:
+            ready = self._outbox.take_ready(now, limit=1)
+            self._probing = bool(ready)
+        else:
+            ready = self._outbox.take_ready(now)
         if not ready:
             return 0
         if self._plant.twinzo.batch:
@@ -161,7 +177,10 @@ class Poster:
             device.last_post_status = result.code
             device.last_post_latency_ms = round(result.latency_ms, 1)
             device.last_post_at = now
+        if not result.retryable:
+            self._probing = False
         if result.ok:
+            self._service_failures, self._hold_until = 0, 0.0
             self._outbox.done(location, now)
             self._state.counters.count("forwarded")
             if device is not None:
@@ -188,9 +207,11 @@ class Poster:
             if result.error and result.error != result.code:
                 text += f" {result.error}"
             self._log.limited("FAIL", f"post:{login}", text, self._plant.name)
-        if result.retryable and location.attempts + 1 < self._cfg.max_attempts:
-            self._outbox.retry(location, now, self._backoff(login, result))
-            return
+        if result.retryable:
+            self._service_trouble(now, result)
+            if location.attempts + 1 < self._cfg.max_attempts:
+                self._outbox.retry(location, now, 0.0)
+                return
         reason = _reason(result)
         self._final(location, f"failed:{reason}", now, auth=result.auth_failed)
 
@@ -205,13 +226,19 @@ class Poster:
         else:
             self._outbox.done(location, now)
 
-    def _backoff(self, login: str, result: PostResult) -> float:
-        if result.retry_after_s is not None:
-            return result.retry_after_s
-        failures = self._outbox.failures(login)
-        return jittered_delay(
-            self._cfg.backoff_initial_s, self._cfg.backoff_max_s, failures, self._rng
-        )
+    def _service_trouble(self, now: float, result: PostResult) -> None:
+        """A retryable failure holds the whole plant: Retry-After, else jittered backoff."""
+        self._probing = False
+        delay = result.retry_after_s
+        if delay is None:
+            delay = jittered_delay(
+                self._cfg.backoff_initial_s,
+                self._cfg.backoff_max_s,
+                self._service_failures,
+                self._rng,
+            )
+        self._service_failures += 1
+        self._hold_until = max(self._hold_until, now + delay)
 
     def _ok_text(self, location: Location) -> str:
         label = self._plant.label

@@ -279,9 +279,11 @@ class TwinzoConfig(_Model):
     max_attempts: int = Field(default=3, ge=1)
     """Attempts per location on timeouts, 5xx and 429 before it counts as failed."""
     backoff_initial_s: float = Field(default=0.5, gt=0)
-    """First retry delay of a device after a retryable failure (doubles, jittered)."""
-    backoff_max_s: float = Field(default=30.0, gt=0)
-    """Cap of the retry delay."""
+    """After a timeout, 5xx or 429 (without `Retry-After`) the plant pauses posting this
+    long, then one request probes twinzo; the pause doubles (jittered) while probes fail."""
+    backoff_max_s: float = Field(default=2.0, gt=0)
+    """Cap of that pause: while twinzo is down one probe per plant at least this often,
+    and once it is back every device resumes within about this long."""
     auth_backoff_s: float = Field(default=10.0, ge=0)
     """After a failed authentication, wait this long before trying that login again."""
     flush_interval_ms: int = Field(default=100, ge=5)

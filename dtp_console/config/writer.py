@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import fcntl
 import io
 import os
 import stat
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +68,37 @@ def read_plant_field(path: Path, plant_name: str, field: str) -> Any:
     return _plain(node)
 
 
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _editing(path: Path) -> Iterator[None]:
+    """Serialise read-modify-write of one file: a lock per path in this process and
+    an advisory `flock` on the file's directory against other processes (`calibrate --write`
+    while the console saves a device map)."""
+    resolved = path.resolve()
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(resolved, threading.Lock())
+    with lock:
+        try:
+            # The directory's inode outlives the file's (each save renames a new file in).
+            fd = os.open(resolved.parent, os.O_RDONLY)
+        except OSError:
+            yield  # the read or write that follows fails and says why
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+
 def update_plant_field(path: Path, plant_name: str, field: str, value: Any) -> Any:
     """Set `plants[<plant_name>].<field>` to `value` in the file; return the old value.
+
+    Concurrent saves of the same file (threads or processes) are serialised, so
+    each one edits the result of the previous and none is lost.
 
     The file is not rewritten when the value is already there.
 
@@ -77,6 +108,11 @@ def update_plant_field(path: Path, plant_name: str, field: str, value: Any) -> A
     Raises `ConfigWriteError` — with the file left as it was — when the file
     cannot be read or parsed, the plant is not there, or writing fails.
     """
+    with _editing(path):
+        return _update(path, plant_name, field, value)
+
+
+def _update(path: Path, plant_name: str, field: str, value: Any) -> Any:
     parts = _parts(field)
     text = _read(path)
     yaml = _matching_yaml(text)

@@ -136,6 +136,7 @@ class TwinzoClient:
                 response.status_code,
                 _error_message(response),
                 retryable=_retryable(response.status_code),
+                retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
             )
         try:
             data = orjson.loads(response.content)
@@ -182,6 +183,7 @@ class TwinzoClient:
                     latency_ms=_ms(started),
                     error=exc.message,
                     retryable=exc.retryable,
+                    retry_after_s=exc.retry_after_s,
                     auth_failed=True,
                 )
             headers = self._headers(token.client, branch or token.branch, token.value)

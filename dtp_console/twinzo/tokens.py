@@ -39,11 +39,20 @@ class Token:
 class AuthError(Exception):
     """Authentication or refresh failed."""
 
-    def __init__(self, status: int | None, message: str, *, retryable: bool) -> None:
+    def __init__(
+        self,
+        status: int | None,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        """twinzo's `Retry-After` (429/503 on authentication), in seconds."""
 
     @property
     def code(self) -> str:
