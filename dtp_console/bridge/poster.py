@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -24,6 +25,8 @@ from dtp_console.twinzo.client import PostResult, TwinzoClient
 
 __all__ = ["INTAKE_BACKLOG_DEFER", "MAX_DEFER_S", "Poster"]
 
+#: Recent receive → accepted latencies kept for figures (a ring: a long run stays flat).
+_LATENCY_SAMPLES = 100_000
 #: Skip a flush while more messages than this wait to be taken in.
 INTAKE_BACKLOG_DEFER = 500
 #: ...but never for longer than this in a row.
@@ -63,7 +66,7 @@ class Poster:
         self._probing = False
         self.deferred_flushes = 0
         """Flushes skipped to let intake catch up."""
-        self.latencies_ms: list[float] = []
+        self.latencies_ms: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
         """Receive → accepted latency of forwarded locations (bounded, for figures)."""
 
     @property
@@ -185,8 +188,7 @@ class Poster:
             self._state.counters.count("forwarded")
             if device is not None:
                 device.posts_ok += 1
-            if len(self.latencies_ms) < 200_000:
-                self.latencies_ms.append((now - location.received_at) * 1000.0)
+            self.latencies_ms.append((now - location.received_at) * 1000.0)
             self._successes += 1
             if self._successes % self._log_every_n == 1 or self._log_every_n == 1:
                 self._log.emit("OK", self._ok_text(location), self._plant.name)
