@@ -23,12 +23,14 @@ from dtp_console.events import OpsLog
 from dtp_console.state import PlantState
 from dtp_console.twinzo.client import PostResult, TwinzoClient
 
-__all__ = ["INTAKE_BACKLOG_DEFER", "MAX_DEFER_S", "Poster"]
+__all__ = ["INTAKE_BACKLOG_DEFER", "INTAKE_BURST_RATE", "MAX_DEFER_S", "Poster"]
 
 #: Recent receive → accepted latencies kept for figures (a ring: a long run stays flat).
 _LATENCY_SAMPLES = 100_000
 #: Skip a flush while more messages than this wait to be taken in.
 INTAKE_BACKLOG_DEFER = 500
+#: ... or while intake runs faster than this (msg/s): a burst, not steady traffic.
+INTAKE_BURST_RATE = 5_000
 #: ...but never for longer than this in a row.
 MAX_DEFER_S = 1.0
 
@@ -47,9 +49,11 @@ class Poster:
         *,
         log_every_n: int = 50,
         backlog: Callable[[], int] | None = None,
+        taken_in: Callable[[], int] | None = None,
     ) -> None:
         self._plant = plant
         self._backlog = backlog
+        self._taken_in = taken_in
         self._cfg = twinzo
         self._client = client
         self._outbox = outbox
@@ -77,16 +81,22 @@ class Poster:
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every `flush_interval_ms` until `stop` is set.
 
-        Intake has priority: while more than `INTAKE_BACKLOG_DEFER` messages wait
-        in the MQTT queue, flushes are skipped (for at most `MAX_DEFER_S` in a
-        row) so posting CPU does not slow the intake that must empty it. Newer
-        positions keep replacing pending ones meanwhile, so nothing is lost.
+        Intake has priority: during a burst — more than `INTAKE_BACKLOG_DEFER`
+        messages waiting in the MQTT queue, or intake above `INTAKE_BURST_RATE`
+        msg/s — flushes are skipped (for at most `MAX_DEFER_S` in a row) so
+        posting CPU does not slow the intake that must absorb it. Newer positions
+        keep replacing pending ones meanwhile, so nothing is lost.
         """
         interval = self._cfg.flush_interval_ms / 1000.0
+        burst = INTAKE_BURST_RATE * interval
         deferred = 0.0
+        seen = self._taken_in() if self._taken_in is not None else 0
         while not stop.is_set():
             backlog = self._backlog() if self._backlog is not None else 0
-            if backlog > INTAKE_BACKLOG_DEFER and deferred < MAX_DEFER_S:
+            taken = self._taken_in() if self._taken_in is not None else 0
+            busy = backlog > INTAKE_BACKLOG_DEFER or taken - seen > burst
+            seen = taken
+            if busy and deferred < MAX_DEFER_S:
                 deferred += interval
                 self.deferred_flushes += 1
             else:

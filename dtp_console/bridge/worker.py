@@ -63,6 +63,7 @@ class Bridge:
             log,
             log_every_n=log_every_n,
             backlog=lambda: self.intake_backlog,
+            taken_in=lambda: self._handled,
         )
         self._handled = 0
         self._drain_timeout = twinzo.drain_timeout_s
