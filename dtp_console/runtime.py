@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -28,6 +29,7 @@ from dtp_console.config.model import ConsoleConfig, PlantConfig
 from dtp_console.events import Bus, LogLine, OpsLog, Subscription, TwinDeleted, TwinUpdated
 from dtp_console.platform_topics import watch_platform
 from dtp_console.state import EngineState, PlantState
+from dtp_console.stores.records import EventRecord
 from dtp_console.twinzo.client import TwinzoClient
 
 __all__ = ["Engine"]
@@ -232,6 +234,14 @@ class Engine:
                     self.stores.submit_log(event)
                 elif isinstance(event, TwinUpdated | TwinDeleted):
                     self.stores.submit_registry(event)
+                    twin = event.twin
+                    if (
+                        isinstance(event, TwinUpdated)
+                        and twin.status != "deprecated"
+                        and twin.source
+                    ):
+                        # Every registered version of a twin file is archived (manifest pattern).
+                        self.stores.archive_twin_file(Path(twin.source), twin.id)
             if stop.is_set():
                 feed.close()
                 return
@@ -275,11 +285,25 @@ class Engine:
             update_plant_field(self.config_path, plant_name, "device_map", dict(mapping))
         before = dict(bridge.device_map)
         bridge.apply_device_map(mapping)
-        if self.stores is not None:
-            self.stores.sync_device_map(plant_name, mapping)
         added = sorted(set(mapping) - set(before))
         removed = sorted(set(before) - set(mapping))
         changed = sorted(k for k in mapping if k in before and before[k] != mapping[k])
+        if self.stores is not None:
+            self.stores.sync_device_map(plant_name, mapping)
+            self.stores.submit_event(
+                EventRecord(
+                    ts=dt.datetime.now(dt.UTC),
+                    severity=1,
+                    source="device-map",
+                    body={
+                        "plant": plant_name,
+                        "devices": len(mapping),
+                        "added": {k: mapping[k] for k in added},
+                        "removed": removed,
+                        "changed": {k: [before[k], mapping[k]] for k in changed},
+                    },
+                )
+            )
         self.log.emit(
             "INFO",
             f"device map of {plant_name} saved: {len(mapping)} devices"

@@ -259,6 +259,11 @@ class StoreService:
         if record is not None and self._event_spool is not None:
             self._event_spool.submit(record)
 
+    def submit_event(self, record: EventRecord) -> None:
+        """Queue one platform event as it is (e.g. an operator's device-map edit)."""
+        if self._event_spool is not None:
+            self._event_spool.submit(record)
+
     def submit_registry(self, event: Event) -> None:
         """Queue a registry change: an event-log entry and the twin's relationships."""
         if not isinstance(event, TwinUpdated | TwinDeleted) or self.plan is None:

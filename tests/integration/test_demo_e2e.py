@@ -71,3 +71,5 @@ async def test_demo_forwards_every_mapped_robot_into_its_sector_and_bounds(
         assert db.execute("select count(*) from observation").fetchone()[0] >= 1
         assert db.execute("select count(*) from graph_device").fetchone()[0] == len(mapped)
         assert db.execute("select count(*) from graph_twin").fetchone()[0] >= 5
+    archived = sorted((tmp_path / "blobs" / "twins").rglob("*.yaml"))
+    assert len({p.parent.name for p in archived}) >= 5  # one folder per registered twin
