@@ -23,7 +23,6 @@ __all__ = ["EXIT_CALIBRATION", "register"]
 
 #: Exit code when the points give no usable fit, or `--write` was refused or failed.
 EXIT_CALIBRATION = 1
-_DECIMALS = {"a": 6, "b": 6, "c": 6, "d": 6, "tx": 3, "ty": 3}
 # Mirrors of dtp_console.calibrate's constants (a test keeps them equal) so that building
 # the parser does not import numpy: every other command would pay ~0.2 s for it.
 _MODELS = ("affine", "similarity", "similarity-fixed-scale")
@@ -140,34 +139,20 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _write(path: Path, plant: PlantConfig, report: CalibrationReport) -> dict[str, Any]:
     """Store the chosen transform in the plant's `affine:` mapping; return old and new."""
-    from pydantic import ValidationError
-
+    from dtp_console.calibrate.store import affine_values, store_affine
     from dtp_console.config.model import Affine
-    from dtp_console.config.writer import ConfigWriteError, read_plant_field, update_plant_field
+    from dtp_console.config.writer import ConfigWriteError
 
-    new = {
-        key: round(value, _DECIMALS[key])
-        for key, value in report.chosen.transform.as_dict().items()
-    }
     try:
-        Affine.model_validate(new)
-    except ValidationError as exc:
-        msg = f"not written: the fitted transform is not a valid affine ({exc.errors()[0]['msg']})"
-        raise ConfigWriteError(msg) from None
-    in_file = read_plant_field(path, plant.name, "affine")
-    if isinstance(in_file, dict):
-        # The model accepts A or a; keep whichever spelling the file already uses.
-        spelling = {str(k).lower(): str(k) for k in in_file}
-        to_store = {spelling.get(key, key): value for key, value in new.items()}
-    else:
-        to_store = dict(new)
-    update_plant_field(path, plant.name, "affine", to_store)
-    old = plant.affine.model_dump()
+        new, _ = affine_values(report.chosen.transform)
+    except ConfigWriteError as exc:
+        raise ConfigWriteError(f"not written: {exc}") from None
+    in_file = store_affine(path, plant.name, new)
     return {
         "path": str(path),
         "plant": plant.name,
         "model": report.chosen.label,
-        "old": old,
+        "old": plant.affine.model_dump(),
         "new": new,
         "overrides_environment": in_file is None and plant.affine != Affine(),
     }

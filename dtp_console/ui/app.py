@@ -173,6 +173,9 @@ class DtpConsoleApp(App[int]):
         editor = optional_class("dtp_console.ui.screens.device_map", "DeviceMapEditor")
         if editor is not None:
             sections.append(("device-map editor", editor))
+        calibration = optional_class("dtp_console.ui.screens.calibration", "CalibrationScreen")
+        if calibration is not None:
+            sections.append(("calibration", calibration))
         sections.append(("help", HelpScreen))
         self.push_screen(HelpScreen(sections))
 

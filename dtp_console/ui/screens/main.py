@@ -71,6 +71,7 @@ class MainScreen(Screen[None]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("m", "edit_device_map", "Device map"),
+        Binding("c", "calibrate", "Calibrate", show=False),
         Binding("right_square_bracket", "next_tab", "Next tab"),
         Binding("left_square_bracket", "previous_tab", "Prev tab", show=False),
     ]
@@ -146,8 +147,8 @@ class MainScreen(Screen[None]):
         return found.first() if found else None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:  # noqa: ARG002
-        """`m` only applies on a plant tab."""
-        if action == "edit_device_map":
+        """`m` and `c` only apply on a plant tab."""
+        if action in {"edit_device_map", "calibrate"}:
             return self.is_mounted and self.active_plant is not None
         return True
 
@@ -190,3 +191,14 @@ class MainScreen(Screen[None]):
             engine.save_device_map(name, mapping)
 
         self.app.push_screen(editor_cls(name, dict(bridge.device_map), suggestions, save))
+
+    def action_calibrate(self) -> None:
+        """Open the calibration workbench of the visible plant."""
+        plant = self.active_plant
+        if plant is None:
+            return
+        screen_cls = optional_class("dtp_console.ui.screens.calibration", "CalibrationScreen")
+        if screen_cls is None:
+            self.notify("The calibration screen is not installed.", severity="warning")
+            return
+        self.app.push_screen(screen_cls(self.engine, plant))

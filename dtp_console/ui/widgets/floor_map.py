@@ -21,7 +21,7 @@ from dtp_console.config.model import Bounds
 from dtp_console.state import PlantState
 from dtp_console.ui.display import MUTED, short_label
 
-__all__ = ["FloorMap"]
+__all__ = ["BrailleCanvas", "FloorMap"]
 
 _ROBOT_COLOURS = (
     "#58a6ff",
@@ -56,7 +56,7 @@ class _Track:
 
 
 @dataclass(slots=True)
-class _Canvas:
+class BrailleCanvas:
     width: int
     height: int
     dots: dict[tuple[int, int], list[int | str]] = field(default_factory=dict)
@@ -166,7 +166,7 @@ class FloorMap(Widget):
         return min(xs) - pad, max(xs) + pad, min(ys) - pad, max(ys) + pad
 
     def _build(self, width: int, height: int) -> list[Strip]:
-        canvas = _Canvas(width, height)
+        canvas = BrailleCanvas(width, height)
         x0, x1, y0, y1 = self._extent()
         pw, ph = width * 2, height * 4
         scale = min((pw - 1) / (x1 - x0), (ph - 1) / (y1 - y0))
@@ -197,7 +197,7 @@ class FloorMap(Widget):
             canvas.write(lx, cy, label, MUTED if track.stale else colour)
         return self._strips(canvas)
 
-    def _strips(self, canvas: _Canvas) -> list[Strip]:
+    def _strips(self, canvas: BrailleCanvas) -> list[Strip]:
         base = self.rich_style
         styles: dict[str, Style] = {}
 
