@@ -72,8 +72,8 @@ COMMON = BENCH_DIR / "_common.py"
 RESULTS = BENCH_DIR / "results" / "bench_bridge.json"
 
 TWINZO_CLIENT = "bench-client"
-TWINZO_PASSWORD = "bench-pass"
-TWINZO_API_KEY = "bench-api-key"
+TWINZO_PASSWORD = "change-me"
+TWINZO_API_KEY = "change-me-api-key"
 
 #: A phase gives up when nothing new arrived for this long after its publisher ended.
 IDLE_GIVE_UP_S = 3.0
