@@ -27,7 +27,6 @@ __all__ = ["DEFAULT_START_MS", "AmrFleet", "Robot", "robot_ids"]
 #: Vendor timestamps of a fleet stepped without wall-clock times (2026-01-01T00:00:00Z).
 DEFAULT_START_MS = 1_767_225_600_000
 _MAX_PHASES_PER_STEP = 16
-_MAX_BURST = 3
 _STANDBY_DRAIN = 0.1
 
 
@@ -261,13 +260,12 @@ class AmrFleet:
         for vendor_id, robot in self.robots.items():
             robot.step(dt_s)
             due = self._due[vendor_id]
-            for _ in range(_MAX_BURST):
-                if due > self.time_s:
-                    break
-                due += self._period
+            if due <= self.time_s:
+                # One message per robot per step: reports missed by a long step would all
+                # carry this step's position and timestamp (duplicates), so they are skipped.
                 encoded = self.codec.encode(robot.snapshot(), stamp)
                 if encoded is not None:
                     out.extend(self.faults.apply(vendor_id, *encoded))
-            # A step longer than a few periods skips what it missed rather than bursting.
+                due += self._period
             self._due[vendor_id] = due if due > self.time_s else self.time_s + self._period
         return out
