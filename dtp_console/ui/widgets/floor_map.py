@@ -8,6 +8,7 @@ colour of the newest point in a cell and markers/labels overwrite dots.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ _STALE = "#8b949e"
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 
 
+@functools.lru_cache(maxsize=4096)
 def _blend(colour: str, target: str, amount: float) -> str:
     """`colour` moved `amount` (0–1) of the way towards `target` (both `#rrggbb`)."""
     a = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
@@ -184,6 +186,7 @@ class FloorMap(Widget):
             points = [px(x, y) for x, y in track.trail]
             n = len(points)
             for i in range(1, n):
+                # Trails are at most `trail` long, so the blend cache sees few fades.
                 fade = 0.85 * (1 - i / max(1, n - 1))
                 colour = _blend(_STALE if track.stale else track.colour, _FADE_TO, fade)
                 canvas.line(points[i - 1], points[i], colour, i)
