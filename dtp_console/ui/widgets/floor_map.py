@@ -40,6 +40,13 @@ _STALE = "#8b949e"
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 
 
+def _far(a: tuple[float, float], b: tuple[float, float], step: float) -> bool:
+    """Whether `b` is at least `step` away from `a` (any change when `step` is 0)."""
+    if step <= 0:
+        return a != b
+    return abs(a[0] - b[0]) >= step or abs(a[1] - b[1]) >= step
+
+
 @functools.lru_cache(maxsize=4096)
 def _blend(colour: str, target: str, amount: float) -> str:
     """`colour` moved `amount` (0–1) of the way towards `target` (both `#rrggbb`)."""
@@ -130,6 +137,8 @@ class FloorMap(Widget):
     def refresh_from(self, plant: PlantState, now: float, stale_after_s: float) -> bool:
         """Take the robots' latest positions; True when the picture changed."""
         changed = False
+        # Movement smaller than one braille dot would redraw an identical picture.
+        min_step = self._dot_mm()
         for gone in [k for k in self._tracks if k not in plant.devices]:
             del self._tracks[gone]
             changed = True
@@ -144,7 +153,7 @@ class FloorMap(Widget):
                 )
                 changed = True
             point = (device.x, device.y)
-            if not track.trail or track.trail[-1] != point:
+            if not track.trail or _far(track.trail[-1], point, min_step):
                 track.trail.append(point)
                 changed = True
             age = None if device.last_message_at is None else now - device.last_message_at
@@ -157,6 +166,14 @@ class FloorMap(Widget):
             self._frame = None
             self.refresh()
         return changed
+
+    def _dot_mm(self) -> float:
+        """Millimetres per braille dot at the current size (0 before the first layout)."""
+        width, height = self.size.width, self.size.height
+        if width <= 0 or height <= 0 or self.bounds is None:
+            return 0.0
+        x0, x1, y0, y1 = self._extent()
+        return min((x1 - x0) / (width * 2), (y1 - y0) / (height * 4))
 
     def _extent(self) -> tuple[float, float, float, float]:
         if self.bounds is not None:
