@@ -246,7 +246,7 @@ def _publish_main(args: argparse.Namespace) -> dict[str, Any]:
 def _baseline_main(args: argparse.Namespace) -> dict[str, Any]:
     """paho-mqtt `on_message` → `requests.post`, synchronously, one message at a time."""
     device_map = dict(zip(device_ids(args.devices), args.logins.split(","), strict=True))
-    tokens: dict[str, dict[str, Any]] = {}
+    sessions: dict[str, dict[str, Any]] = {}
     stop = threading.Event()
     forwarded_at: list[float] = []
     lag_ms: list[float] = []
@@ -272,9 +272,9 @@ def _baseline_main(args: argparse.Namespace) -> dict[str, Any]:
         login = device_map.get(data["device_id"])
         if login is None:
             return
-        token = tokens.get(login)
-        if token is None:
-            token = tokens[login] = authenticate(login)
+        auth = sessions.get(login)
+        if auth is None:
+            auth = sessions[login] = authenticate(login)
         position = data["position"]
         location = {
             "Timestamp": int(data["timestamp"]),
@@ -289,9 +289,9 @@ def _baseline_main(args: argparse.Namespace) -> dict[str, Any]:
             "NoGoAreas": [],
         }
         headers = {
-            "Client": token["Client"],
-            "Branch": token["Branch"],
-            "Token": token["Token"],
+            "Client": auth["Client"],
+            "Branch": auth["Branch"],
+            "Token": auth["Token"],
             "Api-Key": args.api_key,
         }
         try:

@@ -72,8 +72,8 @@ COMMON = BENCH_DIR / "_common.py"
 RESULTS = BENCH_DIR / "results" / "bench_bridge.json"
 
 TWINZO_CLIENT = "bench-client"
-TWINZO_PASSWORD = "change-me"
-TWINZO_API_KEY = "change-me-api-key"
+SANDBOX_PASSWORD = "sandbox-placeholder"
+SANDBOX_API_KEY = "sandbox-placeholder-key"
 
 #: A phase gives up when nothing new arrived for this long after its publisher ended.
 IDLE_GIVE_UP_S = 3.0
@@ -299,8 +299,8 @@ def bench_config(opts: argparse.Namespace, port: int, sandbox: TwinzoSandbox) ->
         {
             "twinzo": {
                 "client": TWINZO_CLIENT,
-                "password": TWINZO_PASSWORD,
-                "api_key": TWINZO_API_KEY,
+                "password": SANDBOX_PASSWORD,
+                "api_key": SANDBOX_API_KEY,
                 "flush_interval_ms": opts.flush_interval_ms,
             },
             "plants": [
@@ -328,8 +328,8 @@ def new_sandbox(max_recorded: int = 200_000) -> TwinzoSandbox:
     return TwinzoSandbox(
         SandboxConfig(),
         client=TWINZO_CLIENT,
-        password=TWINZO_PASSWORD,
-        api_key=TWINZO_API_KEY,
+        password=SANDBOX_PASSWORD,
+        api_key=SANDBOX_API_KEY,
         max_recorded=max_recorded,
         seed=1,
     )
@@ -514,8 +514,8 @@ async def phase_baseline(opts: argparse.Namespace, port: int) -> dict[str, Any]:
             "--devices", str(opts.devices),
             "--url", sandbox.url,
             "--client", TWINZO_CLIENT,
-            "--password", TWINZO_PASSWORD,
-            "--api-key", TWINZO_API_KEY,
+            "--password", SANDBOX_PASSWORD,
+            "--api-key", SANDBOX_API_KEY,
             "--logins", logins,
             # Room for the publisher to start; the run is bounded, the backlog never drained.
             "--seconds", str(opts.baseline_seconds + 1.5),
