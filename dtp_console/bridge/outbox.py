@@ -2,9 +2,9 @@
 
 Intake puts, the poster takes. A newer position replaces a pending older one
 (the older counts as `coalesced`), so a slow twinzo costs freshness, never
-memory or MQTT intake. A device is posted at most every `min_interval_s`, has
-at most one request in flight, and after a retryable failure waits out its
-backoff before its (possibly newer) location goes again.
+memory or MQTT intake. A device is posted at most every `min_interval_s` and
+has at most one request in flight; after a retryable failure its (possibly
+newer) location goes again once the poster's hold allows.
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ class _Slot:
     pending: Location | None = None
     in_flight: bool = False
     next_allowed: float = 0.0
-    failures: int = 0
 
 
 class Outbox:
@@ -107,7 +106,7 @@ class Outbox:
     def done(self, location: Location, now: float) -> None:
         """The request for `location` ended (success or final failure)."""
         slot = self._slots[location.login]
-        slot.in_flight, slot.failures = False, 0
+        slot.in_flight = False
         slot.next_allowed = now + self._min_interval
 
     def hold(self, location: Location, now: float, delay_s: float) -> None:
@@ -120,7 +119,6 @@ class Outbox:
         """Try `location` again after `delay_s`, unless a newer one arrived meanwhile."""
         slot = self._slots[location.login]
         slot.in_flight = False
-        slot.failures += 1
         slot.next_allowed = now + delay_s
         if slot.pending is None:
             location.attempts += 1
@@ -128,11 +126,6 @@ class Outbox:
             self._dirty[location.login] = None
         else:
             self._counters.count("coalesced")
-
-    def failures(self, login: str) -> int:
-        """Consecutive retryable failures of a device."""
-        slot = self._slots.get(login)
-        return slot.failures if slot else 0
 
     def discard_all(self, outcome: str) -> int:
         """Count every pending location as `outcome` and forget it (shutdown)."""
