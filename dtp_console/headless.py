@@ -54,10 +54,12 @@ class HeadlessRenderer:
         self._state = state
         self._out = out
         self._interval = interval_s
-        self._log_file = log_file
+        self._log: TextIO | None = None
         if log_file is not None:
             # As the UI does: a log file in a folder not made yet is not a crash.
             log_file.parent.mkdir(parents=True, exist_ok=True)
+            # Opened once, line-buffered: no open/close per line in the event loop.
+            self._log = log_file.open("a", encoding="utf-8", buffering=1)
         self._clock = clock
         self._last_rx: dict[str, tuple[float, int]] = {}
         self._store_ok: dict[str, bool] = {}
@@ -65,10 +67,9 @@ class HeadlessRenderer:
     def _write(self, line: str) -> None:
         self._out.write(line + "\n")
         self._out.flush()
-        if self._log_file is not None:
+        if self._log is not None:
             stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
-            with self._log_file.open("a", encoding="utf-8") as handle:
-                handle.write(f"{stamp} {line}\n")
+            self._log.write(f"{stamp} {line}\n")
 
     def _render(self, event: Event) -> None:
         if isinstance(event, LogLine):
@@ -130,3 +131,6 @@ class HeadlessRenderer:
         """Print what is left and detach from the bus."""
         self.drain()
         self._subscription.close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
