@@ -81,6 +81,9 @@ class DeviceState:
     posts_failed: int = 0
     last_post_status: str | None = None
     """`200`, `503`, `timeout`, `rejected`, …"""
+    last_post_ok: bool | None = None
+    """Whether twinzo accepted the last POST: a 200 whose locations came back
+    `Success: false` is a failure."""
     last_post_latency_ms: float | None = None
     last_post_at: float | None = None
     last_error: str | None = None
@@ -98,6 +101,7 @@ class DeviceState:
             "posts_ok": self.posts_ok,
             "posts_failed": self.posts_failed,
             "last_post_status": self.last_post_status,
+            "last_post_ok": self.last_post_ok,
             "last_post_latency_ms": self.last_post_latency_ms,
             "last_error": self.last_error,
         }

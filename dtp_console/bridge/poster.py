@@ -188,6 +188,7 @@ class Poster:
         device = self._state.devices.get(location.vendor_id)
         if device is not None:
             device.last_post_status = result.code
+            device.last_post_ok = result.ok
             device.last_post_latency_ms = round(result.latency_ms, 1)
             device.last_post_at = now
         if not result.retryable:

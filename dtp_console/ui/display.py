@@ -7,7 +7,7 @@ snapshots can pin ages and countdowns.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -24,6 +24,8 @@ __all__ = [
     "fmt_age",
     "fmt_countdown",
     "fmt_ms",
+    "map_labels",
+    "post_status_text",
     "short_label",
 ]
 
@@ -98,14 +100,51 @@ def fmt_ms(ms: float | None) -> str:
     return f"{ms:.0f}ms" if ms < 1000 else f"{ms / 1000:.1f}s"
 
 
-def short_label(login: str) -> str:
-    """A map label: first letter plus the first run of digits (`tugger-05-old` → `t05`)."""
-    digits = ""
-    for char in login:
+def post_status_text(status: str | None, ok: bool | None) -> str:
+    """A POST result for a cell: the HTTP code or failure kind; `rej` for a 2xx twinzo refused.
+
+    twinzo answers 200 with `Success: false` per location it did not take, so
+    the code alone would read as success.
+    """
+    if status is None:
+        return "–"
+    if status.isdigit() and status.startswith("2") and ok is False:
+        return "rej"
+    return status
+
+
+def _digit_runs(text: str) -> list[str]:
+    runs, current = [], ""
+    for char in text:
         if char.isdigit():
-            digits += char
-        elif digits:
-            break
-    if not digits:
+            current += char
+        elif current:
+            runs.append(current)
+            current = ""
+    return [*runs, current] if current else runs
+
+
+def short_label(login: str, *, run: int = 0) -> str:
+    """A map label: first letter plus a run of digits (`tugger-05-old` → `t05`).
+
+    `run` picks the run of digits (0 the first, -1 the last); a login without
+    digits gives its first four characters.
+    """
+    runs = _digit_runs(login)
+    if not runs:
         return login[:4]
-    return (login[0] if not login[0].isdigit() else "") + digits
+    return (login[0] if not login[0].isdigit() else "") + runs[run]
+
+
+def map_labels(logins: Iterable[str]) -> dict[str, str]:
+    """Short map labels that tell a plant's robots apart.
+
+    The first digit run when that is unique (`tugger-05-old` → `t05`), else the
+    last (`tugger-1-014` → `t014`), else the login's last six characters.
+    """
+    names = list(dict.fromkeys(logins))
+    for run in (0, -1):
+        labels = {login: short_label(login, run=run) for login in names}
+        if len(set(labels.values())) == len(names):
+            return labels
+    return {login: login[-6:] for login in names}

@@ -16,9 +16,11 @@ import pytest
 from dtp_console.bridge.worker import Bridge
 from dtp_console.config.model import ConsoleConfig, PlantConfig, TwinzoConfig
 from dtp_console.events import Bus, LogLine, OpsLog
-from dtp_console.state import PlantState
+from dtp_console.state import EngineState, PlantState
 from dtp_console.twinzo.client import TwinzoClient
 from dtp_console.twinzo.sandbox import TwinzoSandbox
+from dtp_console.ui.display import post_status_text
+from dtp_console.ui.widgets.badges import badge_infos
 from tests.integration.conftest import SANDBOX_CREDENTIALS
 from tests.support.mosquitto import MosquittoServer, TlsFiles
 
@@ -352,3 +354,30 @@ async def test_posting_yields_to_an_intake_backlog_but_not_for_long(sandbox: Twi
         assert 0.9 <= waited <= 2.0  # deferral is capped (MAX_DEFER_S = 1 s)
         stop.set()
         await task
+
+
+async def test_a_200_with_refused_locations_is_a_failure_everywhere(
+    mosquitto: MosquittoServer,
+    sandbox: TwinzoSandbox,
+    start_bridge: Callable[[PlantConfig, TwinzoConfig], Awaitable[Running]],
+) -> None:
+    """twinzo says `Success: false` inside an HTTP 200: the device, its row and the badge fail."""
+    sandbox.set_faults(location_failure_rate=1.0)
+    plant, twinzo = _config(mosquitto.port)
+    running = await start_bridge(plant, twinzo)
+    state = running.bridge.state
+    await _until(lambda: state.mqtt == "connected")
+    await _publish(mosquitto.port, [("ati_fm/sherpa/status", _ati("ati_amr_001", 5.0, 5.0))])
+    await _until(lambda: state.counters.received == 1 and state.counters.pending == 0)
+    device = state.devices["ati_amr_001"]
+    assert device.last_post_status == "200"
+    assert device.last_post_ok is False
+    assert device.posts_failed == 1 and device.posts_ok == 0
+    assert device.last_error == "Injected failure"
+    assert post_status_text(device.last_post_status, device.last_post_ok) == "rej"
+    engine = EngineState(plants={plant.name: state})
+    config = ConsoleConfig.model_validate({"plants": []})
+    badges = badge_infos(engine, {}, config, wall_now=0, mono_now=0)
+    [badge] = [b for b in badges if b.key == "twinzo"]
+    assert badge.level == "fail"
+    assert badge.error == "Injected failure"

@@ -156,6 +156,7 @@ class SeededEngine(Engine):
             state.counters.count("failed:auth")
             device.posts_failed += 1
             device.last_post_status = "401"
+            device.last_post_ok = False
             device.last_error = "Invalid login or password"
             text = f"OAuth failed for {location.login}: 401"
             self._oplog.limited("FAIL", f"auth:{location.login}", text, bridge.name)
@@ -163,6 +164,7 @@ class SeededEngine(Engine):
         state.counters.count("forwarded")
         device.posts_ok += 1
         device.last_post_status = "200"
+        device.last_post_ok = True
         if device.posts_ok % 25 == 1:
             label = bridge.plant.label
             self._oplog.emit(

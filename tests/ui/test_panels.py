@@ -175,6 +175,70 @@ async def test_log_panel_is_bounded(tmp_path: Path) -> None:
         assert log.lines_kept[-1].text == "line 1199"
 
 
+async def test_log_panel_follows_the_newest_line_and_holds_when_scrolled_back(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        engine = await settle(pilot, rounds=0)
+        log = app.main.query_one(LogPanel)
+        for n in range(150):
+            engine.bus.publish(LogLine(level="INFO", text=f"line {n}"))
+        app.refresh_now()
+        await pilot.pause()
+        await pilot.pause()
+        assert log.scroll_offset.y == log.max_scroll_y
+        visible = [log.render_line(y).text for y in range(log.scrollable_content_region.height)]
+        assert "line 149" in visible[-1]
+        # Scrolled back, new lines do not move what the operator is reading.
+        log.scroll_to(y=log.max_scroll_y - 20, animate=False)
+        await pilot.pause()
+        top = log.render_line(0).text
+        engine.bus.publish(LogLine(level="INFO", text="line 150"))
+        app.refresh_now()
+        await pilot.pause()
+        assert log.render_line(0).text == top
+        # Back at the end, it follows again.
+        log.scroll_end(animate=False, immediate=True)
+        await pilot.pause()
+        engine.bus.publish(LogLine(level="INFO", text="line 151"))
+        app.refresh_now()
+        await pilot.pause()
+        bottom = log.render_line(log.scrollable_content_region.height - 1).text
+        assert "line 151" in bottom
+
+
+async def test_a_filling_log_does_not_relayout_the_screen_per_line(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        engine = await settle(pilot, rounds=0)
+        log = app.main.query_one(LogPanel)
+        heights = set()
+        for n in range(300):
+            engine.bus.publish(LogLine(level="INFO", text=f"line {n}"))
+            app.refresh_now()
+            heights.add(log.virtual_size.height)
+        # A RichLog grows by one line per write, each a layout of the whole screen.
+        assert len(heights) <= 30
+        assert log.virtual_size.height == 400
+
+
+async def test_the_selected_row_is_highlighted_on_the_map(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, rounds=2)
+        table = app.main.query_one("#tab-plant-0 AmrTable", AmrTable)
+        floor = app.main.query_one("#tab-plant-0 FloorMap", FloorMap)
+        assert floor.selected is None
+        table.focus()
+        await pilot.press("down")
+        app.refresh_now()
+        assert floor.selected == table.row_keys[1]
+        await pilot.pause()
+        text = "\n".join(floor.render_line(y).text for y in range(floor.size.height))
+        assert "◉" in text
+
+
 async def test_help_lists_every_binding_and_closes(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:

@@ -58,8 +58,11 @@ class PlantPane(Horizontal):
         state = engine.state.plants.get(self.plant.name)
         if state is None:
             return
-        self.query_one(AmrTable).refresh_from(state, now)
-        self.query_one(FloorMap).refresh_from(state, now, self.plant.stale_after_s)
+        table = self.query_one(AmrTable)
+        table.refresh_from(state, now)
+        self.query_one(FloorMap).refresh_from(
+            state, now, self.plant.stale_after_s, selected=table.selected_key
+        )
 
 
 class MainScreen(Screen[None]):

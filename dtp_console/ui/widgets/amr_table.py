@@ -6,7 +6,17 @@ from collections import deque
 from typing import ClassVar
 
 from dtp_console.state import DeviceState, PlantState
-from dtp_console.ui.display import AMBER, DIM, GREEN, MUTED, RED, TEXT, fmt_age, fmt_ms
+from dtp_console.ui.display import (
+    AMBER,
+    DIM,
+    GREEN,
+    MUTED,
+    RED,
+    TEXT,
+    fmt_age,
+    fmt_ms,
+    post_status_text,
+)
 from dtp_console.ui.widgets.keyed_table import Cell, Column, KeyedTable
 
 __all__ = ["AmrTable"]
@@ -112,6 +122,7 @@ def _battery_style(value: float | None) -> str:
 def _post(d: DeviceState) -> Cell:
     if d.last_post_status is None:
         return ("–", DIM)
-    ok = d.last_post_status.isdigit() and d.last_post_status.startswith("2")
-    text = f"{d.last_post_status} {fmt_ms(d.last_post_latency_ms)}"
-    return (text, GREEN if ok else RED)
+    return (
+        f"{post_status_text(d.last_post_status, d.last_post_ok)} {fmt_ms(d.last_post_latency_ms)}",
+        GREEN if d.last_post_ok else RED,
+    )

@@ -10,7 +10,18 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from dtp_console.state import AuthState, DeviceState, EngineState
-from dtp_console.ui.display import AMBER, BLUE, DIM, GREEN, MUTED, RED, TEXT, fmt_countdown, fmt_ms
+from dtp_console.ui.display import (
+    AMBER,
+    BLUE,
+    DIM,
+    GREEN,
+    MUTED,
+    RED,
+    TEXT,
+    fmt_countdown,
+    fmt_ms,
+    post_status_text,
+)
 from dtp_console.ui.widgets.keyed_table import Cell, Column, KeyedTable
 
 __all__ = ["AuthPanel", "AuthTable"]
@@ -104,10 +115,13 @@ def _row(
         post: list[Cell] = [("–", DIM), ("–", DIM), ("0", DIM), ("0", DIM)]
         error = auth.last_error if auth is not None else None
     else:
-        status = device.last_post_status
-        ok = status is not None and status.startswith("2")
+        status = (
+            post_status_text(device.last_post_status, device.last_post_ok)
+            if device.last_post_status
+            else None
+        )
         post = [
-            (status or "–", GREEN if ok else RED if status else DIM),
+            (status or "–", GREEN if device.last_post_ok else RED if status else DIM),
             (fmt_ms(device.last_post_latency_ms), TEXT),
             (str(device.posts_ok), GREEN if device.posts_ok else DIM),
             (str(device.posts_failed), RED if device.posts_failed else DIM),

@@ -134,7 +134,7 @@ def _plant_badges(state: EngineState, cfg: ConsoleConfig, mono_now: float) -> li
 
 def _twinzo_badge(state: EngineState, cfg: ConsoleConfig, mono_now: float) -> list[BadgeInfo]:
     devices = [d for p in state.plants.values() for d in p.devices.values() if d.last_post_status]
-    ok = [d for d in devices if d.last_post_status and d.last_post_status.startswith("2")]
+    ok = [d for d in devices if d.last_post_ok]
     failing = len(devices) - len(ok)
     tokens = [a.status for a in state.auth.values()]
     errors = [d.last_error for d in devices if d.last_error and d not in ok]
@@ -217,13 +217,17 @@ class Badge(Widget, can_focus=True):
         return self._text
 
     def show(self, info: BadgeInfo, *, compact: bool) -> None:
-        """Display `info` (only touches the widget when something changed)."""
+        """Display `info` (only touches the widget when something changed).
+
+        A badge never narrows while shown: `194ms` → `20ms` pads to the old
+        width instead of asking for a new layout of the whole screen.
+        """
         self.info = info
         text = info.text(compact=compact)
-        if text != self._text:
-            resized = len(text) != len(self._text)
-            self._text = text
-            self.refresh(layout=resized)
+        if text.rstrip() != self._text.rstrip():
+            grown = len(text) > len(self._text)
+            self._text = text.ljust(len(self._text))
+            self.refresh(layout=grown)
         self.set_classes(f"-{info.level}")
 
     def action_show_error(self) -> None:

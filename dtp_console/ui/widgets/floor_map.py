@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 
 from rich.segment import Segment
 from rich.style import Style
+from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
 from dtp_console.config.model import Bounds
 from dtp_console.state import PlantState
-from dtp_console.ui.display import MUTED, short_label
+from dtp_console.ui.display import MUTED, map_labels
 
 __all__ = ["BrailleCanvas", "FloorMap"]
 
@@ -37,6 +38,8 @@ _ROBOT_COLOURS = (
 _OUTLINE = "#6e7681"
 _FADE_TO = "#161b22"
 _STALE = "#8b949e"
+_SELECTED = "#f0f6fc"
+_SELECTED_TEXT = "#0d1117"
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 
 
@@ -97,6 +100,10 @@ class BrailleCanvas:
                 err += dx
                 y0 += sy
 
+    def free(self, cx: int, cy: int, length: int) -> bool:
+        """Whether `length` cells from (cx, cy) hold no text yet."""
+        return all((x, cy) not in self.text for x in range(cx, cx + length))
+
     def write(self, cx: int, cy: int, text: str, style: str) -> None:
         for i, char in enumerate(text):
             if 0 <= cx + i < self.width and 0 <= cy < self.height:
@@ -123,6 +130,10 @@ class FloorMap(Widget):
         self._tracks: dict[str, _Track] = {}
         self._frame: list[Strip] | None = None
         self._frame_size: tuple[int, int] = (0, 0)
+        self._logins: tuple[str, ...] = ()
+        self._labels: dict[str, str] = {}
+        self.selected: str | None = None
+        """Vendor id drawn highlighted (the AMR table's cursor row)."""
         if bounds is not None:
             w, h = (bounds.x_max - bounds.x_min) / 1000, (bounds.y_max - bounds.y_min) / 1000
             self.border_title = f"floor {w:.0f} × {h:.0f} m"
@@ -134,22 +145,32 @@ class FloorMap(Widget):
         """Per vendor id: label, trail (oldest first), stale (tests read the map through this)."""
         return {k: (t.label, list(t.trail), t.stale) for k, t in self._tracks.items()}
 
-    def refresh_from(self, plant: PlantState, now: float, stale_after_s: float) -> bool:
-        """Take the robots' latest positions; True when the picture changed."""
-        changed = False
+    def refresh_from(
+        self, plant: PlantState, now: float, stale_after_s: float, *, selected: str | None = None
+    ) -> bool:
+        """Take the robots' latest positions; True when the picture changed.
+
+        `selected` (a vendor id) is drawn highlighted with its label always shown.
+        """
+        changed = selected != self.selected
+        self.selected = selected
         # Movement smaller than one braille dot would redraw an identical picture.
         min_step = self._dot_mm()
         for gone in [k for k in self._tracks if k not in plant.devices]:
             del self._tracks[gone]
             changed = True
+        logins = tuple(d.login for d in plant.devices.values())
+        if logins != self._logins:
+            self._logins, self._labels = logins, map_labels(logins)
         for vendor_id, device in plant.devices.items():
             if device.x is None or device.y is None:
                 continue
+            label = self._labels.get(device.login, device.login)
             track = self._tracks.get(vendor_id)
             if track is None:
                 colour = _ROBOT_COLOURS[zlib.crc32(vendor_id.encode()) % len(_ROBOT_COLOURS)]
                 track = self._tracks[vendor_id] = _Track(
-                    short_label(device.login), colour, deque(maxlen=self.trail_length)
+                    label, colour, deque(maxlen=self.trail_length)
                 )
                 changed = True
             point = (device.x, device.y)
@@ -158,14 +179,25 @@ class FloorMap(Widget):
                 changed = True
             age = None if device.last_message_at is None else now - device.last_message_at
             stale = age is None or age > stale_after_s
-            label = short_label(device.login)
             if stale != track.stale or label != track.label:
                 track.stale, track.label = stale, label
                 changed = True
         if changed:
+            self._redraw()
+        return changed
+
+    def _redraw(self) -> None:
+        """Rebuild the frame now and mark dirty only the lines that differ from the last one."""
+        width, height = self.size.width, self.size.height
+        old = self._frame
+        if old is None or self._frame_size != (width, height) or width <= 0 or height <= 0:
             self._frame = None
             self.refresh()
-        return changed
+            return
+        self._frame = self._build(width, height)
+        for y, (before, after) in enumerate(zip(old, self._frame, strict=True)):
+            if before != after:
+                self.refresh(Region(0, y, width, 1))
 
     def _dot_mm(self) -> float:
         """Millimetres per braille dot at the current size (0 before the first layout)."""
@@ -207,14 +239,29 @@ class FloorMap(Widget):
                 fade = 0.85 * (1 - i / max(1, n - 1))
                 colour = _blend(_STALE if track.stale else track.colour, _FADE_TO, fade)
                 canvas.line(points[i - 1], points[i], colour, i)
+        # Markers first, then labels where they overlap nothing already written:
+        # on a crowded floor a label gives way rather than garble its neighbours.
+        placed: list[tuple[_Track, int, int]] = []
         for track in self._tracks.values():
             mx, my = px(*track.trail[-1])
             cx, cy = min(width - 1, mx // 2), min(height - 1, my // 4)
             colour = _STALE if track.stale else track.colour
             canvas.write(cx, cy, "○" if track.stale else "●", f"bold {colour}")
+            placed.append((track, cx, cy))
+        chosen = self._tracks.get(self.selected) if self.selected is not None else None
+        for track, cx, cy in placed:
+            if track is chosen:
+                continue
             label = track.label
             lx = cx + 1 if cx + 1 + len(label) <= width else cx - len(label)
-            canvas.write(lx, cy, label, MUTED if track.stale else colour)
+            if canvas.free(lx, cy, len(label)):
+                canvas.write(lx, cy, label, MUTED if track.stale else track.colour)
+        for track, cx, cy in placed:
+            if track is chosen:
+                label = f" {track.label} "
+                lx = cx + 1 if cx + 1 + len(label) <= width else cx - len(label)
+                canvas.write(cx, cy, "◉", f"bold {_SELECTED}")
+                canvas.write(lx, cy, label, f"bold {_SELECTED_TEXT} on {_SELECTED}")
         return self._strips(canvas)
 
     def _strips(self, canvas: BrailleCanvas) -> list[Strip]:

@@ -15,7 +15,7 @@ from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -66,6 +66,7 @@ class KeyedTable(ScrollView, can_focus=True):
         super().__init__(id=id, classes=classes)
         self._cells: dict[str, list[Cell]] = {}
         self._order: list[str] = []
+        self._index: dict[str, int] = {}
         self._strips: dict[str, tuple[tuple[str, bool], Strip]] = {}
         self._styles: dict[str, Style] = {}
         self._keys = [c[0] for c in self.COLUMNS]
@@ -77,6 +78,13 @@ class KeyedTable(ScrollView, can_focus=True):
         """Keys of the rows shown, in display order."""
         return list(self._order)
 
+    @property
+    def selected_key(self) -> str | None:
+        """The key of the cursor row while the table has focus (else None)."""
+        if not self.has_focus or not self._order:
+            return None
+        return self._order[min(self.cursor_row, len(self._order) - 1)]
+
     def cell_text(self, row: str, column: str) -> str:
         """The text of one cell (tests read the table through this)."""
         return self._cells[row][self._keys.index(column)][0]
@@ -86,8 +94,13 @@ class KeyedTable(ScrollView, can_focus=True):
         return self._cells[row][self._keys.index(column)][1]
 
     def sync(self, rows: Mapping[str, Sequence[Cell]]) -> int:
-        """Make the table show `rows` (in their order); returns how many cells changed."""
+        """Make the table show `rows` (in their order); returns how many cells changed.
+
+        When the rows keep their order only the screen lines of changed rows
+        are marked dirty, so Textual repaints those lines and nothing else.
+        """
         written = 0
+        changed_rows: list[str] = []
         for gone in [key for key in self._cells if key not in rows]:
             del self._cells[gone]
             self._strips.pop(gone, None)
@@ -103,15 +116,26 @@ class KeyedTable(ScrollView, can_focus=True):
                 self._cells[key] = list(cells)
                 self._strips.pop(key, None)
                 written += changed
+                changed_rows.append(key)
         order = list(rows)
         if order != self._order:
             self._order = order
+            self._index = {key: i for i, key in enumerate(order)}
             self._strips.clear()  # zebra stripes follow positions
             self.virtual_size = Size(self._total_width, len(order) + 1)
             self.cursor_row = min(self.cursor_row, max(0, len(order) - 1))
-        if written:
             self.refresh()
+        elif changed_rows:
+            self._refresh_rows(changed_rows)
         return written
+
+    def _refresh_rows(self, keys: Sequence[str]) -> None:
+        """Mark the visible screen lines of `keys` dirty (line 0 is the header)."""
+        top, height, width = self.scroll_offset.y, self.size.height, self.size.width
+        for key in keys:
+            y = self._index[key] - top + 1
+            if 1 <= y < height:
+                self.refresh(Region(0, y, width, 1))
 
     def _style(self, spec: str) -> Style:
         style = self._styles.get(spec)

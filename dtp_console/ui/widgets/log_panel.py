@@ -1,12 +1,24 @@
-"""Recent operator log lines (OK / FAIL / WARN / INFO), bounded, filterable by plant and level."""
+"""Recent operator log lines (OK / FAIL / WARN / INFO), bounded, filterable by plant and level.
+
+A line-API widget rather than `RichLog`: `RichLog` grows its virtual size by
+one line per write, and every virtual-size change asks Textual for a layout
+of the whole screen — measured in a 200×60 tmux, several full reflows a
+second while the log was filling. Here the scrollable height grows in steps
+of `_CHUNK` lines once past `_FEW` (so a few dozen layouts while the panel
+first fills, then none) and the lines sit at the bottom of it, as in a
+terminal's scrollback.
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
 
-from rich.text import Text
-from textual.widgets import RichLog
+from rich.segment import Segment
+from rich.style import Style
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from dtp_console.events import LogLine
 from dtp_console.ui.display import LEVEL_COLOURS, MUTED, TEXT, UiClock
@@ -22,8 +34,13 @@ LEVEL_FILTERS: dict[str, frozenset[str]] = {
     "INFO": frozenset({"INFO"}),
 }
 
+#: The scrollable height grows by this many lines at a time…
+_CHUNK = 100
+#: …once there are more lines than this (a log panel is rarely taller).
+_FEW = 24
 
-class LogPanel(RichLog):
+
+class LogPanel(ScrollView, can_focus=False):
     """The log strip at the bottom; keeps the last `keep` lines and re-filters from them."""
 
     DEFAULT_CSS = """
@@ -34,6 +51,7 @@ class LogPanel(RichLog):
         background: #0d1117;
         scrollbar-size-vertical: 1;
         scrollbar-size-horizontal: 0;
+        overflow-x: hidden;
     }
     """
 
@@ -45,19 +63,25 @@ class LogPanel(RichLog):
         keep: int = 500,
         id: str | None = None,
     ) -> None:
-        super().__init__(
-            id=id, max_lines=keep, wrap=False, markup=False, highlight=False, auto_scroll=True
-        )
-        self.can_focus = False
+        super().__init__(id=id)
         self.burst = 50
         """Most lines drawn per `add()`."""
         self._clock = clock or UiClock()
         self._keep: deque[LogLine] = deque(maxlen=keep)
+        self._shown: deque[Strip] = deque(maxlen=keep)
+        self._styles: dict[str, Style] = {}
         self._plants: list[str | None] = [None, *plants]
         self.plant_filter: str | None = None
         """Show only this plant's lines (and lines of no plant are hidden); None shows all."""
         self.level_filter = "all"
+        self._follow = True
+        """The view sticks to the newest line (until the operator scrolls back)."""
         self._title()
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        """Scrolling back stops following the newest line; scrolling to the end resumes."""
+        super().watch_scroll_y(old_value, new_value)
+        self._follow = round(new_value) >= self.max_scroll_y
 
     @property
     def lines_kept(self) -> list[LogLine]:
@@ -67,6 +91,11 @@ class LogPanel(RichLog):
     def filtered_lines(self) -> list[LogLine]:
         """The kept lines that pass the filters, oldest first."""
         return [line for line in self._keep if self._passes(line)]
+
+    @property
+    def shown_text(self) -> list[str]:
+        """The text of the lines on offer, oldest first (tests read the panel through this)."""
+        return [strip.text for strip in self._shown]
 
     def _passes(self, line: LogLine) -> bool:
         if line.level not in LEVEL_FILTERS[self.level_filter]:
@@ -83,7 +112,7 @@ class LogPanel(RichLog):
         self._keep.extend(fresh)
         shown = [line for line in fresh if self._passes(line)][-self.burst :]
         if shown:
-            self.write(Text("\n").join(self._line_text(line) for line in shown))
+            self._append([self._strip(line) for line in shown])
 
     def cycle_level(self) -> str:
         """Next level filter; returns its label."""
@@ -100,19 +129,68 @@ class LogPanel(RichLog):
         return self.plant_filter or "all plants"
 
     def _rewrite(self) -> None:
-        self.clear()
-        for line in self.filtered_lines():
-            self.write(self._line_text(line))
+        self._shown.clear()
+        self._append([self._strip(line) for line in self.filtered_lines()], follow=True)
         self._title()
+
+    def _append(self, strips: list[Strip], *, follow: bool = False) -> None:
+        """Add lines at the bottom; the view follows the end unless scrolled back."""
+        if follow:
+            self._follow = True
+        at_end = self._follow
+        before = self.virtual_size.height
+        self._shown.extend(strips)
+        height = self._virtual_height()
+        resized = height != before
+        if resized:
+            self.virtual_size = Size(self.virtual_size.width, height)
+        if at_end:
+            # After a resize the new end is known only once the layout ran.
+            self.scroll_end(animate=False, immediate=not resized, x_axis=False)
+        else:
+            # Keep the lines under the operator's eyes where they are.
+            shift = (height - before) - len(strips)
+            y = max(0, self.scroll_offset.y + shift)
+            if resized:
+                self.call_after_refresh(self.scroll_to, y=y, animate=False)
+            else:
+                self.scroll_to(y=y, animate=False)
+        self.refresh()
+
+    def _virtual_height(self) -> int:
+        """The lines shown while few, then `_CHUNK`-rounded up to the lines kept."""
+        count = len(self._shown)
+        if count <= _FEW:
+            return count
+        return min(self._keep.maxlen or count, -(-count // _CHUNK) * _CHUNK)
+
+    def _style(self, spec: str) -> Style:
+        style = self._styles.get(spec)
+        if style is None:
+            style = self._styles[spec] = Style.parse(spec)
+        return style
+
+    def _strip(self, line: LogLine) -> Strip:
+        colour = LEVEL_COLOURS.get(line.level, TEXT)
+        text = " ".join(line.text.split())  # one screen line per log line
+        return Strip(
+            [
+                Segment(self._clock.hms(line.ts) + " ", self._style(MUTED)),
+                Segment(f"{line.level:<4} ", self._style(f"bold {colour}")),
+                Segment(text, self._style(TEXT)),
+            ]
+        )
+
+    def render_line(self, y: int) -> Strip:
+        """Lines sit at the bottom of the scrollable height, as in a terminal's scrollback."""
+        width = self.scrollable_content_region.width
+        count = len(self._shown)
+        index = self.scroll_offset.y + y - (self.virtual_size.height - count)
+        if not 0 <= index < count:
+            return Strip.blank(width, self.rich_style)
+        strip = self._shown[index].crop(0, width)
+        return strip.apply_style(self.rich_style).extend_cell_length(width, self.rich_style)
 
     def _title(self) -> None:
         plant = self.plant_filter or "all plants"
         self.border_title = f"log · {self.level_filter} · {plant}  (l level, p plant)"
-
-    def _line_text(self, line: LogLine) -> Text:
-        colour = LEVEL_COLOURS.get(line.level, TEXT)
-        return Text.assemble(
-            (self._clock.hms(line.ts) + " ", MUTED),
-            (f"{line.level:<4} ", f"bold {colour}"),
-            (line.text, TEXT),
-        )

@@ -1,0 +1,364 @@
+"""The console UI in a real terminal (tmux) under ~5,000 msg/s, against headless, same load.
+
+The load comes from outside the console, so the console process holds only what
+an operator's would: a private mosquitto on a free loopback port, and
+`dtp-console simulate` in its own process publishing 2 plants × ROBOTS robots ×
+RATE Hz. The console runs twice on that same load, each for SECONDS:
+
+1. headless: `dtp-console run --no-ui` — the engine's own CPU;
+2. UI: the same engine under the console App in a tmux pane of COLS×ROWS, with a
+   plant tab (table and floor map) visible. The App is the product's, plus a
+   probe that records event→screen latency: for every robot shown on the
+   visible tab whose message was new this tick, the time from the bridge
+   handling that message to the end of the screen refresh that drew it
+   (`call_after_refresh`, i.e. after the frame was written to the terminal).
+
+UI CPU = CPU(2) − CPU(1), both read from /proc over the same window length.
+Figures only; nothing asserts on time.
+
+Usage: `.venv/bin/python bench/ui_terminal.py [--seconds 20] [--robots 100] [--rate 25]`
+(internally also `... app CONFIG OUT SECONDS`, the child run inside tmux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _common import BenchBroker, percentile  # noqa: E402
+
+VENV = ROOT / ".venv" / "bin"
+WARMUP_S = 8.0
+
+
+def _config(port: int, robots: int, rate_hz: float, work: Path) -> dict[str, Any]:
+    plants = []
+    for index, (name, fmt, prefix, topic) in enumerate(
+        [
+            ("Old Plant", "ati_sherpa", "ati_amr_", "ati_fm/sherpa/status"),
+            ("HiTech Plant", "hitech", "hitech-amr-", "hitech/amr/+/position"),
+        ]
+    ):
+        plants.append(
+            {
+                "name": name,
+                "format": fmt,
+                "broker": {"host": "127.0.0.1", "port": port, "topics": [topic], "qos": 0},
+                "device_map": {
+                    f"{prefix}{n:03d}": f"tugger-{index}-{n:03d}" for n in range(1, robots + 1)
+                },
+                "twinzo": {"sector_id": index + 1},
+                "bounds": {"x_min": 0, "x_max": 200000, "y_min": 0, "y_max": 120000},
+                "min_post_interval_ms": 1000,
+                "simulator": {
+                    "robots": robots,
+                    "unmapped": 0,
+                    "rate_hz": rate_hz,
+                    "seed": index + 5,
+                    "fault_rate": 0.0,
+                    "speed_mm_s": 2000,
+                },
+            }
+        )
+    return {
+        "twinzo": {"client": "demo", "password": "change-me", "api_key": "change-me"},
+        "sandbox": {"enabled": True},
+        "simulator": {"enabled": False, "generators": {"enabled": False}},
+        "registry": {"enabled": False},
+        "stores": {"sqlite_path": str(work / "p.sqlite3"), "blob_dir": str(work / "blobs")},
+        "logging": {"file": str(work / "console.log")},
+        "plants": plants,
+    }
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+
+
+def _cpu_percent(pid: int, seconds: float) -> float:
+    hz = os.sysconf("SC_CLK_TCK")
+    t0, w0 = _cpu_ticks(pid), time.monotonic()
+    time.sleep(seconds)
+    t1, w1 = _cpu_ticks(pid), time.monotonic()
+    return 100.0 * (t1 - t0) / hz / (w1 - w0)
+
+
+def _received(stats: Path) -> int:
+    data = json.loads(stats.read_text())
+    return sum(int(p["received"]) for p in data["plants"].values())
+
+
+def _wait_file(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear in {timeout}s")
+        time.sleep(0.05)
+
+
+def _headless(config: Path, work: Path, seconds: float) -> dict[str, float]:
+    stats = work / "headless.json"
+    total = WARMUP_S + seconds + 2
+    process = subprocess.Popen(
+        [
+            *(str(VENV / "dtp-console"), "-c", str(config), "run", "--no-ui"),
+            *("--for", f"{total}s", "--stats-json", str(stats)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(WARMUP_S)
+        cpu = _cpu_percent(process.pid, seconds)
+        process.wait(timeout=total + 30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return {"cpu": cpu, "msg_s": _received(stats) / total}
+
+
+def _ui(config: Path, work: Path, seconds: float, cols: int, rows: int) -> dict[str, Any]:
+    out, pidfile = work / "ui.json", work / "ui.pid"
+    total = WARMUP_S + seconds + 2
+    session = f"dtp-bench-{os.getpid()}"
+    command = (
+        f"cd {ROOT} && exec {VENV / 'python'} {Path(__file__).resolve()} app "
+        f"{config} {out} {total} {pidfile}"
+    )
+    subprocess.run(
+        [
+            *("tmux", "new-session", "-d", "-s", session, "-x", str(cols), "-y", str(rows)),
+            *("-e", "COLORTERM=truecolor", "-e", "TERM=xterm-256color", command),
+        ],
+        check=True,
+    )
+    try:
+        _wait_file(pidfile, 30)
+        pid = int(pidfile.read_text())
+        time.sleep(WARMUP_S)
+        screen = subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+        ).stdout
+        cpu = _cpu_percent(pid, seconds)
+        _wait_file(out, total + 60)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    result: dict[str, Any] = json.loads(out.read_text())
+    result["cpu"] = cpu
+    result["msg_s"] = result["received"] / total
+    result["screen"] = screen
+    return result
+
+
+def _is_ui_code(filename: str) -> bool:
+    return "/textual/" in filename or "/dtp_console/ui/" in filename or "ui_terminal" in filename
+
+
+def _callback_file(callback: Any) -> str:
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        code = getattr(owner.get_coro(), "cr_code", None)
+        return code.co_filename if code is not None else ""
+    function = getattr(callback, "__func__", callback)
+    code = getattr(function, "__code__", None)
+    return code.co_filename if code is not None else ""
+
+
+def _thread_cpu_s(native_id: int) -> float:
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _CpuAccount:
+    """CPU of the UI's own work in the console process, apart from the engine's.
+
+    Every event-loop callback is timed with the main thread's CPU clock and
+    charged to the UI when its code (or its task's coroutine) lives in Textual
+    or `dtp_console.ui`, else to the engine; Textual's output and input threads
+    are read from /proc. The timing itself adds ~1 µs per callback to both sides.
+    """
+
+    def __init__(self) -> None:
+        self.cpu = {"ui": 0.0, "engine": 0.0}
+        self.on = False
+        self._threads: dict[str, tuple[int, float]] = {}
+        self.wall_s = 0.0
+        original = asyncio.events.Handle._run
+        cpu = self.cpu
+        clock = time.thread_time
+
+        def timed_run(handle: asyncio.events.Handle) -> None:
+            if not self.on:
+                original(handle)
+                return
+            callback = getattr(handle, "_callback", None)
+            side = "ui" if _is_ui_code(_callback_file(callback)) else "engine"
+            started = clock()
+            try:
+                original(handle)
+            finally:
+                cpu[side] += clock() - started
+
+        asyncio.events.Handle._run = timed_run  # type: ignore[method-assign,assignment]
+
+    def start(self) -> None:
+        self.on = True
+        self.wall_s = time.monotonic()
+        for thread in threading.enumerate():
+            if thread is not threading.main_thread() and thread.native_id is not None:
+                self._threads[thread.name] = (thread.native_id, _thread_cpu_s(thread.native_id))
+
+    def stop(self) -> None:
+        self.on = False
+        self.wall_s = time.monotonic() - self.wall_s
+        for name, (tid, before) in list(self._threads.items()):
+            try:
+                self.cpu[f"thread {name}"] = _thread_cpu_s(tid) - before
+            except FileNotFoundError:
+                del self._threads[name]
+
+    def figures(self) -> dict[str, float]:
+        """Percent of one core per side and per thread over the measured window."""
+        return {k: 100.0 * v / self.wall_s for k, v in self.cpu.items()}
+
+
+def _app_child(config_path: Path, out: Path, seconds: float, pidfile: Path) -> None:
+    """Inside tmux: the product's engine and App, plus the latency probe."""
+    from dtp_console.config.loader import load_config
+    from dtp_console.runtime import Engine
+    from dtp_console.ui.app import DtpConsoleApp, configure_logging
+
+    class ProbedApp(DtpConsoleApp):
+        def __init__(self, engine: Engine) -> None:
+            super().__init__(engine, duration=seconds)
+            self.latencies_ms: list[float] = []
+            self.tick_ms: list[float] = []
+            self._seen: dict[str, float] = {}
+
+        def refresh_now(self) -> None:
+            started = time.perf_counter()
+            fresh: list[float] = []
+            plant = self.main.active_plant if self.is_screen_installed("main") else None
+            state = self.engine.state.plants.get(plant.name) if plant is not None else None
+            if state is not None:
+                for vid, device in state.devices.items():
+                    at = device.last_message_at
+                    if at is not None and self._seen.get(vid) != at:
+                        self._seen[vid] = at
+                        fresh.append(at)
+            super().refresh_now()
+            self.tick_ms.append((time.perf_counter() - started) * 1000)
+
+            def painted() -> None:
+                now = time.monotonic()
+                self.latencies_ms.extend((now - at) * 1000 for at in fresh)
+
+            self.call_after_refresh(painted)
+
+    pidfile.write_text(str(os.getpid()))
+    configure_logging(out.with_suffix(".log"))
+    engine = Engine(load_config(config_path), config_path=config_path)
+    from textual.screen import Screen
+
+    layouts = [0]
+    original_layout = Screen._refresh_layout
+
+    def counted_layout(screen: Screen[Any], *args: Any, **kwargs: Any) -> None:
+        layouts[0] += account.on
+        original_layout(screen, *args, **kwargs)
+
+    Screen._refresh_layout = counted_layout  # type: ignore[method-assign,assignment]
+    account = _CpuAccount()
+    app = ProbedApp(engine)
+    app.call_later(lambda: app.set_timer(WARMUP_S, account.start))
+    app.call_later(lambda: app.set_timer(seconds - 2, account.stop))
+    app.run()
+    received = sum(p.counters.received for p in engine.state.plants.values())
+    out.write_text(
+        json.dumps(
+            {
+                "received": received,
+                "latencies_ms": app.latencies_ms[len(app.latencies_ms) // 4 :],
+                "tick_ms": app.tick_ms[len(app.tick_ms) // 4 :],
+                "account": account.figures(),
+                "layouts_per_s": layouts[0] / account.wall_s,
+            }
+        )
+    )
+
+
+def main() -> None:
+    """Run the load, then headless and UI phases; print the figures."""
+    if len(sys.argv) > 1 and sys.argv[1] == "app":
+        _app_child(Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]), Path(sys.argv[5]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--robots", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=25.0, help="Hz per robot")
+    parser.add_argument("--cols", type=int, default=200)
+    parser.add_argument("--rows", type=int, default=60)
+    parser.add_argument("--show-screen", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("tmux") is None:
+        sys.exit("tmux is not installed (apt-get install tmux)")
+    import yaml
+
+    with tempfile.TemporaryDirectory(prefix="dtp-ui-term-") as tmp:
+        work = Path(tmp)
+        with BenchBroker(work / "broker") as broker:
+            config = work / "load.yaml"
+            config.write_text(yaml.safe_dump(_config(broker.port, args.robots, args.rate, work)))
+            both = 2 * (WARMUP_S + args.seconds + 2) + 40
+            simulator = subprocess.Popen(
+                [
+                    *(str(VENV / "dtp-console"), "-c", str(config), "simulate"),
+                    *("--no-generators", "--for", f"{both}s"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                time.sleep(3)
+                sim_cpu = _cpu_percent(simulator.pid, 2)
+                headless = _headless(config, work, args.seconds)
+                ui = _ui(config, work, args.seconds, args.cols, args.rows)
+            finally:
+                simulator.terminate()
+                simulator.wait(timeout=10)
+    offered = 2 * args.robots * args.rate
+    lat, ticks = ui["latencies_ms"], ui["tick_ms"]
+    print(f"load: {offered:,.0f} msg/s offered by `simulate` ({sim_cpu:.0f}% of a core)")
+    print(f"headless:      {headless['cpu']:5.1f}% of a core, {headless['msg_s']:7,.0f} msg/s in")
+    size = f"{args.cols}x{args.rows}"
+    print(f"UI {size} tmux: {ui['cpu']:5.1f}% of a core, {ui['msg_s']:7,.0f} msg/s in")
+    print(f"UI share:      {ui['cpu'] - headless['cpu']:5.1f}% of a core (target ≤ 40%)")
+    print(
+        f"event→screen:  p50 {percentile(lat, 50):.0f} ms, p99 {percentile(lat, 99):.0f} ms "
+        f"over {len(lat):,} robot updates (target p99 ≤ 250 ms)"
+    )
+    for key, value in sorted(ui["account"].items()):
+        print(f"  in-process:  {key:<22} {value:5.1f}% of a core")
+    print(f"layouts:       {ui['layouts_per_s']:.1f}/s (a full reflow and repaint each)")
+    print(f"App tick:      p50 {percentile(ticks, 50):.1f} ms, p99 {percentile(ticks, 99):.1f} ms")
+    if args.show_screen:
+        print(ui["screen"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The floor map on its own: labels that tell robots apart, crowding, the selected robot."""
+
+from __future__ import annotations
+
+from textual.app import App, ComposeResult
+
+from dtp_console.config.model import Bounds
+from dtp_console.state import DeviceState, PlantState
+from dtp_console.ui.display import map_labels
+from dtp_console.ui.widgets.floor_map import FloorMap
+
+BOUNDS = Bounds(x_min=0, x_max=100_000, y_min=0, y_max=50_000)
+
+
+class MapApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield FloorMap(BOUNDS, id="map")
+
+
+def plant(*robots: tuple[str, str, float, float]) -> PlantState:
+    state = PlantState(name="P")
+    for vendor_id, login, x, y in robots:
+        state.devices[vendor_id] = DeviceState(
+            vendor_id=vendor_id, login=login, x=x, y=y, last_message_at=100.0
+        )
+    return state
+
+
+def screen_text(floor: FloorMap) -> list[str]:
+    return [floor.render_line(y).text for y in range(floor.size.height)]
+
+
+def test_map_labels_tell_robots_apart() -> None:
+    assert map_labels(["tugger-05-old", "tugger-06-old"]) == {
+        "tugger-05-old": "t05",
+        "tugger-06-old": "t06",
+    }
+    # The first digit run is the same for all: the last one is used.
+    labels = map_labels([f"tugger-0-{n:03d}" for n in range(1, 101)])
+    assert labels["tugger-0-007"] == "t007"
+    assert len(set(labels.values())) == 100
+    assert map_labels(["agv-left", "agv-right"]) == {"agv-left": "v-left", "agv-right": "-right"}
+
+
+async def test_crowded_labels_give_way_instead_of_garbling_markers() -> None:
+    app = MapApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        floor = app.query_one(FloorMap)
+        # Two robots 3.5 m apart: two cells on this map, so both labels cannot fit.
+        state = plant(("a", "tugger-1", 50_000, 25_000), ("b", "tugger-2", 53_500, 25_000))
+        floor.refresh_from(state, 100.0, 30.0)
+        await pilot.pause()
+        text = "\n".join(screen_text(floor))
+        assert text.count("●") == 2
+        assert text.count("t1") + text.count("t2") == 1
+
+
+async def test_selected_robot_is_highlighted_with_its_label() -> None:
+    app = MapApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        floor = app.query_one(FloorMap)
+        state = plant(("a", "tugger-1", 50_000, 25_000), ("b", "tugger-2", 53_500, 25_000))
+        floor.refresh_from(state, 100.0, 30.0)
+        assert floor.refresh_from(state, 100.0, 30.0, selected="b") is True
+        await pilot.pause()
+        text = "\n".join(screen_text(floor))
+        assert "◉ t2 " in text
+        assert text.count("●") == 1
+        # Selection unchanged and nobody moved: nothing to redraw.
+        assert floor.refresh_from(state, 100.0, 30.0, selected="b") is False
+
+
+async def test_only_changed_lines_are_marked_dirty() -> None:
+    app = MapApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        floor = app.query_one(FloorMap)
+        state = plant(("a", "tugger-1", 10_000, 40_000), ("b", "tugger-2", 90_000, 10_000))
+        floor.refresh_from(state, 100.0, 30.0)
+        await pilot.pause()
+        floor._dirty_regions.clear()
+        state.devices["a"].x = 20_000  # only robot a moves
+        assert floor.refresh_from(state, 100.0, 30.0) is True
+        rows = {region.y for region in floor._dirty_regions}
+        assert rows, "the moved robot's line is repainted"
+        assert len(rows) <= 2
