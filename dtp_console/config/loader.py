@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from dtp_console.config.legacy import apply_legacy
 from dtp_console.config.model import ConsoleConfig
+from dtp_console.yamlsafe import SafeLoader, too_big
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -170,7 +171,7 @@ def load_config(
     except UnicodeDecodeError as exc:
         raise ConfigError(source, [f"not UTF-8 text (byte {exc.start})"]) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader, C or Python
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -186,6 +187,8 @@ def load_config(
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(source, [f"the top level must be a mapping, not {type(raw).__name__}"])
+    if (problem := too_big(raw)) is not None:
+        raise ConfigError(source, [problem])
     env = load_env(path, environ)
     try:
         return _resolve(raw, env, path)

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from dtp_console.registry.compose import COMPOSE_FILE_NAMES, ComposeError
 from dtp_console.registry.model import TwinFile, TwinSpec, normalise
+from dtp_console.yamlsafe import SafeLoader, too_big
 
 __all__ = [
     "TWIN_FILE_NAMES",
@@ -37,8 +38,6 @@ TWIN_FILE_NAMES = ("twin.yaml", "twin.yml", "twin.json")
 
 #: Folders never searched (besides hidden ones).
 _SKIPPED_DIRS = frozenset({"node_modules", "__pycache__"})
-
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +226,7 @@ def _load(path: Path, text: str) -> Any:
             msg = f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
             raise ValueError(msg) from None
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader (C or Python)
+        data = yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader (C or Python)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -237,6 +236,9 @@ def _load(path: Path, text: str) -> Any:
     except yaml.YAMLError as exc:
         msg = f"invalid YAML: {exc}"
         raise ValueError(msg) from None
+    if (problem := too_big(data)) is not None:
+        raise ValueError(problem)
+    return data
 
 
 def _char_at(text: str, mark: Any) -> str:

@@ -207,3 +207,26 @@ def test_world_readable_config_with_literal_secrets_warns(in_tmp: Path) -> None:
     assert secrets_permission_warning(referenced) is None
     literal.chmod(0o600)
     assert secrets_permission_warning(literal) is None
+
+
+def test_yaml_alias_bomb_is_refused_quickly(in_tmp: Path) -> None:
+    """Nine lines of aliases would expand to a billion strings; the loader says so instead."""
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 10) + "]")
+    path = in_tmp / "console.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"more than 100,000 values .*aliases"):
+        load_config(path)
+
+
+def test_ordinary_anchors_still_work(in_tmp: Path) -> None:
+    path = in_tmp / "console.yaml"
+    path.write_text(
+        "plants:\n"
+        "  - {name: A, format: hitech, twinzo: &tw {sector_id: 1},\n"
+        "     broker: &broker {host: 127.0.0.1, port: 1884}}\n"
+        "  - {name: B, format: hitech, twinzo: *tw, broker: *broker}\n"
+    )
+    config = load_config(path)
+    assert [p.broker.port for p in config.plants] == [1884, 1884]

@@ -24,6 +24,13 @@ def _twin(root: Path, folder: str, twin_id: str | None = None, name: str = "twin
     return _write(root / folder / name, body + "metadata:\n  domain: [test]\n")
 
 
+#: Nine lines that expand to a billion strings when walked.
+_ALIAS_BOMB = 'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n' + "".join(
+    f"{name}: &{name} [{','.join([f'*{prev}'] * 10)}]\n"
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
 def test_recursive_scan_finds_all_three_file_names(tmp_path: Path) -> None:
     _twin(tmp_path, "a", "dt:A_001")
     _twin(tmp_path, "deep/er/b", "dt:B_001", name="twin.yml")
@@ -52,6 +59,7 @@ def test_hidden_and_vendored_folders_are_skipped(tmp_path: Path) -> None:
         ("twin.yaml", "", "<file>", "empty"),
         ("twin.yaml", "- a\n- b\n", "<file>", "mapping, not list"),
         ("twin.json", '{"@id": "dt:X",}', "<file>", "invalid JSON"),
+        ("twin.yaml", _ALIAS_BOMB, "<file>", "more than 100,000 values (YAML aliases"),
         (
             "twin.yaml",
             "interfaces:\n  data_streams: [nope]\n",
