@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, Literal, LiteralString
 
 from neo4j import AsyncDriver, AsyncGraphDatabase
@@ -50,6 +51,9 @@ _MIRROR: LiteralString = (
 _MERGE_DEPENDENCY: LiteralString = (
     "MERGE (s:Twin {id: $source}) MERGE (t:Twin {id: $target})"
     " MERGE (s)-[r:DEPENDS_ON]->(t) SET r.kind = $kind, r.updated_ms = $now"
+)
+_PRUNE_DEPENDENCIES: LiteralString = (
+    "MATCH (s:Twin {id: $source})-[r:DEPENDS_ON]->(t:Twin) WHERE NOT t.id IN $keep DELETE r"
 )
 _REMOVE_TWIN: LiteralString = "MATCH (t:Twin {id: $id}) DETACH DELETE t"
 _MERGE_DEVICE: LiteralString = (
@@ -183,6 +187,11 @@ class Neo4jGraphStore:
         """`(:Twin {id: source})-[:DEPENDS_ON {kind}]->(:Twin {id: target})`."""
         params = {"source": source, "target": target, "kind": kind, "now": _now_ms()}
         await self._run("merge dependency", (_MERGE_DEPENDENCY, params))
+
+    async def prune_dependencies(self, source: str, keep: Sequence[str]) -> None:
+        """Drop `source`'s DEPENDS_ON edges to twins not in `keep`."""
+        params = {"source": source, "keep": list(keep)}
+        await self._run("prune dependencies", (_PRUNE_DEPENDENCIES, params))
 
     async def remove_twin(self, twin_id: str) -> None:
         """Detach-delete the twin node (its assets stay)."""

@@ -280,9 +280,11 @@ class StoreService:
         self._graph_spool.submit(
             lambda g: g.merge_twin(twin.id, twin.name, twin.tenant, twin.status, asset)
         )
+        keep = [*twin.dependencies.static, *twin.dependencies.dynamic]
         self._graph_spool.submit_many(
             [_dependency(twin.id, t, "static") for t in twin.dependencies.static]
             + [_dependency(twin.id, t, "dynamic") for t in twin.dependencies.dynamic]
+            + [lambda g: g.prune_dependencies(twin.id, keep)]
         )
 
     def sync_device_map(

@@ -312,6 +312,21 @@ class SqliteStore:
             [(source, target, kind)],
         )
 
+    async def prune_dependencies(self, source: str, keep: Sequence[str]) -> None:
+        """Drop `source`'s DEPENDS_ON edges to twins not in `keep`."""
+        targets = list(dict.fromkeys(keep))
+
+        def work(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                marks = ", ".join("?" * len(targets))
+                conn.execute(
+                    f"DELETE FROM graph_dependency WHERE source = ? AND target NOT IN ({marks})",  # noqa: S608 - placeholders only
+                    (source, *targets),
+                )
+
+        await self._run(work)
+
     async def remove_twin(self, twin_id: str) -> None:
         """The twin and every edge touching it (its assets stay)."""
 

@@ -134,6 +134,17 @@ async def test_dependencies_and_remove_twin(store: Neo4jGraphStore) -> None:
         {"target": c, "kind": "static"},
     ]
 
+    await store.prune_dependencies(a, [c])  # the twin file dropped b
+    rows = await query(
+        store, "MATCH (:Twin {id: $id})-[:DEPENDS_ON]->(t:Twin) RETURN t.id AS target", id=a
+    )
+    assert rows == [{"target": c}]
+    await store.merge_dependency(a, b, "static")
+    await store.prune_dependencies(a, [])
+    assert await query(
+        store, "MATCH (:Twin {id: $id})-[r:DEPENDS_ON]->() RETURN count(r) AS n", id=a
+    ) == [{"n": 0}]
+
     await store.remove_twin(a)
     await store.remove_twin(a)  # already gone: no error
     assert await query(store, "MATCH (t:Twin {id: $id}) RETURN count(t) AS n", id=a) == [{"n": 0}]

@@ -94,6 +94,21 @@ async def test_graph_merges_and_removals(store: SqliteStore) -> None:
     assert graph["mirrors"] == graph["dependencies"] == graph["devices"] == []
 
 
+async def test_dependencies_dropped_from_a_twin_file_leave_the_graph(store: SqliteStore) -> None:
+    for target in ("dt:Lift_001", "dt:Door_001", "dt:Hvac_001"):
+        await store.merge_dependency("dt:Fleet_001", target, "static")
+    await store.merge_dependency("dt:Other_001", "dt:Lift_001", "static")
+    await store.prune_dependencies("dt:Fleet_001", ["dt:Door_001"])
+    graph = await store.graph_snapshot()
+    assert graph["dependencies"] == [
+        ("dt:Fleet_001", "dt:Door_001", "static"),
+        ("dt:Other_001", "dt:Lift_001", "static"),
+    ]
+    await store.prune_dependencies("dt:Fleet_001", [])
+    graph = await store.graph_snapshot()
+    assert graph["dependencies"] == [("dt:Other_001", "dt:Lift_001", "static")]
+
+
 async def test_probe_reads_back_and_cleans_up(store: SqliteStore) -> None:
     await store.ping()
     await store.probe()
@@ -218,6 +233,29 @@ async def test_service_feeds_the_embedded_stores(tmp_path: Path) -> None:
         ("folder", "blobs", True),
     }
     assert all(h.latency_ms is not None and h.last_success for h in results)
+
+
+async def test_a_twin_update_that_drops_a_dependency_drops_the_edge(tmp_path: Path) -> None:
+    bus = Bus()
+    config = _config(tmp_path)
+    async with StoreService(config, bus, OpsLog(bus)) as service:
+        stop = asyncio.Event()
+        runner = asyncio.create_task(service.run(stop))
+        deps = {"static": ["dt:Lift_001", "dt:Door_001"], "dynamic": ["dt:Hvac_001"]}
+        fleet = _twin("dt:Fleet_001", dependencies=deps)
+        service.submit_registry(TwinUpdated(twin=fleet, created=True, reason="registered"))
+        fewer = _twin("dt:Fleet_001", dependencies={"static": ["dt:Door_001"], "dynamic": []})
+        service.submit_registry(TwinUpdated(twin=fewer, created=False, reason="file changed"))
+        await _until(lambda: all(s.pending == 0 for s in service.stats()))
+        stop.set()
+        await runner
+    sqlite = SqliteStore(config.sqlite_path)
+    await sqlite.open()
+    try:
+        graph = await sqlite.graph_snapshot()
+    finally:
+        await sqlite.close()
+    assert graph["dependencies"] == [("dt:Fleet_001", "dt:Door_001", "static")]
 
 
 async def test_health_reports_a_failing_store(tmp_path: Path) -> None:
