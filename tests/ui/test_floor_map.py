@@ -83,3 +83,28 @@ async def test_only_changed_lines_are_marked_dirty() -> None:
         rows = {region.y for region in floor._dirty_regions}
         assert rows, "the moved robot's line is repainted"
         assert len(rows) <= 2
+
+
+async def test_zoom_follows_the_selected_robot_and_hides_the_rest() -> None:
+    app = MapApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        floor = app.query_one(FloorMap)
+        state = plant(("a", "tugger-1", 10_000, 10_000), ("b", "tugger-2", 90_000, 40_000))
+        floor.refresh_from(state, 100.0, 30.0, selected="a")
+        assert floor.set_zoom(1) == 2
+        assert floor.set_zoom(1) == 4
+        await pilot.pause()
+        assert floor.border_title == "floor 100 × 50 m · 4× on t1"
+        text = "\n".join(screen_text(floor))
+        assert "◉ t1 " in text
+        assert "t2" not in text and "●" not in text  # b is off the zoomed view
+        # Selection moves on (the table lost focus): the view stays on the last robot.
+        floor.refresh_from(state, 100.0, 30.0, selected=None)
+        assert floor.border_title.endswith("on t1")
+        assert floor.set_zoom(1) == 8
+        assert floor.set_zoom(1) == 8  # the most there is
+        assert floor.set_zoom(0) == 1
+        await pilot.pause()
+        text = "\n".join(screen_text(floor))
+        assert text.count("●") == 2
+        assert floor.border_title == "floor 100 × 50 m"

@@ -237,6 +237,14 @@ async def test_the_selected_row_is_highlighted_on_the_map(tmp_path: Path) -> Non
         await pilot.pause()
         text = "\n".join(floor.render_line(y).text for y in range(floor.size.height))
         assert "◉" in text
+        # + and - zoom the visible plant's map around that robot; 0 shows the whole floor.
+        await pilot.press("plus", "plus")
+        assert floor.zoom == 4
+        assert floor.border_title is not None and "4× on" in floor.border_title
+        await pilot.press("minus")
+        assert floor.zoom == 2
+        await pilot.press("0")
+        assert floor.zoom == 1
 
 
 async def test_help_lists_every_binding_and_closes(tmp_path: Path) -> None:
@@ -247,7 +255,7 @@ async def test_help_lists_every_binding_and_closes(tmp_path: Path) -> None:
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         described = {description for _, _, description in app.screen.rows()}
-        for expected in ("Quit", "Help", "Log level", "Log plant", "Device map", "Next tab"):
+        for expected in ("Quit", "Help", "Log plant", "Device map", "Next tab", "Zoom in"):
             assert expected in described
         assert "Last error" in described
         await pilot.press("escape")

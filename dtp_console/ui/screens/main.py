@@ -75,6 +75,9 @@ class MainScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("m", "edit_device_map", "Device map"),
         Binding("c", "calibrate", "Calibrate", show=False),
+        Binding("plus,equals_sign", "zoom(1)", "Zoom in", show=False),
+        Binding("minus", "zoom(-1)", "Zoom out", show=False),
+        Binding("0", "zoom(0)", "Whole floor", show=False),
         Binding("right_square_bracket", "next_tab", "Next tab"),
         Binding("left_square_bracket", "previous_tab", "Prev tab", show=False),
     ]
@@ -151,7 +154,7 @@ class MainScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:  # noqa: ARG002
         """`m` and `c` only apply on a plant tab."""
-        if action in {"edit_device_map", "calibrate"}:
+        if action in {"edit_device_map", "calibrate", "zoom"}:
             return self.is_mounted and self.active_plant is not None
         return True
 
@@ -172,6 +175,12 @@ class MainScreen(Screen[None]):
     def action_previous_tab(self) -> None:
         """Show the previous tab."""
         self._switch(-1)
+
+    def action_zoom(self, step: int) -> None:
+        """Zoom the visible plant's floor map (around the table's cursor robot when focused)."""
+        if self.active_plant is None:
+            return
+        self.query_one(f"#{self.active_tab} FloorMap", FloorMap).set_zoom(step)
 
     def action_edit_device_map(self) -> None:
         """Open the device-map editor of the visible plant."""

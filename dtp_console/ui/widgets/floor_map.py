@@ -40,6 +40,7 @@ _FADE_TO = "#161b22"
 _STALE = "#8b949e"
 _SELECTED = "#f0f6fc"
 _SELECTED_TEXT = "#0d1117"
+_ZOOMS = (1, 2, 4, 8)
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 
 
@@ -134,11 +135,34 @@ class FloorMap(Widget):
         self._labels: dict[str, str] = {}
         self.selected: str | None = None
         """Vendor id drawn highlighted (the AMR table's cursor row)."""
-        if bounds is not None:
-            w, h = (bounds.x_max - bounds.x_min) / 1000, (bounds.y_max - bounds.y_min) / 1000
-            self.border_title = f"floor {w:.0f} × {h:.0f} m"
+        self.zoom = 1
+        """Magnification: the view is 1/zoom of the floor, centred on the selected robot."""
+        self._zoom_on: str | None = None
+        """The robot a zoomed view follows: the last one selected."""
+        self._title()
+
+    def _title(self) -> None:
+        bounds = self.bounds
+        if bounds is None:
+            title = "floor (no bounds configured)"
         else:
-            self.border_title = "floor (no bounds configured)"
+            w, h = (bounds.x_max - bounds.x_min) / 1000, (bounds.y_max - bounds.y_min) / 1000
+            title = f"floor {w:.0f} × {h:.0f} m"
+        if self.zoom > 1:
+            track = self._tracks.get(self._zoom_on) if self._zoom_on is not None else None
+            title += f" · {self.zoom}× " + (f"on {track.label}" if track else "centre")
+        self.border_title = title
+
+    def set_zoom(self, step: int) -> int:
+        """Zoom in (`step` > 0), out (< 0) or back to the whole floor (0); the new zoom."""
+        index = _ZOOMS.index(self.zoom)
+        index = 0 if step == 0 else max(0, min(len(_ZOOMS) - 1, index + step))
+        if _ZOOMS[index] != self.zoom:
+            self.zoom = _ZOOMS[index]
+            self._title()
+            self._frame = None
+            self.refresh()
+        return self.zoom
 
     @property
     def tracks(self) -> dict[str, tuple[str, list[tuple[float, float]], bool]]:
@@ -154,6 +178,10 @@ class FloorMap(Widget):
         """
         changed = selected != self.selected
         self.selected = selected
+        if selected is not None and selected != self._zoom_on:
+            self._zoom_on = selected
+            if self.zoom > 1:
+                self._title()
         # Movement smaller than one braille dot would redraw an identical picture.
         min_step = self._dot_mm()
         for gone in [k for k in self._tracks if k not in plant.devices]:
@@ -208,6 +236,17 @@ class FloorMap(Widget):
         return min((x1 - x0) / (width * 2), (y1 - y0) / (height * 4))
 
     def _extent(self) -> tuple[float, float, float, float]:
+        """The plant area in view: the whole floor, or 1/zoom of it around the selection."""
+        x0, x1, y0, y1 = self._floor()
+        if self.zoom == 1:
+            return x0, x1, y0, y1
+        track = self._tracks.get(self._zoom_on) if self._zoom_on is not None else None
+        cx, cy = track.trail[-1] if track else ((x0 + x1) / 2, (y0 + y1) / 2)
+        hw, hh = (x1 - x0) / (2 * self.zoom), (y1 - y0) / (2 * self.zoom)
+        cx, cy = min(max(cx, x0 + hw), x1 - hw), min(max(cy, y0 + hh), y1 - hh)
+        return cx - hw, cx + hw, cy - hh, cy + hh
+
+    def _floor(self) -> tuple[float, float, float, float]:
         if self.bounds is not None:
             b = self.bounds
             return b.x_min, b.x_max, b.y_min, b.y_max
@@ -244,7 +283,9 @@ class FloorMap(Widget):
         placed: list[tuple[_Track, int, int]] = []
         for track in self._tracks.values():
             mx, my = px(*track.trail[-1])
-            cx, cy = min(width - 1, mx // 2), min(height - 1, my // 4)
+            if not (0 <= mx < pw and 0 <= my < ph):
+                continue  # out of a zoomed view
+            cx, cy = mx // 2, my // 4
             colour = _STALE if track.stale else track.colour
             canvas.write(cx, cy, "○" if track.stale else "●", f"bold {colour}")
             placed.append((track, cx, cy))
