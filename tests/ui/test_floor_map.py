@@ -94,13 +94,13 @@ async def test_zoom_follows_the_selected_robot_and_hides_the_rest() -> None:
         assert floor.set_zoom(1) == 2
         assert floor.set_zoom(1) == 4
         await pilot.pause()
-        assert floor.border_title == "floor 100 × 50 m · 4× on t1"
+        assert floor.border_title == "floor 100 × 50 m · 4× t1"
         text = "\n".join(screen_text(floor))
         assert "◉ t1 " in text
         assert "t2" not in text and "●" not in text  # b is off the zoomed view
         # Selection moves on (the table lost focus): the view stays on the last robot.
         floor.refresh_from(state, 100.0, 30.0, selected=None)
-        assert floor.border_title.endswith("on t1")
+        assert floor.border_title.endswith("4× t1")
         assert floor.set_zoom(1) == 8
         assert floor.set_zoom(1) == 8  # the most there is
         assert floor.set_zoom(0) == 1

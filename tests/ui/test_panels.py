@@ -230,7 +230,8 @@ async def test_the_selected_row_is_highlighted_on_the_map(tmp_path: Path) -> Non
         table = app.main.query_one("#tab-plant-0 AmrTable", AmrTable)
         floor = app.main.query_one("#tab-plant-0 FloorMap", FloorMap)
         assert floor.selected is None
-        table.focus()
+        await pilot.press("t")
+        assert table.has_focus
         await pilot.press("down")
         app.refresh_now()
         assert floor.selected == table.row_keys[1]
@@ -240,7 +241,7 @@ async def test_the_selected_row_is_highlighted_on_the_map(tmp_path: Path) -> Non
         # + and - zoom the visible plant's map around that robot; 0 shows the whole floor.
         await pilot.press("plus", "plus")
         assert floor.zoom == 4
-        assert floor.border_title is not None and "4× on" in floor.border_title
+        assert floor.border_title is not None and "4× t0" in floor.border_title
         await pilot.press("minus")
         assert floor.zoom == 2
         await pilot.press("0")

@@ -75,6 +75,7 @@ class MainScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("m", "edit_device_map", "Device map"),
         Binding("c", "calibrate", "Calibrate", show=False),
+        Binding("t", "focus_table", "AMR table", show=False),
         Binding("plus,equals_sign", "zoom(1)", "Zoom in", show=False),
         Binding("minus", "zoom(-1)", "Zoom out", show=False),
         Binding("0", "zoom(0)", "Whole floor", show=False),
@@ -154,7 +155,7 @@ class MainScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:  # noqa: ARG002
         """`m` and `c` only apply on a plant tab."""
-        if action in {"edit_device_map", "calibrate", "zoom"}:
+        if action in {"edit_device_map", "calibrate", "zoom", "focus_table"}:
             return self.is_mounted and self.active_plant is not None
         return True
 
@@ -175,6 +176,11 @@ class MainScreen(Screen[None]):
     def action_previous_tab(self) -> None:
         """Show the previous tab."""
         self._switch(-1)
+
+    def action_focus_table(self) -> None:
+        """Focus the visible plant's AMR table (its cursor robot is highlighted on the map)."""
+        if self.active_plant is not None:
+            self.query_one(f"#{self.active_tab} AmrTable", AmrTable).focus()
 
     def action_zoom(self, step: int) -> None:
         """Zoom the visible plant's floor map (around the table's cursor robot when focused)."""

@@ -150,7 +150,7 @@ class FloorMap(Widget):
             title = f"floor {w:.0f} × {h:.0f} m"
         if self.zoom > 1:
             track = self._tracks.get(self._zoom_on) if self._zoom_on is not None else None
-            title += f" · {self.zoom}× " + (f"on {track.label}" if track else "centre")
+            title += f" · {self.zoom}× " + (track.label if track else "centre")
         self.border_title = title
 
     def set_zoom(self, step: int) -> int:
@@ -267,7 +267,9 @@ class FloorMap(Widget):
             # Plant Y grows upwards; the screen's grows downwards.
             return round(ox + (x - x0) * scale), round(ph - 1 - oy - (y - y0) * scale)
 
-        corners = [px(x0, y0), px(x1, y0), px(x1, y1), px(x0, y1)]
+        # The floor's outline (a zoomed view shows only the part of it in view).
+        fx0, fx1, fy0, fy1 = self._floor()
+        corners = [px(fx0, fy0), px(fx1, fy0), px(fx1, fy1), px(fx0, fy1)]
         for a, b in zip(corners, corners[1:] + corners[:1], strict=True):
             canvas.line(a, b, _OUTLINE, 0)
         for track in self._tracks.values():
