@@ -12,7 +12,7 @@ from dtp_console.ui.display import fmt_countdown
 from dtp_console.ui.screens.main import PlantPane
 from dtp_console.ui.widgets.amr_table import AmrTable
 from dtp_console.ui.widgets.auth_panel import AuthPanel
-from dtp_console.ui.widgets.badges import Badge, HealthBadges
+from dtp_console.ui.widgets.badges import Badge, BadgeInfo, HealthBadges, fit_badges
 from dtp_console.ui.widgets.floor_map import FloorMap
 from dtp_console.ui.widgets.help_screen import HelpScreen
 from dtp_console.ui.widgets.log_panel import LogPanel
@@ -139,6 +139,29 @@ async def test_badges_fold_stores_when_the_terminal_is_narrow(tmp_path: Path) ->
         keys = [b.info.key for b in app.main.query_one(HealthBadges).query(Badge)]
         assert keys[0] == "stores"
         assert "tls:HiTech Plant" in keys
+
+
+async def test_badges_keep_their_width_for_shorter_figures_but_refit_when_compact(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await settle(pilot, rounds=1)
+        badge = next(b for b in app.main.query(Badge) if b.info.key == "twinzo")
+        wide = BadgeInfo("twinzo", "twinzo", "ok", "194ms 0s")
+        badge.show(wide, compact=False)
+        badge.show(BadgeInfo("twinzo", "twinzo", "ok", "20ms 0s"), compact=False)
+        # A shorter figure pads (no layout of the whole screen for a narrower badge).
+        assert badge.render() == wide.text(compact=False).replace("194ms", "20ms") + " "
+        # The widest terminal where badges go compact without folding the stores.
+        infos = [b.info for b in app.main.query(Badge)]
+        width = next(w for w in range(200, 40, -1) if fit_badges(infos, w) == (infos, True))
+        await pilot.resize_terminal(width, 40)
+        app.refresh_now()
+        await pilot.pause()
+        assert [b.info.key for b in app.main.query(Badge)] == [i.key for i in infos]
+        for shown in app.main.query(Badge):
+            assert shown.render() == shown.info.text(compact=True)
 
 
 async def test_log_panel_keeps_lines_and_filters_by_level_and_plant(tmp_path: Path) -> None:

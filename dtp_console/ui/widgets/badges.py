@@ -209,6 +209,7 @@ class Badge(Widget, can_focus=True):
     def __init__(self, info: BadgeInfo, *, compact: bool = False) -> None:
         super().__init__()
         self.info = info
+        self._compact = compact
         self._text = info.text(compact=compact)
         self.set_classes(f"-{info.level}")
 
@@ -224,7 +225,11 @@ class Badge(Widget, can_focus=True):
         """
         self.info = info
         text = info.text(compact=compact)
-        if text.rstrip() != self._text.rstrip():
+        if compact != self._compact:
+            # Full ↔ compact is a new width on purpose (the strip re-fitted).
+            self._compact, self._text = compact, text
+            self.refresh(layout=True)
+        elif text.rstrip() != self._text.rstrip():
             grown = len(text) > len(self._text)
             self._text = text.ljust(len(self._text))
             self.refresh(layout=grown)
