@@ -23,8 +23,10 @@ from dtp_console.calibrate.points import (
     ControlPoint,
     PointSet,
     RowProblem,
+    format_points,
     load_points,
     parse_points,
+    save_points,
 )
 from dtp_console.calibrate.report import (
     DEFAULT_WARN_MM,
@@ -63,8 +65,10 @@ __all__ = [
     "fit_model",
     "fit_similarity",
     "fit_similarity_fixed_scale",
+    "format_points",
     "leave_one_out",
     "load_points",
     "parse_points",
     "robust_fit",
+    "save_points",
 ]

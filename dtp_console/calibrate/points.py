@@ -8,6 +8,7 @@ left out; the rest is still used, so one typo does not cost the whole survey.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -17,7 +18,15 @@ from pathlib import Path
 
 from dtp_console.calibrate.errors import CalibrationError
 
-__all__ = ["ControlPoint", "PointSet", "RowProblem", "load_points", "parse_points"]
+__all__ = [
+    "ControlPoint",
+    "PointSet",
+    "RowProblem",
+    "format_points",
+    "load_points",
+    "parse_points",
+    "save_points",
+]
 
 _REQUIRED = ("name", "vendor_x", "vendor_y", "twinzo_x", "twinzo_y")
 _OPTIONAL = ("weight",)
@@ -97,6 +106,32 @@ def parse_points(text: str, source: str = "<points>") -> PointSet:
         msg = f"{source}: no header line (expected {','.join(_REQUIRED)}[,weight])"
         raise CalibrationError(msg)
     return PointSet(tuple(points), tuple(problems), source)
+
+
+def format_points(points: Sequence[ControlPoint]) -> str:
+    """CSV text `parse_points` reads back to the same points (full float precision)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*_REQUIRED, *_OPTIONAL])
+    for p in points:
+        writer.writerow(
+            [p.name, *(repr(v) for v in (p.vendor_x, p.vendor_y, p.twinzo_x, p.twinzo_y, p.weight))]
+        )
+    return out.getvalue()
+
+
+def save_points(path: Path, points: Sequence[ControlPoint]) -> None:
+    """Write `points` as CSV atomically (temp file, then rename); `CalibrationError` on failure."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(format_points(points), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        msg = f"{path}: cannot write: {exc.strerror or exc}"
+        raise CalibrationError(msg) from None
 
 
 def _header(cells: Sequence[str], source: str, line: int) -> dict[str, int]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select
 
 from dtp_console.bridge.geometry import apply_affine, invert_affine
-from dtp_console.calibrate import ControlPoint
+from dtp_console.calibrate import ControlPoint, load_points
 from dtp_console.config.loader import load_config
 from dtp_console.config.model import Affine
 from dtp_console.ui.app import DtpConsoleApp
@@ -184,3 +185,29 @@ def test_exaggeration_is_a_round_factor_that_makes_residuals_visible() -> None:
     assert exaggeration_for([ResidualPoint("b", 0.0, 0.0)], 265_000.0) == 1.0
     exact = [ResidualPoint("c", 0.0, 0.0, 1e-9, 0.0)]  # a perfect fit's rounding noise
     assert exaggeration_for(exact, 265_000.0) == MAX_EXAGGERATION
+
+
+async def test_export_writes_the_points_back_as_a_loadable_csv(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _open(app, pilot)
+        screen.export_dir = tmp_path / "exports"
+        screen.query_one("#cal-points", DataTable).focus()
+        await pilot.press("e")
+        assert screen.status == "no points to export yet"
+        points = _synthetic()
+        for point in points:
+            screen.add_point(point)
+        await pilot.press("e")
+        [written] = sorted((tmp_path / "exports").glob("Old-Plant-*.csv"))
+        assert screen.status == f"exported 5 point(s) to {written}"
+        assert screen.query_one("#cal-csv", Input).value == str(written)
+        loaded = load_points(written).points
+        assert [dataclasses.replace(p, line=None) for p in loaded] == points
+        # A folder that cannot be written says why and keeps the points.
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        screen.export_dir = blocker / "sub"
+        await pilot.press("e")
+        assert screen.status.startswith("not exported: ") and "cannot write" in screen.status
+        assert len(screen.points) == 5

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from dtp_console.calibrate import CalibrationError, ControlPoint, load_points, parse_points
+from dtp_console.calibrate import (
+    CalibrationError,
+    ControlPoint,
+    format_points,
+    load_points,
+    parse_points,
+    save_points,
+)
 
 GOOD = """\
 name,vendor_x,vendor_y,twinzo_x,twinzo_y
@@ -113,3 +120,18 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_label_names_the_line() -> None:
     assert ControlPoint("a", 0, 0, 0, 0, line=7).label == "'a' (line 7)"
     assert ControlPoint("a", 0, 0, 0, 0).label == "'a'"
+
+
+def test_format_and_save_round_trip_exactly(tmp_path: Path) -> None:
+    points = [
+        ControlPoint('dock 1, "north"', 0.1 + 0.2, -1e-9, 95598.80000000001, 167357.6, 0.5),
+        ControlPoint("p2", 1.0, 2.0, 3.0, 4.0),
+    ]
+    parsed = parse_points(format_points(points)).points
+    assert [(p.name, p.vendor_x, p.vendor_y, p.twinzo_x, p.twinzo_y, p.weight) for p in parsed] == [
+        (p.name, p.vendor_x, p.vendor_y, p.twinzo_x, p.twinzo_y, p.weight) for p in points
+    ]
+    path = tmp_path / "sub" / "points.csv"
+    save_points(path, points)
+    assert load_points(path).points == parsed
+    assert not list(path.parent.glob(".*.tmp"))

@@ -1,6 +1,6 @@
 """The calibration workbench of one plant, in a modal: control points, robust fit, write.
 
-Points come from a CSV (`l`) or are captured live: pick a robot, type where
+Points come from a CSV (`l`; `e` exports them) or are captured live: pick a robot, type where
 twinzo shows it, and the robot's current vendor position (its twinzo position
 run back through the bridge's affine) is paired with it. Every change refits
 with `dtp_console.calibrate.build_report` (the robust fit of the chosen model,
@@ -10,6 +10,8 @@ it to the running bridge at once.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,6 +32,7 @@ from dtp_console.calibrate import (
     ModelName,
     build_report,
     load_points,
+    save_points,
 )
 from dtp_console.calibrate.store import affine_values, store_affine
 from dtp_console.config.model import PlantConfig
@@ -42,8 +45,8 @@ __all__ = ["CalibrationScreen"]
 
 #: Digits kept when storing the affine (the CLI's `--write` stores the same).
 _HINT = (
-    "enter in a field: capture / load · table focused: l load · m model · d remove · "
-    "w write · W write despite warnings · esc close"
+    "enter in a field: capture / load · table focused: l load · e export · m model · "
+    "d remove · w write · W write despite warnings · esc close"
 )
 
 
@@ -54,6 +57,7 @@ class CalibrationScreen(ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("l", "load", "Load CSV"),
+        Binding("e", "export", "Export CSV"),
         Binding("m", "cycle_model", "Model"),
         Binding("d,delete", "remove", "Remove point"),
         Binding("w", "write", "Write affine"),
@@ -71,6 +75,8 @@ class CalibrationScreen(ModalScreen[None]):
         self.fit_error = ""
         """Why there is no report ("" when there is one, or no points yet)."""
         self._robots: list[tuple[str, str]] = []
+        self.export_dir = Path("var/calibration")
+        """Where `e` writes the points (`<plant>-<UTC time>.csv`)."""
 
     # -- public view and API (tests drive the screen through these) -------------------
 
@@ -177,6 +183,22 @@ class CalibrationScreen(ModalScreen[None]):
         note = f" ({len(loaded.problems)} row(s) skipped: {skipped})" if skipped else ""
         colour = AMBER if note else GREEN
         self._say(f"loaded {len(loaded.points)} point(s) from {raw}{note}", colour)
+
+    def action_export(self) -> None:
+        """Write the points as CSV (the format `l` and `dtp-console calibrate` read)."""
+        if not self.points:
+            self._say("no points to export yet", RED)
+            return
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", self.plant.name).strip("-") or "plant"
+        path = self.export_dir / f"{slug}-{stamp}.csv"
+        try:
+            save_points(path, self.points)
+        except CalibrationError as exc:
+            self._say(f"not exported: {exc}", RED)
+            return
+        self.query_one("#cal-csv", Input).value = str(path)
+        self._say(f"exported {len(self.points)} point(s) to {path}", GREEN)
 
     def action_remove(self) -> None:
         """Remove the point under the table's cursor."""
