@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: bootstrap run test check fmt format-check lint types bench
+.PHONY: bootstrap run test check fmt format-check lint types bench screenshots
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -31,4 +31,10 @@ types: bootstrap
 check: format-check lint types test
 
 bench: bootstrap
+	@EXTRA_APT="tmux" bash scripts/bootstrap.sh
 	$(BIN)/python bench/run_all.py
+
+# SVG and PNG of the console's screens for the README (needs rsvg-convert and Fira Code).
+screenshots: bootstrap
+	@EXTRA_APT="librsvg2-bin fonts-firacode" bash scripts/bootstrap.sh
+	$(BIN)/python scripts/screenshots.py

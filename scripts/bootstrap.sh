@@ -17,6 +17,10 @@ command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
 # FalkorDB (the Bolt stand-in) runs in a private netns, bridged out to 127.0.0.1 by socat.
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# Extras some targets need (`make bench`: tmux; `make screenshots`: rsvg and Fira Code).
+for pkg in ${EXTRA_APT:-}; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "bootstrap: installing ${need_apt[*]} (apt)" >&2
