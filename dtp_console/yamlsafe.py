@@ -1,10 +1,17 @@
-"""YAML from disk with a bound on what aliases expand to.
+"""YAML from disk, bounded: how deep it nests and what its aliases expand to.
 
-A few lines of nested aliases ("billion laughs") parse into a structure that
-shares references but expands to billions of values when walked — by
-`${VAR}` interpolation, by pydantic, by anything that copies it. The config
-file and the registry's twin files both come from disk, so both are counted
-before anything walks them.
+Two ways a few bytes of YAML hurt a reader:
+
+- **Depth.** libyaml's loader (PyYAML's `CSafeLoader`) builds nested nodes by
+  recursing in C: `[[[[…` 100,000 deep crashes the process (SIGSEGV). The
+  pure-Python loader raises `RecursionError` instead. `load()` uses the C
+  loader only when the text cannot nest deeper than `_C_DEPTH_BOUND` (block
+  nesting needs at least one column per level, flow nesting one bracket), and
+  the Python one otherwise.
+- **Aliases** ("billion laughs"): nine lines can parse into shared references
+  that expand to billions of values when walked — by `${VAR}` interpolation,
+  pydantic, anything that copies. `too_big()` counts, alias uses included,
+  and stops at the limit.
 """
 
 from __future__ import annotations
@@ -13,13 +20,26 @@ from typing import Any
 
 import yaml
 
-__all__ = ["MAX_VALUES", "SafeLoader", "count_values", "too_big"]
+__all__ = ["MAX_VALUES", "count_values", "load", "too_big"]
 
 #: More values than any real config or twin file holds.
 MAX_VALUES = 100_000
 
-#: libyaml's safe loader when the PyYAML wheel has it (≈10× faster), else PyYAML's.
-SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: Texts that can nest deeper than this are parsed by the Python loader.
+_C_DEPTH_BOUND = 1_000
+_CLoader: Any = getattr(yaml, "CSafeLoader", None)
+
+
+def _depth_bound(text: str) -> int:
+    """An upper bound of the nesting depth: longest line plus every flow bracket."""
+    longest = max((len(line) for line in text.splitlines()), default=0)
+    return longest + text.count("[") + text.count("{")
+
+
+def load(text: str) -> Any:
+    """Parse YAML safely (libyaml when that cannot crash); `RecursionError` when too deep."""
+    loader = _CLoader if _CLoader is not None and _depth_bound(text) <= _C_DEPTH_BOUND else None
+    return yaml.load(text, Loader=loader or yaml.SafeLoader)  # noqa: S506 - safe loaders only
 
 
 def count_values(data: Any, limit: int = MAX_VALUES) -> int:

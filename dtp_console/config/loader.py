@@ -17,9 +17,10 @@ import yaml
 from dotenv import dotenv_values
 from pydantic import ValidationError
 
+from dtp_console import yamlsafe
 from dtp_console.config.legacy import apply_legacy
 from dtp_console.config.model import ConsoleConfig
-from dtp_console.yamlsafe import SafeLoader, too_big
+from dtp_console.yamlsafe import too_big
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -171,7 +172,7 @@ def load_config(
     except UnicodeDecodeError as exc:
         raise ConfigError(source, [f"not UTF-8 text (byte {exc.start})"]) from None
     try:
-        raw = yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader, C or Python
+        raw = yamlsafe.load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -60,6 +60,8 @@ def infer_ui_api(folder: Path, environ: Mapping[str, str]) -> str | None:
         raise ComposeError(path, "<file>", f"cannot read: {exc}") from None
     except yaml.YAMLError as exc:
         raise ComposeError(path, "<file>", f"invalid YAML: {_yaml_reason(exc)}") from None
+    except RecursionError:
+        raise ComposeError(path, "<file>", "invalid YAML: nested too deeply") from None
     services = data.get("services") if isinstance(data, dict) else None
     ui = services.get("ui") if isinstance(services, dict) else None
     if not isinstance(ui, dict):

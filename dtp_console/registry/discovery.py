@@ -19,9 +19,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
+from dtp_console import yamlsafe
 from dtp_console.registry.compose import COMPOSE_FILE_NAMES, ComposeError
 from dtp_console.registry.model import TwinFile, TwinSpec, normalise
-from dtp_console.yamlsafe import SafeLoader, too_big
+from dtp_console.yamlsafe import too_big
 
 __all__ = [
     "TWIN_FILE_NAMES",
@@ -226,7 +227,7 @@ def _load(path: Path, text: str) -> Any:
             msg = f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
             raise ValueError(msg) from None
     try:
-        data = yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a safe loader (C or Python)
+        data = yamlsafe.load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -235,6 +236,9 @@ def _load(path: Path, text: str) -> Any:
         raise ValueError(msg) from None
     except yaml.YAMLError as exc:
         msg = f"invalid YAML: {exc}"
+        raise ValueError(msg) from None
+    except RecursionError:
+        msg = "invalid YAML: nested too deeply"
         raise ValueError(msg) from None
     if (problem := too_big(data)) is not None:
         raise ValueError(problem)

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
+from dtp_console import yamlsafe
 from dtp_console.events import Bus, Event, LogLine, OpsLog, StoreHealth, TwinDeleted, TwinUpdated
 from dtp_console.registry.model import TwinRecord, default_twin_id
 from dtp_console.stores.config import StoresConfig
@@ -417,8 +418,8 @@ def _device_removal(plant: str, vendor_id: str) -> GraphOp:
 
 def _twin_id_of(data: bytes) -> str | None:
     try:
-        raw = yaml.safe_load(data)
-    except yaml.YAMLError:
+        raw = yamlsafe.load(data.decode("utf-8", "replace"))
+    except (yaml.YAMLError, RecursionError):
         return None
     value = raw.get("@id") if isinstance(raw, dict) else None
     return value if isinstance(value, str) and value.strip() else None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -230,3 +232,22 @@ def test_ordinary_anchors_still_work(in_tmp: Path) -> None:
     )
     config = load_config(path)
     assert [p.broker.port for p in config.plants] == [1884, 1884]
+
+
+def test_deeply_nested_yaml_is_an_error_not_a_crash(in_tmp: Path) -> None:
+    """libyaml recurses in C and segfaults on `[[[[…`; the loader must not hand it such text."""
+    path = in_tmp / "console.yaml"
+    path.write_text("plants: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    script = (
+        "import sys\n"
+        "from dtp_console.config import ConfigError, load_config\n"
+        "try:\n"
+        f"    load_config(__import__('pathlib').Path({str(path)!r}))\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "nested too deeply" in done.stdout

@@ -60,6 +60,7 @@ def test_hidden_and_vendored_folders_are_skipped(tmp_path: Path) -> None:
         ("twin.yaml", "- a\n- b\n", "<file>", "mapping, not list"),
         ("twin.json", '{"@id": "dt:X",}', "<file>", "invalid JSON"),
         ("twin.yaml", _ALIAS_BOMB, "<file>", "more than 100,000 values (YAML aliases"),
+        ("twin.yaml", "a: " + "[" * 5000 + "]" * 5000, "<file>", "nested too deeply"),
         (
             "twin.yaml",
             "interfaces:\n  data_streams: [nope]\n",
