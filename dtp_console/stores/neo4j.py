@@ -188,9 +188,14 @@ class Neo4jGraphStore:
         params = {"source": source, "target": target, "kind": kind, "now": _now_ms()}
         await self._run("merge dependency", (_MERGE_DEPENDENCY, params))
 
-    async def prune_dependencies(self, source: str, keep: Sequence[str]) -> None:
-        """Drop `source`'s DEPENDS_ON edges to twins not in `keep`."""
-        params = {"source": source, "keep": list(keep)}
+    async def prune_dependencies(
+        self, source: str, keep: Sequence[tuple[str, Literal["static", "dynamic"]]]
+    ) -> None:
+        """Drop `source`'s DEPENDS_ON edges to twins not in `keep`.
+
+        One edge per pair here (its kind is the last merged), so only targets count.
+        """
+        params = {"source": source, "keep": sorted({target for target, _ in keep})}
         await self._run("prune dependencies", (_PRUNE_DEPENDENCIES, params))
 
     async def remove_twin(self, twin_id: str) -> None:

@@ -75,8 +75,10 @@ class GraphStore(Store, Protocol):
     ) -> None:
         """`(:Twin {id: source})-[:DEPENDS_ON {kind}]->(:Twin {id: target})`."""
 
-    async def prune_dependencies(self, source: str, keep: Sequence[str]) -> None:
-        """Drop `source`'s DEPENDS_ON edges to twins not in `keep` (a twin file lost them)."""
+    async def prune_dependencies(
+        self, source: str, keep: Sequence[tuple[str, Literal["static", "dynamic"]]]
+    ) -> None:
+        """Drop `source`'s DEPENDS_ON edges not in `keep` (target, kind): a twin file lost them."""
 
     async def remove_twin(self, twin_id: str) -> None:
         """Detach-delete the twin node."""

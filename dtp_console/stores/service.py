@@ -281,7 +281,10 @@ class StoreService:
         self._graph_spool.submit(
             lambda g: g.merge_twin(twin.id, twin.name, twin.tenant, twin.status, asset)
         )
-        keep = [*twin.dependencies.static, *twin.dependencies.dynamic]
+        keep: list[tuple[str, Literal["static", "dynamic"]]] = [
+            *((t, "static") for t in twin.dependencies.static),
+            *((t, "dynamic") for t in twin.dependencies.dynamic),
+        ]
         self._graph_spool.submit_many(
             [_dependency(twin.id, t, "static") for t in twin.dependencies.static]
             + [_dependency(twin.id, t, "dynamic") for t in twin.dependencies.dynamic]

@@ -312,17 +312,21 @@ class SqliteStore:
             [(source, target, kind)],
         )
 
-    async def prune_dependencies(self, source: str, keep: Sequence[str]) -> None:
-        """Drop `source`'s DEPENDS_ON edges to twins not in `keep`."""
-        targets = list(dict.fromkeys(keep))
+    async def prune_dependencies(
+        self, source: str, keep: Sequence[tuple[str, Literal["static", "dynamic"]]]
+    ) -> None:
+        """Drop `source`'s DEPENDS_ON edges whose (target, kind) is not in `keep`."""
+        wanted = set(keep)
 
         def work(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
-                marks = ", ".join("?" * len(targets))
-                conn.execute(
-                    f"DELETE FROM graph_dependency WHERE source = ? AND target NOT IN ({marks})",  # noqa: S608 - placeholders only
-                    (source, *targets),
+                rows = conn.execute(
+                    "SELECT target, kind FROM graph_dependency WHERE source = ?", (source,)
+                ).fetchall()
+                conn.executemany(
+                    "DELETE FROM graph_dependency WHERE source = ? AND target = ? AND kind = ?",
+                    [(source, t, k) for t, k in rows if (t, k) not in wanted],
                 )
 
         await self._run(work)

@@ -134,7 +134,7 @@ async def test_dependencies_and_remove_twin(store: Neo4jGraphStore) -> None:
         {"target": c, "kind": "static"},
     ]
 
-    await store.prune_dependencies(a, [c])  # the twin file dropped b
+    await store.prune_dependencies(a, [(c, "static")])  # the twin file dropped b
     rows = await query(
         store, "MATCH (:Twin {id: $id})-[:DEPENDS_ON]->(t:Twin) RETURN t.id AS target", id=a
     )

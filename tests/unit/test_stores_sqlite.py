@@ -98,12 +98,18 @@ async def test_dependencies_dropped_from_a_twin_file_leave_the_graph(store: Sqli
     for target in ("dt:Lift_001", "dt:Door_001", "dt:Hvac_001"):
         await store.merge_dependency("dt:Fleet_001", target, "static")
     await store.merge_dependency("dt:Other_001", "dt:Lift_001", "static")
-    await store.prune_dependencies("dt:Fleet_001", ["dt:Door_001"])
+    await store.prune_dependencies("dt:Fleet_001", [("dt:Door_001", "static")])
     graph = await store.graph_snapshot()
     assert graph["dependencies"] == [
         ("dt:Fleet_001", "dt:Door_001", "static"),
         ("dt:Other_001", "dt:Lift_001", "static"),
     ]
+    # A target moved from static to dynamic keeps only the dynamic edge.
+    await store.merge_dependency("dt:Fleet_001", "dt:Door_001", "dynamic")
+    await store.prune_dependencies("dt:Fleet_001", [("dt:Door_001", "dynamic")])
+    graph = await store.graph_snapshot()
+    assert ("dt:Fleet_001", "dt:Door_001", "dynamic") in graph["dependencies"]
+    assert ("dt:Fleet_001", "dt:Door_001", "static") not in graph["dependencies"]
     await store.prune_dependencies("dt:Fleet_001", [])
     graph = await store.graph_snapshot()
     assert graph["dependencies"] == [("dt:Other_001", "dt:Lift_001", "static")]
