@@ -12,6 +12,7 @@ import contextlib
 import csv
 import io
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,14 +87,16 @@ def load_points(path: Path) -> PointSet:
 
 def parse_points(text: str, source: str = "<points>") -> PointSet:
     """Parse CSV text into points; bad rows become `RowProblem`s, a bad header an error."""
-    rows = csv.reader(io.StringIO(text))
+    # A comment is a line written starting with `#`; a quoted "#1 dock" is a name.
+    lines = text.splitlines(keepends=True)
+    rows = csv.reader(io.StringIO("".join("\n" if _comment(ln) else ln for ln in lines)))
     columns: dict[str, int] | None = None
     points: list[ControlPoint] = []
     problems: list[RowProblem] = []
     for row in rows:
         line = rows.line_num
         cells = [cell.strip() for cell in row]
-        if not any(cells) or cells[0].startswith("#"):
+        if not any(cells):
             continue
         if columns is None:
             columns = _header(cells, source, line)
@@ -112,12 +115,18 @@ def format_points(points: Sequence[ControlPoint]) -> str:
     """CSV text `parse_points` reads back to the same points (full float precision)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
+    # A name starting with `#` is quoted, or the line would read as a comment.
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow([*_REQUIRED, *_OPTIONAL])
     for p in points:
-        writer.writerow(
-            [p.name, *(repr(v) for v in (p.vendor_x, p.vendor_y, p.twinzo_x, p.twinzo_y, p.weight))]
-        )
+        values = (p.vendor_x, p.vendor_y, p.twinzo_x, p.twinzo_y, p.weight)
+        row = [p.name, *(repr(v) for v in values)]
+        (quoted if p.name.lstrip().startswith("#") else writer).writerow(row)
     return out.getvalue()
+
+
+def _comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
 
 
 def save_points(path: Path, points: Sequence[ControlPoint]) -> None:
@@ -125,7 +134,10 @@ def save_points(path: Path, points: Sequence[ControlPoint]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(format_points(points), encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(format_points(points))
+            handle.flush()
+            os.fsync(handle.fileno())
         tmp.replace(path)
     except OSError as exc:
         with contextlib.suppress(OSError):

@@ -125,6 +125,7 @@ def test_label_names_the_line() -> None:
 def test_format_and_save_round_trip_exactly(tmp_path: Path) -> None:
     points = [
         ControlPoint('dock 1, "north"', 0.1 + 0.2, -1e-9, 95598.80000000001, 167357.6, 0.5),
+        ControlPoint("#1 dock", 1.0, 2.0, 3.0, 4.0),  # not a comment once written
         ControlPoint("p2", 1.0, 2.0, 3.0, 4.0),
     ]
     parsed = parse_points(format_points(points)).points

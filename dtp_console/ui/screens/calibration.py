@@ -192,6 +192,10 @@ class CalibrationScreen(ModalScreen[None]):
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", self.plant.name).strip("-") or "plant"
         path = self.export_dir / f"{slug}-{stamp}.csv"
+        n = 1
+        while path.exists():  # two exports within a second keep both
+            n += 1
+            path = self.export_dir / f"{slug}-{stamp}-{n}.csv"
         try:
             save_points(path, self.points)
         except CalibrationError as exc:
