@@ -164,6 +164,22 @@ async def test_badges_keep_their_width_for_shorter_figures_but_refit_when_compac
             assert shown.render() == shown.info.text(compact=True)
 
 
+async def test_padding_never_pushes_badges_off_a_tight_strip(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await settle(pilot, rounds=1)
+        strip = app.main.query_one(HealthBadges)
+        infos = [b.info for b in strip.query(Badge)]
+        # The narrowest strip where every badge fits in full, unpadded.
+        width = next(w for w in range(40, 400) if fit_badges(infos, w) == (infos, False))
+        twinzo = next(b for b in strip.query(Badge) if b.info.key == "twinzo")
+        twinzo.show(BadgeInfo("twinzo", "twinzo", "ok", "9999999ms 59m"), compact=False)
+        strip.show(infos, width=width)
+        used = sum(b.width_shown + 3 for b in strip.query(Badge))  # 3: padding and margin
+        assert used <= width
+        assert twinzo.render() == next(i for i in infos if i.key == "twinzo").text(compact=False)
+
+
 async def test_log_panel_keeps_lines_and_filters_by_level_and_plant(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:

@@ -217,18 +217,24 @@ class Badge(Widget, can_focus=True):
         """The badge's text."""
         return self._text
 
-    def show(self, info: BadgeInfo, *, compact: bool) -> None:
+    @property
+    def width_shown(self) -> int:
+        """Cells of text shown now (padding included)."""
+        return len(self._text)
+
+    def show(self, info: BadgeInfo, *, compact: bool, pad: bool = True) -> None:
         """Display `info` (only touches the widget when something changed).
 
-        A badge never narrows while shown: `194ms` → `20ms` pads to the old
-        width instead of asking for a new layout of the whole screen.
+        A badge does not narrow while shown: `194ms` → `20ms` pads to the old
+        width instead of asking for a new layout of the whole screen — unless
+        `pad` is False (the strip is short of room) or it goes compact.
         """
         self.info = info
         text = info.text(compact=compact)
-        if compact != self._compact:
-            # Full ↔ compact is a new width on purpose (the strip re-fitted).
+        if compact != self._compact or (not pad and text != self._text):
+            resized = len(text) != len(self._text)
             self._compact, self._text = compact, text
-            self.refresh(layout=True)
+            self.refresh(layout=resized)
         elif text.rstrip() != self._text.rstrip():
             grown = len(text) > len(self._text)
             self._text = text.ljust(len(self._text))
@@ -267,5 +273,10 @@ class HealthBadges(HorizontalScroll):
             self.remove_children()
             self.mount(*(Badge(i, compact=compact) for i in infos))
             return
+        # Padding kept from wider figures must not push badges off the strip.
+        shown = sum(
+            max(len(i.text(compact=compact)), current[i.key].width_shown) + _BADGE_CHROME
+            for i in infos
+        )
         for info in infos:
-            current[info.key].show(info, compact=compact)
+            current[info.key].show(info, compact=compact, pad=shown <= width)
