@@ -119,11 +119,16 @@ class KeyedTable(ScrollView, can_focus=True):
                 changed_rows.append(key)
         order = list(rows)
         if order != self._order:
+            # The cursor stays on its row's key (a robot), not on a row number.
+            under = self._order[self.cursor_row] if self.cursor_row < len(self._order) else None
             self._order = order
             self._index = {key: i for i, key in enumerate(order)}
             self._strips.clear()  # zebra stripes follow positions
             self.virtual_size = Size(self._total_width, len(order) + 1)
-            self.cursor_row = min(self.cursor_row, max(0, len(order) - 1))
+            moved = self._index.get(under) if under is not None else None
+            self.cursor_row = (
+                moved if moved is not None else min(self.cursor_row, max(0, len(order) - 1))
+            )
             self.refresh()
         elif changed_rows:
             self._refresh_rows(changed_rows)
