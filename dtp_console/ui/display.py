@@ -140,11 +140,15 @@ def map_labels(logins: Iterable[str]) -> dict[str, str]:
     """Short map labels that tell a plant's robots apart.
 
     The first digit run when that is unique (`tugger-05-old` → `t05`), else the
-    last (`tugger-1-014` → `t014`), else the login's last six characters.
+    last (`tugger-1-014` → `t014`), else the login's last six characters, else
+    the whole login.
     """
     names = list(dict.fromkeys(logins))
-    for run in (0, -1):
-        labels = {login: short_label(login, run=run) for login in names}
+    for scheme in (0, -1, None):
+        if scheme is None:
+            labels = {login: login[-6:] for login in names}
+        else:
+            labels = {login: short_label(login, run=scheme) for login in names}
         if len(set(labels.values())) == len(names):
             return labels
-    return {login: login[-6:] for login in names}
+    return {login: login for login in names}

@@ -40,19 +40,30 @@ def test_map_labels_tell_robots_apart() -> None:
     assert labels["tugger-0-007"] == "t007"
     assert len(set(labels.values())) == 100
     assert map_labels(["agv-left", "agv-right"]) == {"agv-left": "v-left", "agv-right": "-right"}
+    assert map_labels(["line-a-amr-01", "line-b-amr-01"]) == {
+        "line-a-amr-01": "line-a-amr-01",
+        "line-b-amr-01": "line-b-amr-01",
+    }
 
 
 async def test_crowded_labels_give_way_instead_of_garbling_markers() -> None:
     app = MapApp()
     async with app.run_test(size=(60, 20)) as pilot:
         floor = app.query_one(FloorMap)
-        # Two robots 3.5 m apart: two cells on this map, so both labels cannot fit.
-        state = plant(("a", "tugger-1", 50_000, 25_000), ("b", "tugger-2", 53_500, 25_000))
+        # 1.15 braille dots per metre here: these sit in cells 26, 28 and 30, one
+        # free cell apart, too close for a label between them.
+        state = plant(
+            ("a", "tugger-1", 45_217, 25_000),
+            ("b", "tugger-2", 48_696, 25_000),
+            ("c", "tugger-3", 52_174, 25_000),
+        )
         floor.refresh_from(state, 100.0, 30.0)
         await pilot.pause()
         text = "\n".join(screen_text(floor))
-        assert text.count("●") == 2
-        assert text.count("t1") + text.count("t2") == 1
+        assert text.count("●") == 3
+        # The outer robots label outwards; the middle one has no room and goes without.
+        assert "t1● ● ●t3" in text
+        assert "t2" not in text
 
 
 async def test_selected_robot_is_highlighted_with_its_label() -> None:
@@ -65,7 +76,7 @@ async def test_selected_robot_is_highlighted_with_its_label() -> None:
         await pilot.pause()
         text = "\n".join(screen_text(floor))
         assert "◉ t2 " in text
-        assert text.count("●") == 1
+        assert "t1●" in text  # a's label gives way to the selected one: it goes left
         # Selection unchanged and nobody moved: nothing to redraw.
         assert floor.refresh_from(state, 100.0, 30.0, selected="b") is False
 
@@ -108,3 +119,28 @@ async def test_zoom_follows_the_selected_robot_and_hides_the_rest() -> None:
         text = "\n".join(screen_text(floor))
         assert text.count("●") == 2
         assert floor.border_title == "floor 100 × 50 m"
+
+
+async def test_a_robot_just_off_the_floor_sits_on_its_edge_unless_zoomed() -> None:
+    app = MapApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        floor = app.query_one(FloorMap)
+        state = plant(("a", "tugger-1", 103_000, 25_000))  # bounds end at 100,000
+        floor.refresh_from(state, 100.0, 30.0)
+        await pilot.pause()
+        assert "●" in "\n".join(screen_text(floor))
+
+
+async def test_the_zoom_title_names_a_robot_that_got_its_position_after_the_zoom() -> None:
+    app = MapApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        floor = app.query_one(FloorMap)
+        state = plant()
+        state.devices["a"] = DeviceState(vendor_id="a", login="tugger-1")  # no position yet
+        floor.refresh_from(state, 100.0, 30.0, selected="a")
+        floor.set_zoom(1)
+        assert floor.border_title == "floor 100 × 50 m · 2× centre"
+        state.devices["a"].x, state.devices["a"].y = 10_000.0, 10_000.0
+        floor.refresh_from(state, 100.0, 30.0, selected="a")
+        await pilot.pause()
+        assert floor.border_title == "floor 100 × 50 m · 2× t1"

@@ -111,6 +111,15 @@ class BrailleCanvas:
                 self.text[(cx + i, cy)] = (char, style)
 
 
+def _place_label(canvas: BrailleCanvas, cx: int, cy: int, label: str, style: str) -> None:
+    """Write `label` right of the marker at (cx, cy), else left of it, where nothing is written."""
+    n = len(label)
+    for lx in (cx + 1, cx - n):
+        if lx >= 0 and lx + n <= canvas.width and canvas.free(lx, cy, n):
+            canvas.write(lx, cy, label, style)
+            return
+
+
 class FloorMap(Widget):
     """The plant's bounds and its robots; `refresh_from()` feeds it, it redraws only on change."""
 
@@ -180,8 +189,6 @@ class FloorMap(Widget):
         self.selected = selected
         if selected is not None and selected != self._zoom_on:
             self._zoom_on = selected
-            if self.zoom > 1:
-                self._title()
         # Movement smaller than one braille dot would redraw an identical picture.
         min_step = self._dot_mm()
         for gone in [k for k in self._tracks if k not in plant.devices]:
@@ -216,6 +223,7 @@ class FloorMap(Widget):
 
     def _redraw(self) -> None:
         """Rebuild the frame now and mark dirty only the lines that differ from the last one."""
+        self._title()
         width, height = self.size.width, self.size.height
         old = self._frame
         if old is None or self._frame_size != (width, height) or width <= 0 or height <= 0:
@@ -228,11 +236,15 @@ class FloorMap(Widget):
                 self.refresh(Region(0, y, width, 1))
 
     def _dot_mm(self) -> float:
-        """Millimetres per braille dot at the current size (0 before the first layout)."""
+        """Millimetres per braille dot of the whole floor at the current size (0 before layout).
+
+        The whole floor's, not a zoomed view's: trails keep their length across
+        zooms, and robots moving off a zoomed view do not rebuild it.
+        """
         width, height = self.size.width, self.size.height
         if width <= 0 or height <= 0 or self.bounds is None:
             return 0.0
-        x0, x1, y0, y1 = self._extent()
+        x0, x1, y0, y1 = self._floor()
         return min((x1 - x0) / (width * 2), (y1 - y0) / (height * 4))
 
     def _extent(self) -> tuple[float, float, float, float]:
@@ -282,29 +294,28 @@ class FloorMap(Widget):
                 canvas.line(points[i - 1], points[i], colour, i)
         # Markers first, then labels where they overlap nothing already written:
         # on a crowded floor a label gives way rather than garble its neighbours.
+        chosen = self._tracks.get(self.selected) if self.selected is not None else None
         placed: list[tuple[_Track, int, int]] = []
         for track in self._tracks.values():
             mx, my = px(*track.trail[-1])
-            if not (0 <= mx < pw and 0 <= my < ph):
-                continue  # out of a zoomed view
-            cx, cy = mx // 2, my // 4
-            colour = _STALE if track.stale else track.colour
-            canvas.write(cx, cy, "○" if track.stale else "●", f"bold {colour}")
-            placed.append((track, cx, cy))
-        chosen = self._tracks.get(self.selected) if self.selected is not None else None
-        for track, cx, cy in placed:
+            if self.zoom > 1 and not (0 <= mx < pw and 0 <= my < ph):
+                continue  # out of the zoomed view
+            # A position just off the floor (counted as out of bounds) sits on its edge.
+            cx, cy = min(max(mx // 2, 0), width - 1), min(max(my // 4, 0), height - 1)
             if track is chosen:
-                continue
-            label = track.label
-            lx = cx + 1 if cx + 1 + len(label) <= width else cx - len(label)
-            if canvas.free(lx, cy, len(label)):
-                canvas.write(lx, cy, label, MUTED if track.stale else track.colour)
-        for track, cx, cy in placed:
-            if track is chosen:
-                label = f" {track.label} "
-                lx = cx + 1 if cx + 1 + len(label) <= width else cx - len(label)
                 canvas.write(cx, cy, "◉", f"bold {_SELECTED}")
-                canvas.write(lx, cy, label, f"bold {_SELECTED_TEXT} on {_SELECTED}")
+            else:
+                colour = _STALE if track.stale else track.colour
+                canvas.write(cx, cy, "○" if track.stale else "●", f"bold {colour}")
+            placed.append((track, cx, cy))
+        # The selected robot's label goes first, so the others give way to it.
+        placed.sort(key=lambda item: item[0] is not chosen)
+        for track, cx, cy in placed:
+            if track is chosen:
+                label, style = f" {track.label} ", f"bold {_SELECTED_TEXT} on {_SELECTED}"
+            else:
+                label, style = track.label, MUTED if track.stale else track.colour
+            _place_label(canvas, cx, cy, label, style)
         return self._strips(canvas)
 
     def _strips(self, canvas: BrailleCanvas) -> list[Strip]:
