@@ -245,6 +245,12 @@ async def test_log_panel_follows_the_newest_line_and_holds_when_scrolled_back(
         await pilot.pause()
         bottom = log.render_line(log.scrollable_content_region.height - 1).text
         assert "line 151" in bottom
+        # A shorter panel (80×24 gives the log fewer rows) still ends on the newest line.
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        await pilot.pause()
+        bottom = log.render_line(log.scrollable_content_region.height - 1).text
+        assert "line 151" in bottom
 
 
 async def test_a_filling_log_does_not_relayout_the_screen_per_line(tmp_path: Path) -> None:

@@ -78,6 +78,11 @@ class LogPanel(ScrollView, can_focus=False):
         """The view sticks to the newest line (until the operator scrolls back)."""
         self._title()
 
+    def on_resize(self) -> None:
+        """A shorter panel still shows the newest line while following."""
+        if self._follow:
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
+
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         """Scrolling back stops following the newest line; scrolling to the end resumes."""
         super().watch_scroll_y(old_value, new_value)
