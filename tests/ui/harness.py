@@ -33,6 +33,8 @@ SCREENS: dict[str, Shot] = {
     "main-80x24": Shot((80, 24)),
     "help-120x40": Shot((120, 40), keys=("question_mark",)),
     "device-map-120x40": Shot((120, 40), keys=("m",)),
+    # The table focused, its second robot selected and followed by a 2× map.
+    "plant-zoom-120x40": Shot((120, 40), keys=("t", "down", "plus")),
 }
 
 
@@ -70,4 +72,5 @@ async def prepare(pilot: Pilot[int], shot: Shot) -> None:
         app.refresh_now()
     for key in shot.keys:
         await pilot.press(key)
+    app.refresh_now()  # what the keys changed, drawn now rather than at the next tick
     await pilot.pause()
