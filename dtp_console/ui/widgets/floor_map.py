@@ -146,6 +146,7 @@ class FloorMap(Widget):
         """Vendor id drawn highlighted (the AMR table's cursor row)."""
         self.zoom = 1
         """Magnification: the view is 1/zoom of the floor, centred on the selected robot."""
+        self._title_text = ""
         self._zoom_on: str | None = None
         """The robot a zoomed view follows: the last one selected."""
         self._title()
@@ -160,7 +161,9 @@ class FloorMap(Widget):
         if self.zoom > 1:
             track = self._tracks.get(self._zoom_on) if self._zoom_on is not None else None
             title += f" · {self.zoom}× " + (track.label if track else "centre")
-        self.border_title = title
+        # Setting a border title repaints the whole widget: only when it changed.
+        if title != self._title_text:
+            self._title_text = self.border_title = title
 
     def set_zoom(self, step: int) -> int:
         """Zoom in (`step` > 0), out (< 0) or back to the whole floor (0); the new zoom."""
