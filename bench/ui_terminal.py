@@ -99,11 +99,22 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
 
 
+def _machine() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return fields[7], sum(fields)
+
+
+#: % of the machine's CPU time the hypervisor took, per measured window.
+STEAL: list[float] = []
+
+
 def _cpu_percent(pid: int, seconds: float) -> float:
     hz = os.sysconf("SC_CLK_TCK")
-    t0, w0 = _cpu_ticks(pid), time.monotonic()
+    (s0, m0), t0, w0 = _machine(), _cpu_ticks(pid), time.monotonic()
     time.sleep(seconds)
-    t1, w1 = _cpu_ticks(pid), time.monotonic()
+    (s1, m1), t1, w1 = _machine(), _cpu_ticks(pid), time.monotonic()
+    STEAL.append(100.0 * (s1 - s0) / max(1, m1 - m0))
     return 100.0 * (t1 - t0) / hz / (w1 - w0)
 
 
@@ -384,14 +395,15 @@ def main() -> None:
             config = work / "load.yaml"
             settings = _config(broker.port, args.robots, args.rate, work, twinzo_url)
             config.write_text(yaml.safe_dump(settings))
-            both = 2 * (WARMUP_S + args.seconds + 2) + 40
+            both = 2 * (WARMUP_S + args.seconds + 2) + 40.0
+            sim_out = (work / "simulate.out").open("w")
             simulator = subprocess.Popen(
                 [
                     *(str(VENV / "dtp-console"), "-c", str(config), "simulate"),
                     *("--no-generators", "--for", f"{both}s"),
                 ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=sim_out,
+                stderr=subprocess.STDOUT,
             )
             try:
                 time.sleep(3)
@@ -401,12 +413,19 @@ def main() -> None:
             finally:
                 simulator.terminate()
                 simulator.wait(timeout=10)
+                sim_out.close()
+                summary = (work / "simulate.out").read_text().split("simulator summary:")[-1]
                 if sandbox is not None:
                     sandbox.terminate()
                     sandbox.wait(timeout=10)
     offered = 2 * args.robots * args.rate
     lat, ticks = ui["latencies_ms"], ui["tick_ms"]
     print(f"load: {offered:,.0f} msg/s offered by `simulate` ({sim_cpu:.0f}% of a core)")
+    totals = [line.strip() for line in summary.splitlines() if " messages on " in line]
+    ran = [line for line in summary.splitlines() if line.startswith("simulated for")]
+    print(f"  simulate published ({ran[0] if ran else 'run time unknown'}): " + "; ".join(totals))
+    steal = ", ".join(f"{v:.0f}%" for v in STEAL)
+    print(f"CPU stolen by the hypervisor per window (sim, headless, UI): {steal}")
     where = "in its own process" if args.sandbox_process else "inside the console"
     print(f"twinzo sandbox: {where}")
     print(f"headless:      {headless['cpu']:5.1f}% of a core, {headless['msg_s']:7,.0f} msg/s in")
