@@ -105,17 +105,24 @@ def _machine() -> tuple[int, int]:
     return fields[7], sum(fields)
 
 
-#: % of the machine's CPU time the hypervisor took, per measured window.
+#: Per measured window: % of the machine's CPU time the hypervisor took, and
+#: the simulator's CPU (% of a core) — it shares the cores with the console.
 STEAL: list[float] = []
+SIMULATOR_CPU: list[float] = []
+_SIMULATOR: list[int] = []
 
 
 def _cpu_percent(pid: int, seconds: float) -> float:
     hz = os.sysconf("SC_CLK_TCK")
-    (s0, m0), t0, w0 = _machine(), _cpu_ticks(pid), time.monotonic()
+    pids = [pid, *_SIMULATOR]
+    (s0, m0), t0, w0 = _machine(), [_cpu_ticks(p) for p in pids], time.monotonic()
     time.sleep(seconds)
-    (s1, m1), t1, w1 = _machine(), _cpu_ticks(pid), time.monotonic()
+    (s1, m1), t1, w1 = _machine(), [_cpu_ticks(p) for p in pids], time.monotonic()
     STEAL.append(100.0 * (s1 - s0) / max(1, m1 - m0))
-    return 100.0 * (t1 - t0) / hz / (w1 - w0)
+    cpu = [100.0 * (b - a) / hz / (w1 - w0) for a, b in zip(t0, t1, strict=True)]
+    if _SIMULATOR:
+        SIMULATOR_CPU.append(cpu[1])
+    return cpu[0]
 
 
 def _received(stats: Path) -> int:
@@ -408,6 +415,7 @@ def main() -> None:
             try:
                 time.sleep(3)
                 sim_cpu = _cpu_percent(simulator.pid, 2)
+                _SIMULATOR.append(simulator.pid)
                 headless = _headless(config, work, args.seconds)
                 ui = _ui(config, work, args.seconds, args.cols, args.rows)
             finally:
@@ -426,6 +434,8 @@ def main() -> None:
     print(f"  simulate published ({ran[0] if ran else 'run time unknown'}): " + "; ".join(totals))
     steal = ", ".join(f"{v:.0f}%" for v in STEAL)
     print(f"CPU stolen by the hypervisor per window (sim, headless, UI): {steal}")
+    sim = ", ".join(f"{v:.0f}%" for v in SIMULATOR_CPU)
+    print(f"simulator's CPU while the console ran (headless, UI): {sim} of a core")
     where = "in its own process" if args.sandbox_process else "inside the console"
     print(f"twinzo sandbox: {where}")
     print(f"headless:      {headless['cpu']:5.1f}% of a core, {headless['msg_s']:7,.0f} msg/s in")
