@@ -67,8 +67,9 @@ class KeyedTable(ScrollView, can_focus=True):
         self._cells: dict[str, list[Cell]] = {}
         self._order: list[str] = []
         self._index: dict[str, int] = {}
-        self._strips: dict[str, tuple[tuple[str, bool], Strip]] = {}
+        self._strips: dict[str, tuple[tuple[int, bool], Strip]] = {}
         self._styles: dict[str, Style] = {}
+        self._rich_base: Style | None = None
         self._keys = [c[0] for c in self.COLUMNS]
         self._total_width = sum(width + 2 for _, _, width in self.COLUMNS)
         self.cursor_row = 0
@@ -153,20 +154,36 @@ class KeyedTable(ScrollView, can_focus=True):
         text = "".join(f" {_fit(label, width)} " for _, label, width in self.COLUMNS)
         return Strip([Segment(text, style)], self._total_width)
 
-    def _row_strip(self, index: int) -> Strip:
+    def _row_strip(self, index: int, width: int) -> Strip:
+        """Row `index` as shown at `width` cells and no horizontal scroll (cached)."""
         key = self._order[index]
         selected = index == self.cursor_row and self.has_focus
         cached = self._strips.get(key)
-        if cached is not None and cached[0] == (key, selected):
+        if cached is not None and cached[0] == (width, selected):
             return cached[1]
         background = _CURSOR if selected else _ZEBRA[index % 2]
         base = self._style(f"on {background}")
         segments = []
-        for (text, spec), (_, _, width) in zip(self._cells[key], self.COLUMNS, strict=True):
-            segments.append(Segment(f" {_fit(text, width)} ", base + self._style(spec)))
+        for (text, spec), (_, _, cells) in zip(self._cells[key], self.COLUMNS, strict=True):
+            segments.append(Segment(f" {_fit(text, cells)} ", base + self._style(spec)))
         strip = Strip(segments, self._total_width)
-        self._strips[key] = ((key, selected), strip)
+        if width > self._total_width:
+            strip = strip.extend_cell_length(width, self._base_style())
+        self._strips[key] = ((width, selected), strip)
         return strip
+
+    def _base_style(self) -> Style:
+        # `rich_style` walks the DOM on every call; it only changes with the CSS.
+        if self._rich_base is None:
+            self._rich_base = self.rich_style
+        return self._rich_base
+
+    def notify_style_update(self) -> None:
+        """CSS changed: forget the cached base style and the rows drawn with it."""
+        super().notify_style_update()
+        if "_strips" in self.__dict__:  # also called while the widget is being built
+            self._rich_base = None
+            self._strips.clear()
 
     def render_line(self, y: int) -> Strip:
         """The header on line 0, then the rows from the vertical scroll position."""
@@ -177,9 +194,11 @@ class KeyedTable(ScrollView, can_focus=True):
         else:
             index = scroll_y + y - 1
             if index >= len(self._order):
-                return Strip.blank(width, self.rich_style)
-            strip = self._row_strip(index)
-        return strip.crop(scroll_x, scroll_x + width).extend_cell_length(width, self.rich_style)
+                return Strip.blank(width, self._base_style())
+            strip = self._row_strip(index, width)
+            if scroll_x == 0 and strip.cell_length == width:
+                return strip  # the common case: no copy
+        return strip.crop(scroll_x, scroll_x + width).extend_cell_length(width, self._base_style())
 
     def _move_cursor(self, row: int) -> None:
         if not self._order:
