@@ -48,12 +48,14 @@ _UNMIRROR: LiteralString = (
 _MIRROR: LiteralString = (
     "MATCH (t:Twin {id: $id}) MERGE (a:Asset {id: $asset}) MERGE (t)-[:MIRRORS]->(a)"
 )
+# One edge per kind, as a twin file lists static and dynamic dependencies apart.
 _MERGE_DEPENDENCY: LiteralString = (
     "MERGE (s:Twin {id: $source}) MERGE (t:Twin {id: $target})"
-    " MERGE (s)-[r:DEPENDS_ON]->(t) SET r.kind = $kind, r.updated_ms = $now"
+    " MERGE (s)-[r:DEPENDS_ON {kind: $kind}]->(t) SET r.updated_ms = $now"
 )
 _PRUNE_DEPENDENCIES: LiteralString = (
-    "MATCH (s:Twin {id: $source})-[r:DEPENDS_ON]->(t:Twin) WHERE NOT t.id IN $keep DELETE r"
+    "MATCH (s:Twin {id: $source})-[r:DEPENDS_ON]->(t:Twin)"
+    " WHERE NOT (t.id + '|' + r.kind) IN $keep DELETE r"
 )
 _REMOVE_TWIN: LiteralString = "MATCH (t:Twin {id: $id}) DETACH DELETE t"
 _MERGE_DEVICE: LiteralString = (
@@ -191,11 +193,8 @@ class Neo4jGraphStore:
     async def prune_dependencies(
         self, source: str, keep: Sequence[tuple[str, Literal["static", "dynamic"]]]
     ) -> None:
-        """Drop `source`'s DEPENDS_ON edges to twins not in `keep`.
-
-        One edge per pair here (its kind is the last merged), so only targets count.
-        """
-        params = {"source": source, "keep": sorted({target for target, _ in keep})}
+        """Drop `source`'s DEPENDS_ON edges whose (target, kind) is not in `keep`."""
+        params = {"source": source, "keep": sorted({f"{t}|{kind}" for t, kind in keep})}
         await self._run("prune dependencies", (_PRUNE_DEPENDENCIES, params))
 
     async def remove_twin(self, twin_id: str) -> None:

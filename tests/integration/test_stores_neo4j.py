@@ -122,23 +122,27 @@ async def test_dependencies_and_remove_twin(store: Neo4jGraphStore) -> None:
     a, b, c, asset = uid(), uid(), uid(), uid()
     await store.merge_twin(a, "A", "acme", "active", asset)
     await store.merge_dependency(a, b, "static")
-    await store.merge_dependency(a, b, "dynamic")  # same edge, kind updated
+    await store.merge_dependency(a, b, "static")  # idempotent
+    await store.merge_dependency(a, b, "dynamic")  # one edge per kind
     await store.merge_dependency(a, c, "static")
-    rows = await query(
-        store,
-        "MATCH (:Twin {id: $id})-[r:DEPENDS_ON]->(t:Twin) RETURN t.id AS target, r.kind AS kind",
-        id=a,
-    )
-    assert sorted(rows, key=lambda r: r["target"] == c) == [
-        {"target": b, "kind": "dynamic"},
-        {"target": c, "kind": "static"},
-    ]
 
-    await store.prune_dependencies(a, [(c, "static")])  # the twin file dropped b
-    rows = await query(
-        store, "MATCH (:Twin {id: $id})-[:DEPENDS_ON]->(t:Twin) RETURN t.id AS target", id=a
-    )
-    assert rows == [{"target": c}]
+    async def edges() -> list[tuple[str, str]]:
+        rows = await query(
+            store,
+            "MATCH (:Twin {id: $id})-[r:DEPENDS_ON]->(t:Twin)"
+            " RETURN t.id AS target, r.kind AS kind",
+            id=a,
+        )
+        return sorted((row["target"], row["kind"]) for row in rows)
+
+    assert await edges() == sorted([(b, "dynamic"), (b, "static"), (c, "static")])
+    # The twin file dropped b's static edge and c: the rest stays.
+    await store.prune_dependencies(a, [(b, "dynamic")])
+    assert await edges() == [(b, "dynamic")]
+    await store.prune_dependencies(a, [(c, "static")])
+    assert await edges() == []
+    await store.merge_dependency(a, c, "static")
+    assert await edges() == [(c, "static")]
     await store.merge_dependency(a, b, "static")
     await store.prune_dependencies(a, [])
     assert await query(
