@@ -70,6 +70,9 @@ class DeviceState:
     """Last position, twinzo mm."""
     y: float | None = None
     z: float | None = None
+    vendor_x: float | None = None
+    """The same position as the vendor sent it (before the affine): calibration pairs these."""
+    vendor_y: float | None = None
     battery: float | None = None
     moving: bool = False
     messages: int = 0

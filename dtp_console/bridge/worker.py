@@ -169,6 +169,7 @@ class Bridge:
         previous = (device.x, device.y) if device.x is not None and device.y is not None else None
         device.moving = moved(previous, (x, y), plant.movement_threshold_mm)
         device.x, device.y, device.z = x, y, result.z
+        device.vendor_x, device.vendor_y = result.x, result.y
         if result.battery is not None:
             device.battery = result.battery
         interval = 1000 if previous_ts is None else min(_MAX_INTERVAL_MS, timestamp - previous_ts)

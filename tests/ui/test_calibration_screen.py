@@ -125,6 +125,11 @@ async def test_capture_fit_and_write_update_the_file_and_the_bridge(tmp_path: Pa
         assert stored == bridge.affine
         text = engine.config_path.read_text(encoding="utf-8")
         assert "TX: 97098.8" in text  # the file's upper-case spelling is kept
+        # The affine just changed and this robot has sent nothing since: a capture
+        # still pairs the vendor position it sent, not its old twinzo position
+        # run back through the new affine.
+        again = screen.capture("ati_amr_001", seen_x, seen_y, "dock-1 again")
+        assert abs(again.vendor_x - vx) < 1e-6 and abs(again.vendor_y - vy) < 1e-6
 
 
 async def test_an_outlier_is_rejected_and_shown(tmp_path: Path) -> None:

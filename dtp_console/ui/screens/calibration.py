@@ -1,8 +1,8 @@
 """The calibration workbench of one plant, in a modal: control points, robust fit, write.
 
-Points come from a CSV (`l`; `e` exports them) or are captured live: pick a robot, type where
-twinzo shows it, and the robot's current vendor position (its twinzo position
-run back through the bridge's affine) is paired with it. Every change refits
+Points come from a CSV (`l`; `e` exports them) or are captured live: pick a
+robot, type where twinzo shows it, and the robot's last position as the vendor
+sent it is paired with it. Every change refits
 with `dtp_console.calibrate.build_report` (the robust fit of the chosen model,
 cycled with `m`); `w` stores that fit in the plant's config file and applies
 it to the running bridge at once.
@@ -109,8 +109,12 @@ class CalibrationScreen(ModalScreen[None]):
         if device is None or device.x is None or device.y is None:
             msg = f"{vendor_id} has no position yet"
             raise ValueError(msg)
-        # The state holds twinzo millimetres; undo the affine that produced them.
-        vendor_x, vendor_y = apply_affine(invert_affine(bridge.affine), device.x, device.y)
+        if device.vendor_x is not None and device.vendor_y is not None:
+            # As the vendor sent it: right even if the affine changed since.
+            vendor_x, vendor_y = device.vendor_x, device.vendor_y
+        else:
+            # Undo the affine that produced the twinzo millimetres.
+            vendor_x, vendor_y = apply_affine(invert_affine(bridge.affine), device.x, device.y)
         point = ControlPoint(name or device.login, vendor_x, vendor_y, twinzo_x, twinzo_y)
         self.add_point(point)
         return point
