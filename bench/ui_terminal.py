@@ -422,7 +422,7 @@ def main() -> None:
                 simulator.terminate()
                 simulator.wait(timeout=10)
                 sim_out.close()
-                summary = (work / "simulate.out").read_text().split("simulator summary:")[-1]
+                summary = (work / "simulate.out").read_text()
                 if sandbox is not None:
                     sandbox.terminate()
                     sandbox.wait(timeout=10)
