@@ -58,7 +58,8 @@ from dtp_console.twinzo.sandbox import TwinzoSandbox
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "soak.json"
 PLANT = "Soak"
-CLIENT, PASSWORD, API_KEY = "soak-client", "soak-pass", "soak-api-key"
+# Placeholders: the sandbox accepts whatever it is started with.
+CLIENT, PASSWORD, API_KEY = "soak-client", "change-me", "change-me"
 FAULTS = ("broker", "503", "tokens", "429", "latency")
 #: Flat means: last-third median ≤ first-third median + max(absolute, relative · first).
 TOLERANCE = {"rss_mb": (8.0, 0.10), "tasks": (10.0, 0.20), "fds": (5.0, 0.20)}

@@ -94,9 +94,10 @@ def _config(
     }
 
 
-def _cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+def _cpu_ticks(stat: str) -> int:
+    """utime + stime (fields 14, 15) of `/proc/<stat>/stat`: a pid, or `self/task/<tid>`."""
+    fields = Path(f"/proc/{stat}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def _machine() -> tuple[int, int]:
@@ -115,9 +116,9 @@ _SIMULATOR: list[int] = []
 def _cpu_percent(pid: int, seconds: float) -> float:
     hz = os.sysconf("SC_CLK_TCK")
     pids = [pid, *_SIMULATOR]
-    (s0, m0), t0, w0 = _machine(), [_cpu_ticks(p) for p in pids], time.monotonic()
+    (s0, m0), t0, w0 = _machine(), [_cpu_ticks(str(p)) for p in pids], time.monotonic()
     time.sleep(seconds)
-    (s1, m1), t1, w1 = _machine(), [_cpu_ticks(p) for p in pids], time.monotonic()
+    (s1, m1), t1, w1 = _machine(), [_cpu_ticks(str(p)) for p in pids], time.monotonic()
     STEAL.append(100.0 * (s1 - s0) / max(1, m1 - m0))
     cpu = [100.0 * (b - a) / hz / (w1 - w0) for a, b in zip(t0, t1, strict=True)]
     if _SIMULATOR:
@@ -207,8 +208,7 @@ def _callback_file(callback: Any) -> str:
 
 
 def _thread_cpu_s(native_id: int) -> float:
-    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _cpu_ticks(f"self/task/{native_id}") / os.sysconf("SC_CLK_TCK")
 
 
 class _CpuAccount:

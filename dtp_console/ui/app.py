@@ -22,11 +22,14 @@ from textual.binding import Binding, BindingType
 from dtp_console.events import Event, LogLine, StoreHealth, Subscription
 from dtp_console.runtime import Engine
 from dtp_console.ui.display import UiClock
-from dtp_console.ui.screens.main import MainScreen, optional_class
+from dtp_console.ui.screens.calibration import CalibrationScreen
+from dtp_console.ui.screens.device_map import DeviceMapEditor
+from dtp_console.ui.screens.main import MainScreen
 from dtp_console.ui.widgets.amr_table import AmrTable
 from dtp_console.ui.widgets.badges import Badge
 from dtp_console.ui.widgets.help_screen import HelpScreen
 from dtp_console.ui.widgets.log_panel import LogPanel
+from dtp_console.ui.widgets.registry_panel import RegistryPanel
 
 __all__ = ["DtpConsoleApp", "run_ui"]
 
@@ -167,16 +170,12 @@ class DtpConsoleApp(App[int]):
             return
         sections: list[tuple[str, type]] = [("console", type(self)), ("main screen", MainScreen)]
         sections += [("health badge (focused)", Badge), ("tables (focused)", AmrTable)]
-        registry = optional_class("dtp_console.ui.widgets.registry_panel", "RegistryPanel")
-        if registry is not None:
-            sections.append(("registry (focused)", registry))
-        editor = optional_class("dtp_console.ui.screens.device_map", "DeviceMapEditor")
-        if editor is not None:
-            sections.append(("device-map editor", editor))
-        calibration = optional_class("dtp_console.ui.screens.calibration", "CalibrationScreen")
-        if calibration is not None:
-            sections.append(("calibration", calibration))
-        sections.append(("help", HelpScreen))
+        sections += [
+            ("registry (focused)", RegistryPanel),
+            ("device-map editor", DeviceMapEditor),
+            ("calibration", CalibrationScreen),
+            ("help", HelpScreen),
+        ]
         self.push_screen(HelpScreen(sections))
 
     def action_log_level(self) -> None:

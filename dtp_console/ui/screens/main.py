@@ -7,7 +7,6 @@ It lays widgets out and hands each the state it shows; the App decides when
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,29 +15,22 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Footer, TabbedContent, TabPane
 
 from dtp_console.config.model import PlantConfig
-from dtp_console.events import Event, LogLine, StoreHealth
+from dtp_console.events import Event, LogLine, StoreHealth, TwinDeleted, TwinUpdated
 from dtp_console.runtime import Engine
 from dtp_console.ui.display import UiClock
+from dtp_console.ui.screens.calibration import CalibrationScreen
+from dtp_console.ui.screens.device_map import DeviceMapEditor
 from dtp_console.ui.widgets.amr_table import AmrTable
 from dtp_console.ui.widgets.auth_panel import AuthPanel
 from dtp_console.ui.widgets.badges import HealthBadges, badge_infos
 from dtp_console.ui.widgets.floor_map import FloorMap
 from dtp_console.ui.widgets.log_panel import LogPanel
+from dtp_console.ui.widgets.registry_panel import RegistryPanel
 
-__all__ = ["MainScreen", "PlantPane", "optional_class"]
-
-
-def optional_class(module: str, name: str) -> Any:
-    """`module.name` when that module exists (another part of the UI may not be there yet)."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
+__all__ = ["MainScreen", "PlantPane"]
 
 
 class PlantPane(Horizontal):
@@ -88,9 +80,6 @@ class MainScreen(Screen[None]):
         self.engine = engine
         self.clock = clock
         self.plant_tabs = {f"tab-plant-{i}": p for i, p in enumerate(engine.plants)}
-        self._registry_cls = optional_class(
-            "dtp_console.ui.widgets.registry_panel", "RegistryPanel"
-        )
         self._registry_source: Any = None
 
     def compose(self) -> ComposeResult:
@@ -103,10 +92,7 @@ class MainScreen(Screen[None]):
             with TabPane("twinzo", id="tab-twinzo"):
                 yield AuthPanel(id="auth")
             with TabPane("registry", id="tab-registry"):
-                if self._registry_cls is not None:
-                    yield self._registry_cls(lambda: self.engine.registry, clock=self._utc_now)
-                else:
-                    yield Static("The registry panel is not installed.", id="registry-missing")
+                yield RegistryPanel(lambda: self.engine.registry, clock=self._utc_now)
         yield LogPanel([p.name for p in self.engine.plants], clock=self.clock, id="log")
         yield Footer()
 
@@ -129,15 +115,14 @@ class MainScreen(Screen[None]):
         lines = [e for e in events if isinstance(e, LogLine)]
         if lines:
             self.query_one(LogPanel).add(lines)
-        registry = self._registry_panel()
-        if registry is not None:
-            for event in events:
-                if getattr(event, "kind", "").startswith("twin."):
-                    registry.apply_event(event)
-            if engine.registry is not self._registry_source:
-                # The registry started (or restarted): read every twin once, then events.
-                self._registry_source = engine.registry
-                self.run_worker(registry.reload(), group="registry-reload", exclusive=True)
+        registry = self.query_one(RegistryPanel)
+        for event in events:
+            if isinstance(event, TwinUpdated | TwinDeleted):
+                registry.apply_event(event)
+        if engine.registry is not self._registry_source:
+            # The registry started (or restarted): read every twin once, then events.
+            self._registry_source = engine.registry
+            self.run_worker(registry.reload(), group="registry-reload", exclusive=True)
         tab = self.active_tab
         if tab in self.plant_tabs:
             self.query_one(f"#{tab} PlantPane", PlantPane).refresh_from(engine, mono)
@@ -146,12 +131,6 @@ class MainScreen(Screen[None]):
 
     def _utc_now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.wall(), tz=dt.UTC)
-
-    def _registry_panel(self) -> Any:
-        if self._registry_cls is None:
-            return None
-        found = self.query(self._registry_cls)
-        return found.first() if found else None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:  # noqa: ARG002
         """`m` and `c` only apply on a plant tab."""
@@ -193,10 +172,6 @@ class MainScreen(Screen[None]):
         plant = self.active_plant
         if plant is None:
             return
-        editor_cls = optional_class("dtp_console.ui.screens.device_map", "DeviceMapEditor")
-        if editor_cls is None:
-            self.notify("The device-map editor is not installed.", severity="warning")
-            return
         bridge = self.engine.bridges.get(plant.name)
         if bridge is None:
             self.notify(f"{plant.name}: the bridge is not running yet.", severity="warning")
@@ -208,15 +183,11 @@ class MainScreen(Screen[None]):
         def save(mapping: dict[str, str]) -> None:
             engine.save_device_map(name, mapping)
 
-        self.app.push_screen(editor_cls(name, dict(bridge.device_map), suggestions, save))
+        self.app.push_screen(DeviceMapEditor(name, dict(bridge.device_map), suggestions, save))
 
     def action_calibrate(self) -> None:
         """Open the calibration workbench of the visible plant."""
         plant = self.active_plant
         if plant is None:
             return
-        screen_cls = optional_class("dtp_console.ui.screens.calibration", "CalibrationScreen")
-        if screen_cls is None:
-            self.notify("The calibration screen is not installed.", severity="warning")
-            return
-        self.app.push_screen(screen_cls(self.engine, plant))
+        self.app.push_screen(CalibrationScreen(self.engine, plant))
