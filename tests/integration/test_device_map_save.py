@@ -13,24 +13,12 @@ from dtp_console.config import load_config
 from dtp_console.config.writer import ConfigWriteError
 from dtp_console.events import LogLine
 from dtp_console.runtime import Engine
+from tests.support.configs import OPERATOR_CONFIG
 from tests.support.mosquitto import MosquittoServer
 
 pytestmark = pytest.mark.integration
 
-CONFIG = """\
-# plant config kept by operators
-twinzo: {{client: demo, password: change-me, api_key: change-me}}
-sandbox: {{enabled: true}}
-registry: {{enabled: false}}
-stores: {{enabled: false}}
-plants:
-  - name: Old Plant
-    format: ati_sherpa
-    broker: {{host: 127.0.0.1, port: {port}}}
-    device_map:
-      ati_amr_001: tugger-05-old   # the first tugger
-    twinzo: {{sector_id: 2}}
-"""
+CONFIG = OPERATOR_CONFIG
 
 
 @pytest.fixture

@@ -25,26 +25,13 @@ from dtp_console.config import load_config
 from dtp_console.config.writer import ConfigWriteError, update_plant_field
 from dtp_console.runtime import Engine
 from tests.reliability.conftest import TOPIC, ati, publish, until
+from tests.support.configs import OPERATOR_CONFIG
 from tests.support.mosquitto import MosquittoServer
 
 pytestmark = pytest.mark.integration
 
 PLANT = "Old Plant"
-CONFIG = """\
-# plant config kept by operators
-twinzo: {{client: demo, password: change-me, api_key: change-me}}
-sandbox: {{enabled: true}}
-registry: {{enabled: false}}
-stores: {{enabled: false}}
-plants:
-  - name: Old Plant
-    format: ati_sherpa
-    broker: {{host: 127.0.0.1, port: {port}}}
-    device_map:
-      ati_amr_001: tugger-05-old   # the first tugger
-    twinzo: {{sector_id: 2}}
-    min_post_interval_ms: 0
-"""
+CONFIG = OPERATOR_CONFIG + "    min_post_interval_ms: 0\n"
 ORIGINAL = {"ati_amr_001": "tugger-05-old"}
 MAP_A = {"ati_amr_001": "tugger-05-old", "ati_amr_002": "tugger-06-old"}
 MAP_B = {"ati_amr_001": "tugger-05-old", "ati_amr_003": "tugger-07-old"}
