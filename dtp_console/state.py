@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dtp_console.bridge.clock import ClockEstimate
+
 __all__ = [
     "AuthState",
     "DeviceState",
@@ -79,7 +81,10 @@ class DeviceState:
     last_message_at: float | None = None
     """Monotonic time of the last message."""
     last_timestamp_ms: int | None = None
-    """Timestamp of the last accepted position (vendor's or receive time)."""
+    """Timestamp the last accepted position was posted with (vendor's or receive time)."""
+    last_vendor_timestamp_ms: int | None = None
+    """The last sane vendor timestamp accepted: the reference for duplicate and
+    out-of-order checks (a stamp beyond the clock tolerance never becomes it)."""
     posts_ok: int = 0
     posts_failed: int = 0
     last_post_status: str | None = None
@@ -90,6 +95,13 @@ class DeviceState:
     last_post_latency_ms: float | None = None
     last_post_at: float | None = None
     last_error: str | None = None
+    clock: ClockEstimate = field(default_factory=ClockEstimate)
+    """Offset of the vendor's clock from our receive time (reports with a vendor timestamp)."""
+
+    @property
+    def clock_offset_ms(self) -> int | None:
+        """Robust estimate of `vendor timestamp − receive time` in ms; None without stamps."""
+        return self.clock.offset_ms
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready device facts."""
@@ -107,6 +119,8 @@ class DeviceState:
             "last_post_ok": self.last_post_ok,
             "last_post_latency_ms": self.last_post_latency_ms,
             "last_error": self.last_error,
+            "clock_offset_ms": self.clock.offset_ms,
+            "clock_samples": self.clock.samples,
         }
 
 
@@ -126,6 +140,10 @@ class PlantState:
     """Unknown vendor ids seen, with message counts (at most `MAX_UNKNOWN_IDS` ids)."""
     out_of_bounds: int = 0
     """Positions outside the floor bounds (forwarded unless the plant drops them)."""
+    timestamps_converted: Counter[str] = field(default_factory=Counter)
+    """Vendor timestamps read in a unit other than milliseconds, by unit (`s`, `us`, `ns`)."""
+    clock_restamped: Counter[str] = field(default_factory=Counter)
+    """Reports posted with the receive time because the vendor clock lied (`ahead`, `behind`)."""
 
     def note_unknown(self, vendor_id: str) -> bool:
         """Count an unknown id; True the first time it is seen."""
@@ -144,6 +162,8 @@ class PlantState:
             "connects": self.connects,
             **self.counters.as_dict(),
             "out_of_bounds": self.out_of_bounds,
+            "timestamps_converted": dict(sorted(self.timestamps_converted.items())),
+            "clock_restamped": dict(sorted(self.clock_restamped.items())),
             "unknown_devices": dict(self.unknown.most_common(50)),
             "devices": {d.login: d.as_dict() for d in self.devices.values()},
         }

@@ -9,12 +9,23 @@ newer) location goes again once the poster's hold allows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from dtp_console.state import PlantCounters
 
-__all__ = ["Location", "Outbox"]
+__all__ = ["Location", "Outbox", "battery_byte"]
+
+_INT32_MAX = 2**31 - 1
+
+
+def battery_byte(battery: float | None) -> int | None:
+    """A battery percentage as twinzo's `byte?`: an integer 0–100 (rounded half up and
+    clamped), or None when unknown or not a finite number."""
+    if battery is None or not math.isfinite(battery):
+        return None
+    return max(0, min(100, math.floor(battery + 0.5)))
 
 
 @dataclass(slots=True)
@@ -35,16 +46,22 @@ class Location:
     attempts: int = 0
 
     def payload(self, sector_id: int) -> dict[str, Any]:
-        """The twinzo v3 location object."""
+        """The twinzo v3 location object, typed as twinzo's SDK declares it.
+
+        tdevkit's `LocationContract`: `Timestamp` long, `SectorId` int?, `X/Y/Z`
+        float?, `Interval` int?, `Battery` byte?, `IsMoving` bool. A .NET
+        deserializer refuses `79.0` for a byte, so integers go as JSON integers,
+        and an unknown battery goes as null — never an invented value.
+        """
         return {
-            "Timestamp": self.timestamp_ms,
-            "SectorId": sector_id,
+            "Timestamp": int(self.timestamp_ms),
+            "SectorId": int(sector_id),
             "X": round(self.x, 1),
             "Y": round(self.y, 1),
             "Z": round(self.z, 1),
-            "Interval": self.interval_ms,
-            "Battery": round(self.battery if self.battery is not None else 100.0, 1),
-            "IsMoving": self.moving,
+            "Interval": min(int(self.interval_ms), _INT32_MAX),
+            "Battery": battery_byte(self.battery),
+            "IsMoving": bool(self.moving),
             "LocalizationAreas": [],
             "NoGoAreas": [],
         }

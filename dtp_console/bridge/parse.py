@@ -8,6 +8,7 @@ strings and non-finite values are rejected.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from dtp_console.bridge.clock import TimestampUnit, UnitError, to_unix_ms
 from dtp_console.config.model import GenericFields, PlantConfig
 
 __all__ = [
@@ -39,7 +41,9 @@ class Reading:
     z: float = 0.0
     battery: float | None = None
     timestamp_ms: int | None = None
-    """The vendor's own timestamp; None when the payload has none."""
+    """The vendor's own timestamp in unix ms; None when the payload has none."""
+    timestamp_unit: str | None = None
+    """The unit the vendor's timestamp was read in (`s`, `ms`, `us`, `ns`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,18 +139,15 @@ def _load(payload: bytes) -> dict[str, Any]:
     return data
 
 
-#: Timestamps beyond this (~year 287,000) are garbage; they would also overflow int64 in JSON.
-_MAX_TIMESTAMP_MS = 2**53
-
-
-def _timestamp_ms(value: Any, unit: str = "ms") -> int | None:
+def _timestamp(value: Any, unit: TimestampUnit) -> tuple[int | None, str | None]:
+    """The vendor timestamp in unix ms and the unit it was read in (None, None when absent)."""
     if value is None:
-        return None
+        return None, None
     number = _number(value, "timestamp")
-    ms = number * 1000 if unit == "s" else number
-    if not 0 <= ms < _MAX_TIMESTAMP_MS:
-        raise _FieldError("bad_timestamp", f"timestamp {str(value)[:40]} is out of range")
-    return int(ms)
+    try:
+        return to_unix_ms(number, unit)
+    except UnitError as exc:
+        raise _FieldError("bad_timestamp", str(exc)[:120]) from None
 
 
 def parse_ati(topic: str, payload: bytes) -> ParseResult:  # noqa: ARG001 - uniform signature
@@ -177,8 +178,11 @@ def parse_ati(topic: str, payload: bytes) -> ParseResult:  # noqa: ARG001 - unif
 _HITECH_IDS = ("device_id", "amr_id", "id")
 
 
-def parse_hitech(topic: str, payload: bytes) -> ParseResult:
-    """HiTech `hitech/amr/{id}/position|battery|status`: millimetres, nested or flat."""
+def parse_hitech(topic: str, payload: bytes, unit: TimestampUnit = "auto") -> ParseResult:
+    """HiTech `hitech/amr/{id}/position|battery|status`: millimetres, nested or flat.
+
+    `timestamp` is read in `unit` (`auto`: by magnitude, seconds to nanoseconds).
+    """
     vendor_id: str | None = None
     try:
         data = _load(payload)
@@ -200,13 +204,15 @@ def parse_hitech(topic: str, payload: bytes) -> ParseResult:
             raise _FieldError("wrong_type", f"position is {_kind(position)}")
         if source.get("x") is None or source.get("y") is None:
             raise _FieldError("missing_position", "position needs x and y")
+        timestamp, read_as = _timestamp(data.get("timestamp"), unit)
         return Reading(
             vendor_id,
             _number(source["x"], "x"),
             _number(source["y"], "y"),
             _optional_number(source.get("z"), "z") or 0.0,
             _battery(data.get("battery")),
-            _timestamp_ms(data.get("timestamp")),
+            timestamp,
+            read_as,
         )
     except _FieldError as bad:
         return Rejection(bad.reason, bad.detail, vendor_id)
@@ -233,8 +239,12 @@ def _path(data: Any, path: str) -> Any:
     return node
 
 
-def parse_generic(fields: GenericFields) -> Parser:
-    """A parser for a payload whose field paths come from config."""
+def parse_generic(fields: GenericFields, unit: TimestampUnit = "auto") -> Parser:
+    """A parser for a payload whose field paths come from config.
+
+    The timestamp is read in `fields.timestamp_unit`, else in `unit`.
+    """
+    ts_unit: TimestampUnit = fields.timestamp_unit or unit
 
     def _parse(topic: str, payload: bytes) -> ParseResult:
         vendor_id: str | None = None
@@ -252,13 +262,13 @@ def parse_generic(fields: GenericFields) -> Parser:
                 raise _FieldError("missing_position", f"needs {fields.x} and {fields.y}")
             z = _optional_number(_path(data, fields.z), fields.z) if fields.z else None
             battery = _battery(_path(data, fields.battery)) if fields.battery else None
-            ts = (
-                _timestamp_ms(_path(data, fields.timestamp), fields.timestamp_unit)
+            ts, read_as = (
+                _timestamp(_path(data, fields.timestamp), ts_unit)
                 if fields.timestamp
-                else None
+                else (None, None)
             )
             return Reading(
-                vendor_id, _number(x, fields.x), _number(y, fields.y), z or 0.0, battery, ts
+                vendor_id, _number(x, fields.x), _number(y, fields.y), z or 0.0, battery, ts, read_as
             )
         except _FieldError as bad:
             return Rejection(bad.reason, bad.detail, vendor_id)
@@ -271,5 +281,5 @@ def parser_for(plant: PlantConfig) -> Parser:
     if plant.format == "ati_sherpa":
         return parse_ati
     if plant.format == "hitech":
-        return parse_hitech
-    return parse_generic(plant.generic)
+        return functools.partial(parse_hitech, unit=plant.timestamp_unit)
+    return parse_generic(plant.generic, plant.timestamp_unit)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from dtp_console.bridge.geometry import apply_affine, moved
 from dtp_console.bridge.mqtt import run_source
 from dtp_console.bridge.outbox import Location, Outbox
-from dtp_console.bridge.parse import Rejection, StatusOnly, parser_for
+from dtp_console.bridge.parse import Reading, Rejection, StatusOnly, parser_for
 from dtp_console.bridge.poster import Poster
 from dtp_console.config.model import Affine, PlantConfig, TwinzoConfig
 from dtp_console.events import OpsLog
@@ -29,6 +29,9 @@ __all__ = ["QUIET_REJECTIONS", "Bridge"]
 QUIET_REJECTIONS = frozenset({"not_in_fleet", "disabled", "no_pose", "duplicate"})
 
 _MAX_INTERVAL_MS = 60_000
+#: Positions beyond ±100 km after the affine are garbage, however finite (twinzo keeps
+#: X/Y/Z as single-precision floats, which hold ~8 mm steps at this magnitude).
+MAX_COORDINATE_MM = 1e8
 _SOURCE_STOP_TIMEOUT_S = 5.0
 
 
@@ -45,6 +48,7 @@ class Bridge:
         *,
         address: tuple[str, int] | None = None,
         log_every_n: int = 50,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.plant = plant
         self.state = state
@@ -67,6 +71,7 @@ class Bridge:
         )
         self._handled = 0
         self._drain_timeout = twinzo.drain_timeout_s
+        self._wall_clock = wall_clock
 
     @property
     def name(self) -> str:
@@ -146,22 +151,20 @@ class Bridge:
                 device.battery = result.battery
             state.counters.count("status_only")
             return "status_only"
-        wall_ms = int(time.time() * 1000)
-        timestamp = result.timestamp_ms if result.timestamp_ms is not None else wall_ms
+        stamped = self._timestamp(result, device, vendor_id)
+        if isinstance(stamped, str):
+            return stamped
+        timestamp, sane_stamp = stamped
         previous_ts = device.last_timestamp_ms
-        # Only a vendor timestamp can tell a repeat from a robot that stands still.
-        if result.timestamp_ms is not None and previous_ts is not None:
-            if timestamp == previous_ts:
-                return self._reject("duplicate", f"timestamp {timestamp} seen before", vendor_id)
-            if timestamp < previous_ts:
-                detail = f"timestamp {timestamp} is older than {previous_ts}"
-                return self._reject("out_of_order", detail, vendor_id)
         x, y = apply_affine(self.affine, result.x, result.y)
         if not (math.isfinite(x) and math.isfinite(y)):
             # A huge but finite vendor value can overflow through the affine.
             return self._reject(
                 "non_finite", f"({result.x!r}, {result.y!r}) after affine", vendor_id
             )
+        if max(abs(x), abs(y), abs(result.z)) > MAX_COORDINATE_MM:
+            detail = f"({x:.3g}, {y:.3g}, {result.z:.3g}) mm is beyond ±{MAX_COORDINATE_MM:.0e}"
+            return self._reject("out_of_range", detail, vendor_id)
         if plant.bounds is not None and not plant.bounds.contains(x, y):
             state.out_of_bounds += 1
             if plant.drop_out_of_bounds:
@@ -174,6 +177,8 @@ class Bridge:
             device.battery = result.battery
         interval = 1000 if previous_ts is None else min(_MAX_INTERVAL_MS, timestamp - previous_ts)
         device.last_timestamp_ms = timestamp
+        if sane_stamp is not None:
+            device.last_vendor_timestamp_ms = sane_stamp
         self.outbox.put(
             Location(
                 login=login,
@@ -189,6 +194,51 @@ class Bridge:
             )
         )
         return "queued"
+
+    def _timestamp(
+        self, result: Reading, device: DeviceState, vendor_id: str
+    ) -> tuple[int, int | None] | str:
+        """The timestamp to post `result` with and its sane vendor stamp (None when
+        there is none, or it lied), or the outcome that rejected it.
+
+        A vendor stamp further than `clock_tolerance_s` from our receive time is
+        a lying clock: it never becomes the reference for the duplicate and
+        out-of-order checks (so one report stamped years ahead cannot freeze the
+        robot), and is restamped with the receive time or rejected, as the plant
+        says. Sane stamps are checked against the last sane stamp only.
+        """
+        plant, state = self.plant, self.state
+        wall_ms = int(self._wall_clock() * 1000)
+        stamp = result.timestamp_ms
+        if stamp is None:
+            return wall_ms, None
+        if result.timestamp_unit not in (None, "ms"):
+            state.timestamps_converted[result.timestamp_unit] += 1
+        offset = stamp - wall_ms
+        device.clock.add(offset)
+        tolerance_ms = plant.clock_tolerance_s * 1000
+        if abs(offset) > tolerance_ms:
+            verdict = "ahead" if offset > 0 else "behind"
+            policy = plant.clock_ahead if offset > 0 else plant.clock_behind
+            detail = f"stamped {offset / 1000:+.1f}s from receipt"
+            if policy == "reject":
+                return self._reject(f"clock_{verdict}", detail, vendor_id)
+            state.clock_restamped[verdict] += 1
+            self._log.limited(
+                "WARN",
+                f"clock:{self.name}:{vendor_id}",
+                f"Clock of {vendor_id} ({device.login}) is {detail}; posted with receive time",
+                self.name,
+            )
+            return wall_ms, None
+        previous = device.last_vendor_timestamp_ms
+        if previous is not None:
+            if stamp == previous:
+                return self._reject("duplicate", f"timestamp {stamp} seen before", vendor_id)
+            if stamp < previous:
+                detail = f"timestamp {stamp} is older than {previous}"
+                return self._reject("out_of_order", detail, vendor_id)
+        return stamp, stamp
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run intake and posting until `stop`, then drain what is pending."""

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from dtp_console.bridge.clock import TimestampUnit
 from dtp_console.bridge.device_map import mapping_problems
 from dtp_console.registry.config import RegistryConfig
 from dtp_console.simulator.config import PlantSimulatorConfig, SimulatorConfig
@@ -122,8 +123,9 @@ class GenericFields(_Model):
     """Path of the battery percentage (optional)."""
     timestamp: str | None = None
     """Path of the message timestamp (optional; receive time when unset)."""
-    timestamp_unit: Literal["ms", "s"] = "ms"
-    """Unit of the timestamp field."""
+    timestamp_unit: TimestampUnit | None = None
+    """Unit of the timestamp field (`auto`, `s`, `ms`, `us`, `ns`); the plant's
+    `timestamp_unit` when unset."""
     id_topic_level: int | None = Field(default=None, ge=0)
     """Take the device id from this topic level (0-based) instead of the payload."""
 
@@ -230,6 +232,23 @@ class PlantConfig(_Model):
     """Larger MQTT payloads are rejected unparsed."""
     stale_after_s: float = Field(default=10.0, gt=0)
     """A device with no message for this long is shown as stale."""
+    timestamp_unit: TimestampUnit = "auto"
+    """Unit of the vendor's timestamps: `auto` reads it from the magnitude (1e8–1e11
+    seconds, up to 1e14 milliseconds, up to 1e17 microseconds, up to 1e20 nanoseconds);
+    `s`, `ms`, `us` or `ns` pins it. Every conversion is counted per unit."""
+    clock_tolerance_s: float = Field(default=300.0, gt=0)
+    """A vendor timestamp further than this from our receive time (ahead or behind) is
+    a lying clock: it never becomes the reference for duplicate and out-of-order checks,
+    and is handled as `clock_ahead` / `clock_behind` say."""
+    clock_ahead: Literal["restamp", "reject"] = "restamp"
+    """A report stamped more than `clock_tolerance_s` in the future: `restamp` posts it
+    with the receive time (a report cannot come from the future, so the position is
+    current and only the stamp lies), `reject` counts it as `rejected:clock_ahead`."""
+    clock_behind: Literal["reject", "restamp"] = "reject"
+    """A report stamped more than `clock_tolerance_s` in the past: `reject` counts it as
+    `rejected:clock_behind` (it cannot be told from a stale, replayed or queued report,
+    and posting it as current would put the robot where it was), `restamp` posts it
+    with the receive time."""
     simulator: PlantSimulatorConfig | None = None
     """Simulated robots publishing into this plant's broker (demo and tests)."""
 

@@ -3,11 +3,18 @@
 Each parser takes the decoded JSON value and either returns typed data or raises
 `BodyError` whose message names the offending location index and field, so a
 client bug shows up as a precise HTTP 400 instead of silently accepted data.
+
+The types are twinzo's own SDK's (tdevkit `DeviceLocationContract`), as a .NET
+System.Text.Json deserializer reads them: `Timestamp` long, `SectorId` int?,
+`X/Y/Z` float? (single precision), `Interval` int?, `Battery` byte? (0–100 by
+contract), `IsMoving` bool. An integer type takes only a JSON integer token:
+`79.0` for a byte is refused, as the real deserializer refuses it.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,10 +46,14 @@ LOCATION_FIELDS: frozenset[str] = frozenset(
 )
 _AUTH_FIELDS: frozenset[str] = frozenset({"client", "login", "password"})
 _DEVICE_FIELDS: frozenset[str] = frozenset({"Login", "Locations"})
-# Unix milliseconds between 1973 and 5138: a value below is almost surely seconds,
-# one above microseconds — both are client bugs worth a loud 400.
-_MIN_TIMESTAMP_MS = 100_000_000_000
-_MAX_TIMESTAMP_MS = 100_000_000_000_000
+#: A plausible `Timestamp` (unix ms, by the sandbox's clock): not older than a year, not more
+#: than a day ahead. Seconds (1970), microseconds (year 50,000+) and wild clocks are 400s.
+TIMESTAMP_PAST_S = 366 * 86_400.0
+TIMESTAMP_FUTURE_S = 86_400.0
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+#: The largest finite single-precision float (.NET `float`, the SDK's X/Y/Z).
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 class BodyError(ValueError):
@@ -51,15 +62,16 @@ class BodyError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class LocationIn:
-    """One validated location as sent by a client."""
+    """One validated location as sent by a client, typed as tdevkit's `LocationContract`."""
 
     timestamp: int
-    sector_id: int
-    x: float
-    y: float
-    z: float
-    interval: int
-    battery: float
+    sector_id: int | None
+    x: float | None
+    y: float | None
+    z: float | None
+    interval: int | None
+    battery: int | None
+    """`byte?`: an integer 0–100, or None when the device did not report one."""
     is_moving: bool
 
 
@@ -86,65 +98,81 @@ def _check_keys(obj: Any, expected: frozenset[str], where: str) -> dict[str, Any
     return obj
 
 
-def _int(obj: dict[str, Any], key: str, where: str) -> int:
+def _integer(
+    obj: dict[str, Any], key: str, where: str, bounds: tuple[int, int], sdk: str
+) -> int | None:
+    """A JSON integer within `bounds` (None stays None only for nullable `sdk` types).
+
+    `79.0` is refused: System.Text.Json reads integer types from integer tokens only.
+    """
     value = obj[key]
+    if value is None and sdk.endswith("?"):
+        return None
+    low, high = bounds
     # bool is an int subclass in Python but not a number in the contract.
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{where}.{key}: expected an integer, got {_show(value)}"
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        msg = f"{where}.{key}: expected a JSON integer {low}..{high} ({sdk}), got {_show(value)}"
         raise BodyError(msg)
     return value
 
 
-def _number(obj: dict[str, Any], key: str, where: str) -> float:
+def _single(obj: dict[str, Any], key: str, where: str) -> float | None:
+    """A `float?`: a finite JSON number within single precision, or null."""
     value = obj[key]
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        msg = f"{where}.{key}: expected a number, got {_show(value)}"
+        msg = f"{where}.{key}: expected a number (float?), got {_show(value)}"
         raise BodyError(msg)
-    if not math.isfinite(value):
-        msg = f"{where}.{key}: expected a finite number, got {_show(value)}"
+    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+        msg = f"{where}.{key}: expected a finite single-precision number, got {_show(value)}"
         raise BodyError(msg)
     return float(value)
 
 
-def _parse_location(obj: Any, where: str) -> LocationIn:
+def _parse_location(obj: Any, where: str, now_s: float) -> LocationIn:
     loc = _check_keys(obj, LOCATION_FIELDS, where)
-    timestamp = _int(loc, "Timestamp", where)
-    if not _MIN_TIMESTAMP_MS <= timestamp < _MAX_TIMESTAMP_MS:
-        msg = f"{where}.Timestamp: expected unix milliseconds, got {timestamp}"
+    timestamp = _integer(loc, "Timestamp", where, _INT64, "long")
+    assert timestamp is not None  # `long` is not nullable
+    low_ms, high_ms = (now_s - TIMESTAMP_PAST_S) * 1000, (now_s + TIMESTAMP_FUTURE_S) * 1000
+    if not low_ms <= timestamp <= high_ms:
+        msg = (
+            f"{where}.Timestamp: expected unix milliseconds within a year before and a day "
+            f"after now, got {timestamp}"
+        )
         raise BodyError(msg)
-    interval = _int(loc, "Interval", where)
-    if interval < 0:
-        msg = f"{where}.Interval: expected a non-negative integer, got {interval}"
-        raise BodyError(msg)
-    battery = _number(loc, "Battery", where)
-    if not 0 <= battery <= 100:
-        msg = f"{where}.Battery: expected 0..100, got {_show(loc['Battery'])}"
-        raise BodyError(msg)
+    interval = _integer(loc, "Interval", where, (0, _INT32[1]), "int?")
+    battery = _integer(loc, "Battery", where, (0, 100), "byte?")
     if not isinstance(loc["IsMoving"], bool):
         msg = f"{where}.IsMoving: expected a boolean, got {_show(loc['IsMoving'])}"
         raise BodyError(msg)
     for key in ("LocalizationAreas", "NoGoAreas"):
-        if not isinstance(loc[key], list):
-            msg = f"{where}.{key}: expected an array, got {_show(loc[key])}"
+        areas = loc[key]
+        if not isinstance(areas, list) or any(
+            isinstance(a, bool) or not isinstance(a, int) for a in areas
+        ):
+            msg = f"{where}.{key}: expected an array of area ids, got {_show(areas)}"
             raise BodyError(msg)
     return LocationIn(
         timestamp=timestamp,
-        sector_id=_int(loc, "SectorId", where),
-        x=_number(loc, "X", where),
-        y=_number(loc, "Y", where),
-        z=_number(loc, "Z", where),
+        sector_id=_integer(loc, "SectorId", where, _INT32, "int?"),
+        x=_single(loc, "X", where),
+        y=_single(loc, "Y", where),
+        z=_single(loc, "Z", where),
         interval=interval,
         battery=battery,
         is_moving=loc["IsMoving"],
     )
 
 
-def parse_locations(data: Any, where: str = "") -> list[LocationIn]:
+def parse_locations(data: Any, where: str = "", now_s: float | None = None) -> list[LocationIn]:
     """Validate a non-empty JSON array of location objects.
 
     `where` prefixes error messages (the batch parser passes the device's path).
-    Messages look like ``location[2].X: expected a number, got true``.
+    Messages look like ``location[2].X: expected a number (float?), got true``.
+    `now_s` is the clock `Timestamp` is checked against (the wall clock by default).
     """
+    now = time.time() if now_s is None else now_s
     label = f"{where}Locations" if where else "body"
     if not isinstance(data, list):
         msg = f"{label}: expected a JSON array of locations, got {_show(data)}"
@@ -152,10 +180,10 @@ def parse_locations(data: Any, where: str = "") -> list[LocationIn]:
     if not data:
         msg = f"{label}: expected at least one location, got an empty array"
         raise BodyError(msg)
-    return [_parse_location(item, f"{where}location[{i}]") for i, item in enumerate(data)]
+    return [_parse_location(item, f"{where}location[{i}]", now) for i, item in enumerate(data)]
 
 
-def parse_batch(data: Any) -> list[tuple[str, list[LocationIn]]]:
+def parse_batch(data: Any, now_s: float | None = None) -> list[tuple[str, list[LocationIn]]]:
     """Validate a batch body: a non-empty array of ``{"Login", "Locations"}`` objects."""
     if not isinstance(data, list):
         msg = f"body: expected a JSON array of devices, got {_show(data)}"
@@ -171,7 +199,7 @@ def parse_batch(data: Any) -> list[tuple[str, list[LocationIn]]]:
         if not isinstance(login, str) or not login:
             msg = f"{where}.Login: expected a non-empty string, got {_show(login)}"
             raise BodyError(msg)
-        devices.append((login, parse_locations(device["Locations"], f"{where}.")))
+        devices.append((login, parse_locations(device["Locations"], f"{where}.", now_s)))
     return devices
 
 

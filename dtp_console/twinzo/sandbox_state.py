@@ -21,15 +21,16 @@ class AcceptedLocation:
     """A location the sandbox accepted (answered with ``Success: true``)."""
 
     login: str
-    sector_id: int
-    x: float
-    y: float
-    z: float
+    sector_id: int | None
+    x: float | None
+    y: float | None
+    z: float | None
     timestamp: int
     """Unix milliseconds, as sent."""
-    battery: float
+    battery: int | None
+    """As sent: an integer 0–100, or None (the device reported none)."""
     is_moving: bool
-    interval: int
+    interval: int | None
     received_at: float
     """`time.time()` when the request carrying it was handled."""
     batch: bool

@@ -39,6 +39,7 @@ from dtp_console.config.model import GenericFields, PlantConfig, TwinzoConfig
 from dtp_console.events import Bus, LogLine, OpsLog, Subscription
 from dtp_console.state import PlantState
 from dtp_console.twinzo.client import TwinzoClient
+from dtp_console.twinzo.sandbox_schema import parse_locations
 
 #: Every reason a parser may give.
 PARSER_REASONS = frozenset(
@@ -57,7 +58,15 @@ PARSER_REASONS = frozenset(
     }
 )
 #: Every reason `Bridge.handle` may give; `internal_error` (an exception it caught) is a bug.
-BRIDGE_REASONS = PARSER_REASONS | {"oversize", "duplicate", "out_of_order", "out_of_bounds"}
+BRIDGE_REASONS = PARSER_REASONS | {
+    "oversize",
+    "duplicate",
+    "out_of_order",
+    "out_of_bounds",
+    "out_of_range",
+    "clock_ahead",
+    "clock_behind",
+}
 BRIDGE_OUTCOMES = frozenset(
     {"queued", "unknown_device", "status_only"} | {f"rejected:{r}" for r in BRIDGE_REASONS}
 )
@@ -66,8 +75,15 @@ IDS = ["r1", "r2", "ati_amr_001", "hitech-amr-001", "7", " r1 ", ""]
 DEVICE_MAP = {"r1": "tug-1", "r2": "tug-2", "ati_amr_001": "tug-3", "hitech-amr-001": "tug-4"}
 DEVICE_MAP["7"] = "tug-7"
 _TS_LIMIT_MS = 2**53
+#: The bridge's receive clock in these tests (2027-01-15): fuzzed stamps fall around it.
+FUZZ_NOW_S = 1_800_000_000.0
 
 # -- strategies ----------------------------------------------------------------------
+
+#: Vendor stamps (unix s): mostly near the bridge's clock, some years off either way.
+_stamp_s = st.one_of(
+    st.floats(FUZZ_NOW_S - 600, FUZZ_NOW_S + 600), st.floats(1.6e9, 1.9e9)
+)
 
 _HOSTILE_STRINGS = [
     "1e400",
@@ -196,7 +212,7 @@ def _hitech_template(draw: st.DrawFn) -> dict[str, Any]:
         body["status"] = draw(st.sampled_from(["idle", "charging"]))
     body["battery"] = draw(_good_battery)
     if draw(st.booleans()):
-        body["timestamp"] = draw(st.integers(1_600_000_000_000, 1_900_000_000_000))
+        body["timestamp"] = int(draw(_stamp_s) * 1000)
     return body
 
 
@@ -241,7 +257,7 @@ def _generic_template(draw: st.DrawFn, fields: GenericFields) -> dict[str, Any]:
     if fields.battery:
         _put(body, fields.battery, draw(_good_battery))
     if fields.timestamp:
-        seconds = draw(st.floats(1.6e9, 1.9e9))
+        seconds = draw(_stamp_s)
         _put(
             body, fields.timestamp, seconds if fields.timestamp_unit == "s" else int(seconds * 1000)
         )
@@ -590,7 +606,7 @@ def _plant(
         if huge_affine
         else {"a": 999.74, "b": 22.88, "c": 22.88, "d": -999.74}
     )
-    floor = {"x_min": -1e9, "x_max": 1e9, "y_min": -1e9, "y_max": 1e9}
+    floor = {"x_min": -5e7, "x_max": 5e7, "y_min": -5e7, "y_max": 5e7}
     return PlantConfig.model_validate(
         {
             "name": f"Fuzz {fmt}",
@@ -617,6 +633,7 @@ def make_bridge(plant: PlantConfig) -> tuple[Bridge, Subscription]:
         PlantState(plant.name),
         OpsLog(bus, 10.0),
         address=("127.0.0.1", 1),
+        wall_clock=lambda: FUZZ_NOW_S,
     )
     return bridge, subscription
 
@@ -642,11 +659,12 @@ def run_messages(
     assert "rejected:internal_error" not in counters.outcomes
     for location in bridge.outbox.take_all():
         body = location.payload(bridge.plant.twinzo.sector_id)
-        orjson.dumps([body])  # what the poster sends must serialise
-        for key in ("X", "Y", "Z", "Battery"):
+        # What the poster sends must pass twinzo's SDK types, as strictly as the sandbox
+        # checks them (integer Battery or null, integer Timestamp near now, float32 X/Y/Z).
+        parse_locations(orjson.loads(orjson.dumps([body])), now_s=FUZZ_NOW_S)
+        for key in ("X", "Y", "Z"):
             assert math.isfinite(body[key]), body
-        assert 0 <= body["Timestamp"] < 2**63
-        assert body["Interval"] >= 0
+        assert body["Battery"] is None or type(body["Battery"]) is int, body
 
 
 _FORMATS = ("ati_sherpa", "generic", "hitech")
@@ -714,13 +732,16 @@ def test_every_bridge_outcome_kind_is_reachable() -> None:
     seen: set[str] = set()
     bridge, _log = make_bridge(_plant("hitech"))
     messages = [
-        ("t", b'{"device_id": "r1", "x": 1, "y": 2, "timestamp": 1000}'),
-        ("t", b'{"device_id": "r1", "x": 1, "y": 3, "timestamp": 1000}'),
-        ("t", b'{"device_id": "r1", "x": 1, "y": 3, "timestamp": 999}'),
-        ("t", b'{"device_id": "r1", "x": 1, "y": 3, "timestamp": 2000}'),
+        ("t", b'{"device_id": "r1", "x": 1, "y": 2, "timestamp": 1800000000000}'),
+        ("t", b'{"device_id": "r1", "x": 1, "y": 3, "timestamp": 1800000000000}'),
+        ("t", b'{"device_id": "r1", "x": 1, "y": 3, "timestamp": 1799999999999}'),
+        ("t", b'{"device_id": "r1", "x": 1, "y": 3, "timestamp": 1800000001000}'),
+        ("t", b'{"device_id": "r1", "x": 1, "y": 3, "timestamp": 1900000000000}'),
+        ("t", b'{"device_id": "r1", "x": 1, "y": 3, "timestamp": 1700000000000}'),
+        ("t", b'{"device_id": "r1", "x": 1e300, "y": 3, "timestamp": 1800000002}'),
         ("t", b'{"device_id": "zz", "x": 1, "y": 2}'),
         ("t", b'{"device_id": "r2", "status": "idle", "battery": 50}'),
-        ("t", b'{"device_id": "r2", "x": 1e7, "y": 1e7}'),
+        ("t", b'{"device_id": "r2", "x": 6e4, "y": 6e4}'),
         ("t", b"nope"),
     ]
     run_messages(bridge, messages, seen.add)
@@ -728,9 +749,14 @@ def test_every_bridge_outcome_kind_is_reachable() -> None:
         "queued",
         "rejected:duplicate",
         "rejected:out_of_order",
+        "rejected:clock_behind",
+        "rejected:out_of_range",
         "unknown_device",
         "status_only",
         "rejected:out_of_bounds",
         "rejected:invalid_json",
     }
-    assert bridge.state.counters.outcomes["coalesced"] == 1
+    # r1's three accepted reports (the third restamped: its clock ran a year ahead) share
+    # one outbox slot: two were replaced before any post.
+    assert bridge.state.counters.outcomes["coalesced"] == 2
+    assert bridge.state.clock_restamped == {"ahead": 1}

@@ -27,7 +27,7 @@ def _location(x: float = 1000.0) -> dict[str, object]:
         "Y": 2000.0,
         "Z": 0.0,
         "Interval": 1000,
-        "Battery": 90.0,
+        "Battery": 90,
         "IsMoving": True,
         "LocalizationAreas": [],
         "NoGoAreas": [],

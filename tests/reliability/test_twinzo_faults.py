@@ -121,7 +121,9 @@ async def _recovered(
     def _latest_in_twinzo() -> bool:
         latest = sandbox.latest()
         return all(
-            (loc := latest.get(device_map[vendor])) is not None and abs(loc.x - x) < 0.05
+            (loc := latest.get(device_map[vendor])) is not None
+            and loc.x is not None
+            and abs(loc.x - x) < 0.05
             for vendor, x in final.items()
         )
 

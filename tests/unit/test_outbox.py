@@ -85,7 +85,7 @@ def test_payload_matches_twinzo_contract() -> None:
         "Y": 0.0,
         "Z": 0.0,
         "Interval": 1000,
-        "Battery": 100.0,
+        "Battery": None,
         "IsMoving": False,
         "LocalizationAreas": [],
         "NoGoAreas": [],

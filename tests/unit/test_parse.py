@@ -100,13 +100,15 @@ def _hitech(**fields: object) -> bytes:
 
 def test_hitech_nested_position() -> None:
     result = parse_hitech("hitech/amr/hitech-amr-001/position", _hitech())
-    assert result == Reading("hitech-amr-001", 1200.0, 3400.0, 0.0, 85.0, 1_700_000_000_000)
+    assert result == Reading(
+        "hitech-amr-001", 1200.0, 3400.0, 0.0, 85.0, 1_700_000_000_000, "ms"
+    )
 
 
 def test_hitech_flat_xyz_and_alternative_ids() -> None:
     flat = _hitech(position=..., device_id=..., amr_id="amr-7", x=5, y=6, z=7)
     result = parse_hitech("hitech/amr/amr-7/position", flat)
-    assert result == Reading("amr-7", 5.0, 6.0, 7.0, 85.0, 1_700_000_000_000)
+    assert result == Reading("amr-7", 5.0, 6.0, 7.0, 85.0, 1_700_000_000_000, "ms")
     by_id = parse_hitech("x", _hitech(device_id=..., id="amr-8"))
     assert isinstance(by_id, Reading)
     assert by_id.vendor_id == "amr-8"
@@ -152,7 +154,7 @@ def test_generic_paths_and_topic_id() -> None:
     )
     parse = parse_generic(fields)
     payload = orjson.dumps({"meta": {"name": "r1"}, "data": {"pos": [1, 2], "bat": 50}, "t": 10})
-    assert parse("any", payload) == Reading("r1", 1.0, 2.0, 0.0, 50.0, 10_000)
+    assert parse("any", payload) == Reading("r1", 1.0, 2.0, 0.0, 50.0, 10_000, "s")
     by_topic = parse_generic(GenericFields(id_topic_level=1))
     result = by_topic("fleet/r2/pos", b'{"x": 1, "y": 2}')
     assert isinstance(result, Reading)
