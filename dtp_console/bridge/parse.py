@@ -268,7 +268,13 @@ def parse_generic(fields: GenericFields, unit: TimestampUnit = "auto") -> Parser
                 else (None, None)
             )
             return Reading(
-                vendor_id, _number(x, fields.x), _number(y, fields.y), z or 0.0, battery, ts, read_as
+                vendor_id,
+                _number(x, fields.x),
+                _number(y, fields.y),
+                z or 0.0,
+                battery,
+                ts,
+                read_as,
             )
         except _FieldError as bad:
             return Rejection(bad.reason, bad.detail, vendor_id)

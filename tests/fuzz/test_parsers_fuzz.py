@@ -81,9 +81,7 @@ FUZZ_NOW_S = 1_800_000_000.0
 # -- strategies ----------------------------------------------------------------------
 
 #: Vendor stamps (unix s): mostly near the bridge's clock, some years off either way.
-_stamp_s = st.one_of(
-    st.floats(FUZZ_NOW_S - 600, FUZZ_NOW_S + 600), st.floats(1.6e9, 1.9e9)
-)
+_stamp_s = st.one_of(st.floats(FUZZ_NOW_S - 600, FUZZ_NOW_S + 600), st.floats(1.6e9, 1.9e9))
 
 _HOSTILE_STRINGS = [
     "1e400",

@@ -100,7 +100,7 @@ FORMATS = {"ati": _ati_messages, "hitech": _hitech_messages, "generic": _generic
 async def test_every_format_lands_typed_as_the_sdk_says(
     mosquitto: MosquittoServer,
     sandbox: TwinzoSandbox,
-    start_bridge: Callable[[PlantConfig, TwinzoConfig], Awaitable[Running]],
+    start_bridge: Callable[[PlantConfig, TwinzoConfig], Awaitable[Running]],  # noqa: F811
     fmt: str,
     batch: bool,
 ) -> None:
@@ -178,8 +178,9 @@ async def test_the_sandbox_refuses_a_float_battery_precisely(sandbox: TwinzoSand
             headers=batch_headers,
         )
         assert batch.status_code == 400
-        assert "device[0].location[0].Battery: expected a JSON integer" in (
-            batch.json()["ErrorMessage"]
+        assert (
+            "device[0].location[0].Battery: expected a JSON integer"
+            in (batch.json()["ErrorMessage"])
         )
         for good in (79, None):
             ok = await http.post(
@@ -193,6 +194,6 @@ async def test_the_sandbox_refuses_a_float_battery_precisely(sandbox: TwinzoSand
             headers=headers,
         )
         assert seconds.status_code == 400
-        assert "location[0].Timestamp: expected unix milliseconds" in (
-            seconds.json()["ErrorMessage"]
+        assert (
+            "location[0].Timestamp: expected unix milliseconds" in (seconds.json()["ErrorMessage"])
         )

@@ -119,8 +119,15 @@ class SeededEngine(Engine):
         self.state.twinzo_url = client.base_url
         for plant in self.plants:
             state = self.state.plants[plant.name] = PlantState(plant.name)
+            # The fleets stamp reports on the same fixed clock the bridges receive them by.
             self.bridges[plant.name] = Bridge(
-                plant, self.config.twinzo, client, state, self._oplog, address=("0.0.0.0", 1)
+                plant,
+                self.config.twinzo,
+                client,
+                state,
+                self._oplog,
+                address=("0.0.0.0", 1),
+                wall_clock=self.clock.wall,
             )
             self.fleets[plant.name] = AmrFleet(plant, plant.simulator)
             self.addresses[plant.name] = ("127.0.0.1", 1883)

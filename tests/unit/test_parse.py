@@ -100,9 +100,7 @@ def _hitech(**fields: object) -> bytes:
 
 def test_hitech_nested_position() -> None:
     result = parse_hitech("hitech/amr/hitech-amr-001/position", _hitech())
-    assert result == Reading(
-        "hitech-amr-001", 1200.0, 3400.0, 0.0, 85.0, 1_700_000_000_000, "ms"
-    )
+    assert result == Reading("hitech-amr-001", 1200.0, 3400.0, 0.0, 85.0, 1_700_000_000_000, "ms")
 
 
 def test_hitech_flat_xyz_and_alternative_ids() -> None:

@@ -42,7 +42,11 @@ class PlantPane(Horizontal):
 
     def compose(self) -> ComposeResult:
         """Table, then map."""
-        yield AmrTable(self.plant.stale_after_s, id=f"amr-{self.id}")
+        yield AmrTable(
+            self.plant.stale_after_s,
+            clock_tolerance_s=self.plant.clock_tolerance_s,
+            id=f"amr-{self.id}",
+        )
         yield FloorMap(self.plant.bounds, id=f"map-{self.id}")
 
     def refresh_from(self, engine: Engine, now: float) -> None:

@@ -19,7 +19,7 @@ from dtp_console.ui.display import (
 )
 from dtp_console.ui.widgets.keyed_table import Cell, Column, KeyedTable
 
-__all__ = ["AmrTable"]
+__all__ = ["AmrTable", "fmt_offset"]
 
 #: Seconds of message counts the msgs/s column averages over.
 _RATE_WINDOW_S = 5.0
@@ -27,7 +27,7 @@ _STALE = f"{AMBER} italic"
 
 
 class AmrTable(KeyedTable):
-    """Login, vendor id, X/Y (mm), moving, battery, age, last POST, msgs/s."""
+    """Login, vendor id, X/Y (mm), moving, battery, age, vendor clock offset, last POST, msgs/s."""
 
     DEFAULT_CSS = """
     AmrTable {
@@ -44,13 +44,18 @@ class AmrTable(KeyedTable):
         ("moving", "mov", 3),
         ("battery", "bat", 4),
         ("age", "age", 5),
+        ("clock", "clk", 6),
         ("post", "POST", 10),
         ("rate", "msg/s", 5),
     ]
 
-    def __init__(self, stale_after_s: float, *, id: str | None = None) -> None:
+    def __init__(
+        self, stale_after_s: float, *, clock_tolerance_s: float = 300.0, id: str | None = None
+    ) -> None:
         super().__init__(id=id)
         self.stale_after_s = stale_after_s
+        self.clock_tolerance_s = clock_tolerance_s
+        """Offsets beyond this show red (the bridge restamps or rejects such reports)."""
         self._samples: dict[str, deque[tuple[float, int]]] = {}
 
     @property
@@ -93,9 +98,42 @@ class AmrTable(KeyedTable):
             ("yes" if d.moving else "–", GREEN if d.moving and not stale else base),
             (_battery(d.battery), _battery_style(d.battery)),
             (_age(age), f"bold {AMBER}" if stale else base),
+            self._clock(d.clock_offset_ms, base),
             _post(d),
             ("–" if rate is None else f"{rate:.1f}", base),
         ]
+
+    def _clock(self, offset_ms: int | None, base: str) -> Cell:
+        """The vendor clock's offset from our receive time: red past the tolerance,
+        amber past a tenth of it (drift worth fixing before it costs positions)."""
+        if offset_ms is None:
+            return ("–", DIM)
+        seconds = offset_ms / 1000
+        if abs(seconds) > self.clock_tolerance_s:
+            style = f"bold {RED}"
+        elif abs(seconds) > self.clock_tolerance_s / 10:
+            style = AMBER
+        else:
+            style = base
+        return (fmt_offset(seconds), style)
+
+
+def fmt_offset(seconds: float) -> str:
+    """A clock offset in at most 6 cells: `+0.3s`, `-42s`, `+12m`, `+5.0h`, `+3d`, `+5y`."""
+    sign = "-" if seconds < 0 else "+"
+    size = abs(seconds)
+    if size < 9.95:
+        return f"{sign}{size:.1f}s"
+    if size < 99.5:
+        return f"{sign}{size:.0f}s"
+    if size < 3600:
+        return f"{sign}{size / 60:.0f}m"
+    if size < 86_400:
+        return f"{sign}{size / 3600:.1f}h"
+    if size < 365 * 86_400:
+        return f"{sign}{size / 86_400:.0f}d"
+    years = size / (365 * 86_400)
+    return f"{sign}{years:.0f}y" if years < 9999.5 else f"{sign}>9ky"
 
 
 def _age(seconds: float | None) -> str:
