@@ -18,8 +18,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from dtp_console import __version__
 from dtp_console.backoff import Backoff
 from dtp_console.bridge.device_map import mapping_problems
@@ -31,6 +29,7 @@ from dtp_console.platform_topics import watch_platform
 from dtp_console.state import EngineState, PlantState
 from dtp_console.stores.records import EventRecord
 from dtp_console.twinzo.client import TwinzoClient
+from dtp_console.twinzo.http import twinzo_http_client
 
 __all__ = ["Engine"]
 
@@ -78,17 +77,7 @@ class Engine:
             await self._start_platform_broker(stack)
             twinzo = self.config.twinzo
             http = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    timeout=twinzo.timeout_s,
-                    verify=twinzo.verify_tls,
-                    headers={"User-Agent": f"dtp-console/{__version__}"},
-                    # httpcore scans every pooled connection per request (measured ~2 ms of
-                    # loop time per POST with 50 idle connections): keep the pool small.
-                    limits=httpx.Limits(
-                        max_connections=twinzo.max_concurrency,
-                        max_keepalive_connections=min(8, twinzo.max_concurrency),
-                    ),
-                )
+                twinzo_http_client(twinzo, user_agent=f"dtp-console/{__version__}")
             )
             store_feed = self.bus.subscribe(maxsize=50_000) if self.config.stores.enabled else None
             await self._open_stores(stack)

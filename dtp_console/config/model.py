@@ -291,6 +291,8 @@ class TwinzoConfig(_Model):
     """API key sent as the `Api-Key` header (`TWINZO_API_KEY`)."""
     verify_tls: bool = True
     """Verify twinzo's TLS certificate."""
+    ca_file: Path | None = None
+    """CA bundle that signs twinzo's (or a proxy's) certificate; the system store when unset."""
     timeout_s: float = Field(default=5.0, gt=0)
     """Timeout of one HTTP request."""
     refresh_ahead_s: float = Field(default=60.0, ge=0)
