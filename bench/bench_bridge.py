@@ -61,10 +61,11 @@ from _common import (
 )
 
 from dtp_console.bridge.worker import Bridge
-from dtp_console.config.model import ConsoleConfig, SandboxConfig
+from dtp_console.config.model import ConsoleConfig, SandboxConfig, TwinzoConfig
 from dtp_console.events import Bus, OpsLog
 from dtp_console.state import PlantState
 from dtp_console.twinzo.client import TwinzoClient
+from dtp_console.twinzo.http import twinzo_http_client
 from dtp_console.twinzo.sandbox import AcceptedLocation, TwinzoSandbox
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -345,6 +346,15 @@ class BridgeRig:
     task: asyncio.Task[None]
 
 
+def http_client(opts: argparse.Namespace, twinzo: TwinzoConfig) -> httpx.AsyncClient:
+    """The shared client of the transport under test: the runtime's (aiohttp) or httpcore's."""
+    if opts.current_transport == "aiohttp":
+        return twinzo_http_client(twinzo, user_agent="dtp-console/bench")
+    # httpcore's pool, as the runtime had it: max_connections = 2 x max_concurrency.
+    limits = httpx.Limits(max_connections=opts.http_max_connections or twinzo.max_concurrency * 2)
+    return httpx.AsyncClient(timeout=twinzo.timeout_s, limits=limits)
+
+
 @contextlib.asynccontextmanager
 async def running_bridge(
     opts: argparse.Namespace, sandbox: TwinzoSandbox, port: int
@@ -352,9 +362,7 @@ async def running_bridge(
     """Start a bridge like the runtime does (shared httpx client, warm tokens); stop + drain."""
     config = bench_config(opts, port, sandbox)
     plant, twinzo = config.plants[0], config.twinzo
-    # The runtime's pool: max_connections = 2 x max_concurrency, keep-alive unbounded.
-    limits = httpx.Limits(max_connections=opts.http_max_connections or twinzo.max_concurrency * 2)
-    async with httpx.AsyncClient(timeout=twinzo.timeout_s, limits=limits) as http:
+    async with http_client(opts, twinzo) as http:
         client = TwinzoClient(http, twinzo, base_url=sandbox.url)
         # A long-running console holds valid tokens; keep 50 first logins out of the figures.
         # One at a time: 50 concurrent logins would leave 50 pooled connections behind,
@@ -873,12 +881,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}"
     )
+    parser.add_argument(
+        "--transport",
+        choices=["both", "aiohttp", "httpx"],
+        default="both",
+        help="twinzo HTTP transport of the latency phase: aiohttp's (the runtime's), "
+        "httpcore's (the old one), or both side by side (default)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the intake phase")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results path")
     opts = parser.parse_args(argv)
     if opts.quick:
         opts.duration = 10.0
     opts.repeat = max(1, opts.repeat)
+    opts.current_transport = "httpx" if opts.transport == "httpx" else "aiohttp"
     opts.phases = [p.strip() for p in opts.phases.split(",") if p.strip()]
     unknown = sorted(set(opts.phases) - set(PHASES))
     if unknown:
@@ -926,6 +942,10 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
         for name in bursts:
             results[name] = median_run(runs[name])
         for name in (p for p in PHASES if p in opts.phases and p not in bursts):
+            if name == "latency" and opts.transport == "both":
+                results["latency_by_transport"] = await latency_by_transport(opts, broker.port)
+                results[name] = results["latency_by_transport"]["aiohttp"]
+                continue
             print(f"… {name}", file=sys.stderr, flush=True)
             results[name] = await timed(phases[name], opts, broker.port)
         await drops.stop()
@@ -934,6 +954,49 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
             results["broker_dropped_error"] = drops.error or "no $SYS value received"
     results["targets"] = targets(results)
     return results
+
+
+async def latency_by_transport(opts: argparse.Namespace, port: int) -> dict[str, Any]:
+    """The latency phase once per twinzo transport, old first, in one run (same broker)."""
+    out: dict[str, Any] = {}
+    for transport in ("httpx", "aiohttp"):
+        opts.current_transport = transport
+        print(f"… latency ({transport} transport)", file=sys.stderr, flush=True)
+        cpu = time.process_time()
+        out[transport] = await timed(phase_latency, opts, port)
+        used = time.process_time() - cpu
+        requests = max(1, int(out[transport]["localization_requests"]))
+        out[transport]["process_cpu_s"] = round(used, 2)
+        out[transport]["cpu_ms_per_1000_posts"] = round(used * 1000 / requests * 1000, 1)
+    opts.current_transport = "aiohttp"
+    return out
+
+
+def render_transports(results: dict[str, Any]) -> str:
+    """Old and new transport side by side (latency phase)."""
+    both = results.get("latency_by_transport")
+    if not both:
+        return ""
+    lines = [
+        "\nlatency phase by twinzo transport (same run, same broker, same load):",
+        f"{'transport':<10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'win p99 max':>12}"
+        f" {'requests':>9} {'CPU ms/1k posts':>16} {'slope ms/min':>13}",
+    ]
+    for name in ("httpx", "aiohttp"):
+        r = both[name]
+        worst = max((w["p99_ms"] for w in r["windows"]), default=math.nan)
+        lines.append(
+            f"{name:<10} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {worst:>12}"
+            f" {r['localization_requests']:>9} {r['cpu_ms_per_1000_posts']:>16}"
+            f" {r['p99_slope_ms_per_min']:>13}"
+        )
+    old, new = both["httpx"], both["aiohttp"]
+    if new["p99_ms"] and new["cpu_ms_per_1000_posts"]:
+        lines.append(
+            f"ratio httpx/aiohttp: p99 {old['p99_ms'] / new['p99_ms']:.2f}x, "
+            f"CPU per post {old['cpu_ms_per_1000_posts'] / new['cpu_ms_per_1000_posts']:.2f}x"
+        )
+    return "\n".join(lines)
 
 
 async def timed(
@@ -981,6 +1044,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(sys.argv[1:] if argv is None else argv)
     results = asyncio.run(run(opts))
     print(render(results))
+    print(render_transports(results))
     intake = results.get("intake") or {}
     if intake.get("profile_top"):
         print("\nintake phase, cProfile top functions by own time:\n")
