@@ -83,8 +83,9 @@ def _failure_kind(exc: BaseException) -> str:
     """A short, secret-free reason for a failed request: the type name, never `str(exc)`.
 
     httpx's messages can echo a header value (an API key with a bad character);
-    only a certificate problem, found anywhere in the cause chain, adds its own
-    (server-chosen, secret-free) verification message.
+    only a certificate problem, found anywhere in the cause chain, adds OpenSSL's
+    verification message (`self-signed certificate`, `Hostname mismatch, …`), which
+    names at most the host we connected to.
     """
     kind = type(exc).__name__
     seen: set[int] = set()
@@ -94,11 +95,7 @@ def _failure_kind(exc: BaseException) -> str:
         if isinstance(link, ssl.SSLCertVerificationError):
             detail = str(link.verify_message or link.reason or "")
             detail = "".join(c if c.isprintable() and c.isascii() else "?" for c in detail)[:120]
-            return (
-                f"{kind} (certificate verify failed: {detail})"
-                if detail
-                else (f"{kind} (certificate verify failed)")
-            )
+            return f"{kind} (certificate verify failed{': ' + detail if detail else ''})"
         link = link.__cause__ or link.__context__
     return kind
 
