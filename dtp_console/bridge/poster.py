@@ -74,6 +74,11 @@ class Poster:
         """Receive → accepted latency of forwarded locations (bounded, for figures)."""
 
     @property
+    def client(self) -> TwinzoClient:
+        """The twinzo client this poster sends with."""
+        return self._client
+
+    @property
     def busy(self) -> bool:
         """Requests are in flight."""
         return bool(self._tasks)
@@ -167,6 +172,11 @@ class Poster:
         except asyncio.CancelledError:
             self._final(location, "failed:shutdown", None)
             raise
+        except Exception as exc:
+            # The client never raises by contract; if it does, the location still gets
+            # its outcome and the device its slot back (else it would freeze in flight).
+            self._internal_error([location], exc)
+            return
         self._account(location, result)
 
     async def _post_batch(self, locations: Sequence[Location]) -> None:
@@ -180,8 +190,30 @@ class Poster:
             for location in locations:
                 self._final(location, "failed:shutdown", None)
             raise
+        except Exception as exc:
+            self._internal_error(locations, exc)
+            return
         for location in locations:
             self._account(location, results[location.login])
+
+    def _internal_error(self, locations: Sequence[Location], exc: Exception) -> None:
+        """Count `locations` as `failed:internal_error` and say so (type name only)."""
+        now = time.monotonic()
+        kind = type(exc).__name__
+        for location in locations:
+            device = self._state.devices.get(location.vendor_id)
+            if device is not None:
+                device.posts_failed += 1
+                device.last_post_ok = False
+                device.last_error = f"internal error: {kind}"
+            self._final(location, "failed:internal_error", now)
+        self._log.limited(
+            "FAIL",
+            f"internal:{self._plant.name}",
+            f"{self._plant.name}: posting failed with an internal error ({kind}); "
+            f"{len(locations)} location(s) counted as failed",
+            self._plant.name,
+        )
 
     def _account(self, location: Location, result: PostResult) -> None:
         now = time.monotonic()
@@ -243,7 +275,9 @@ class Poster:
         """A retryable failure holds the whole plant: Retry-After, else jittered backoff."""
         self._probing = False
         delay = result.retry_after_s
-        if delay is None:
+        if delay is not None:
+            delay = self._capped_retry_after(delay, result)
+        else:
             delay = jittered_delay(
                 self._cfg.backoff_initial_s,
                 self._cfg.backoff_max_s,
@@ -252,6 +286,23 @@ class Poster:
             )
         self._service_failures += 1
         self._hold_until = max(self._hold_until, now + delay)
+
+    def _capped_retry_after(self, asked: float, result: PostResult) -> float:
+        """twinzo's `Retry-After`, cut to `retry_after_cap_s`; the hold is logged (folded).
+
+        One answer of `Retry-After: 86400` would otherwise stop the plant for a day.
+        """
+        cap = self._cfg.retry_after_cap_s
+        delay = min(asked, cap)
+        where = "authentication" if result.auth_failed else "post"
+        text = (
+            f"{self._plant.name}: twinzo answered {result.code} with Retry-After {asked:g}s "
+            f"({where}); posting held for {delay:g}s"
+        )
+        if asked > cap:
+            text += f" (capped by twinzo.retry_after_max_s = {cap:g}s)"
+        self._log.limited("WARN", f"retry-after:{self._plant.name}", text, self._plant.name)
+        return delay
 
     def _ok_text(self, location: Location) -> str:
         label = self._plant.label

@@ -11,7 +11,16 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from dtp_console.bridge.clock import TimestampUnit
 from dtp_console.bridge.device_map import mapping_problems
@@ -32,6 +41,7 @@ __all__ = [
     "SandboxConfig",
     "SandboxFaults",
     "TwinzoConfig",
+    "header_problem",
 ]
 
 PayloadFormat = Literal["ati_sherpa", "hitech", "generic"]
@@ -48,6 +58,43 @@ DEFAULT_TOPICS: dict[str, list[str]] = {
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+def header_problem(value: str) -> str | None:
+    """Why `value` cannot be an HTTP header value, without quoting it; None when it can.
+
+    httpx encodes header values as ASCII, and a control character would split or
+    corrupt the request: allowed are printable ASCII (0x20-0x7E) with no space
+    at either end (a pasted key often carries one).
+    """
+    for index, char in enumerate(value):
+        if not 0x20 <= ord(char) <= 0x7E:
+            return f"character {index + 1} is U+{ord(char):04X}"
+    if value != value.strip():
+        return "it starts or ends with a space"
+    return None
+
+
+def _refuse_header_values(title: str, fields: dict[str, str | SecretStr | None]) -> None:
+    """Raise a ValidationError per bad header field, located at the field, value left out.
+
+    The loader echoes a rejected input unless it is empty; these may be secrets (or
+    carry terminal escapes), so each error is raised with no input at all.
+    """
+    errors: list[InitErrorDetails] = []
+    for name, raw in fields.items():
+        value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
+        problem = header_problem(value) if value is not None else None
+        if problem is not None:
+            error = PydanticCustomError(
+                "header_value",
+                "must be printable ASCII (0x20-0x7E) with no space at either end, as it is "
+                "sent as an HTTP header: {problem}",
+                {"problem": problem},
+            )
+            errors.append(InitErrorDetails(type=error, loc=(name,), input=None))
+    if errors:
+        raise ValidationError.from_exception_data(title, errors)
 
 
 class _FiniteModel(_Model):
@@ -137,11 +184,16 @@ class PlantTwinzo(_Model):
     """twinzo sector the plant's locations are posted to."""
     branch: str | None = None
     """Branch GUID sent as the `Branch` header; the one authentication returns when unset
-    (required in batch mode)."""
+    (required in batch mode). Printable ASCII, no space at either end."""
     batch: bool = False
     """Post many devices per request with `/v3/localization/batch` instead of one device each."""
     password: SecretStr | None = None
     """Device password for this plant's logins; `twinzo.password` when unset."""
+
+    @model_validator(mode="after")
+    def _header_values(self) -> PlantTwinzo:
+        _refuse_header_values("PlantTwinzo", {"branch": self.branch})
+        return self
 
 
 class Affine(_FiniteModel):
@@ -284,11 +336,13 @@ class TwinzoConfig(_Model):
     base_url: str = "https://api.platform.twinzo.com"
     """API base URL (ignored while the sandbox is enabled)."""
     client: str = ""
-    """twinzo client name sent when authenticating devices (`TWINZO_CLIENT`)."""
+    """twinzo client name sent when authenticating devices (`TWINZO_CLIENT`) and as the
+    `Client` header of batch requests: printable ASCII, no space at either end."""
     password: SecretStr = SecretStr("")
     """Device password (`TWINZO_PASSWORD`); a plant may override it."""
     api_key: SecretStr = SecretStr("")
-    """API key sent as the `Api-Key` header (`TWINZO_API_KEY`)."""
+    """API key sent as the `Api-Key` header (`TWINZO_API_KEY`); printable ASCII with no
+    space at either end (checked at load; the error never shows the key)."""
     verify_tls: bool = True
     """Verify twinzo's TLS certificate."""
     ca_file: Path | None = None
@@ -305,6 +359,11 @@ class TwinzoConfig(_Model):
     backoff_max_s: float = Field(default=2.0, gt=0)
     """Cap of that pause: while twinzo is down one probe per plant at least this often,
     and once it is back every device resumes within about this long."""
+    retry_after_max_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """Longest pause a twinzo `Retry-After` (on a post or an authentication) may impose
+    on a plant; a longer one is cut to this. Every such hold is logged as a warning
+    (repeats folded). Unset: equal to `backoff_max_s`, so one answer can never hold a
+    plant longer than an outage would."""
     auth_backoff_s: float = Field(default=10.0, ge=0)
     """After a failed authentication, wait this long before trying that login again."""
     flush_interval_ms: int = Field(default=100, ge=5)
@@ -315,6 +374,19 @@ class TwinzoConfig(_Model):
     """Most devices in one batch request."""
     drain_timeout_s: float = Field(default=10.0, ge=0)
     """On shutdown, how long to keep posting what is still pending."""
+
+    @model_validator(mode="after")
+    def _header_values(self) -> TwinzoConfig:
+        # `client` is also the `Client` header of batch requests.
+        _refuse_header_values("TwinzoConfig", {"api_key": self.api_key, "client": self.client})
+        return self
+
+    @property
+    def retry_after_cap_s(self) -> float:
+        """The effective cap of a `Retry-After` hold (`retry_after_max_s` or `backoff_max_s`)."""
+        if self.retry_after_max_s is None:
+            return self.backoff_max_s
+        return self.retry_after_max_s
 
 
 class SandboxFaults(_Model):

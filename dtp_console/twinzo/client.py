@@ -8,6 +8,9 @@ for an HTTP or network failure, so a poster can account for every location.
 from __future__ import annotations
 
 import email.utils
+import math
+import re
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +19,7 @@ from typing import Any
 import httpx
 import orjson
 
-from dtp_console.config.model import TwinzoConfig
+from dtp_console.config.model import TwinzoConfig, header_problem
 from dtp_console.state import EngineState
 from dtp_console.twinzo.tokens import AuthError, Token, TokenCache
 
@@ -52,19 +55,49 @@ class PostResult:
         return str(self.status) if self.status is not None else (self.error or "error")
 
 
+#: delta-seconds (RFC 9110 says digits; the sandbox and some proxies send a fraction).
+#: ASCII only: `float()` would also read `inf`, `1e309` and Arabic-Indic digits.
+_DELTA_SECONDS = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,6})?", re.ASCII)
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """`Retry-After` as seconds (delta-seconds or an HTTP date); None when absent/invalid."""
+    """`Retry-After` as seconds (delta-seconds or an HTTP date); None when absent/invalid.
+
+    Always a finite, non-negative number or None, whatever the header says; the
+    caller caps it (`TwinzoConfig.retry_after_cap_s`).
+    """
     if not value:
         return None
+    text = value.strip()
+    if _DELTA_SECONDS.fullmatch(text):
+        return float(text)
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(text)
+        delay = when.timestamp() - time.time()
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, delay) if math.isfinite(delay) else None
+
+
+def _failure_kind(exc: BaseException) -> str:
+    """A short, secret-free reason for a failed request: the type name, never `str(exc)`.
+
+    httpx's messages can echo a header value (an API key with a bad character);
+    only a certificate problem, found anywhere in the cause chain, adds OpenSSL's
+    verification message (`self-signed certificate`, `Hostname mismatch, …`), which
+    names at most the host we connected to.
+    """
+    kind = type(exc).__name__
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, ssl.SSLCertVerificationError):
+            detail = str(link.verify_message or link.reason or "")
+            detail = "".join(c if c.isprintable() and c.isascii() else "?" for c in detail)[:120]
+            return f"{kind} (certificate verify failed{': ' + detail if detail else ''})"
+        link = link.__cause__ or link.__context__
+    return kind
 
 
 def _retryable(status: int) -> bool:
@@ -129,7 +162,13 @@ class TwinzoClient:
             raise AuthError(None, "timeout", retryable=True) from None
         except httpx.TransportError as exc:
             raise AuthError(
-                None, f"connection error: {type(exc).__name__}", retryable=True
+                None, f"connection error: {_failure_kind(exc)}", retryable=True
+            ) from None
+        except Exception as exc:
+            # Anything else (a header httpx cannot encode, a bug) is a counted failure too;
+            # retrying cannot help, and the message may quote a header: type name only.
+            raise AuthError(
+                None, f"internal error: {type(exc).__name__}", retryable=False
             ) from None
         if response.status_code != 200:
             raise AuthError(
@@ -141,15 +180,29 @@ class TwinzoClient:
         try:
             data = orjson.loads(response.content)
             now = time.time()
-            return Token(
+            token = Token(
                 value=str(data["Token"]),
                 client=str(data["Client"]),
                 branch=str(data["Branch"]),
                 expires_at=float(data["Expiration"]) / 1000.0,
                 obtained_at=now,
             )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError):
             raise AuthError(200, "unreadable authentication response", retryable=True) from None
+        # These three become headers of every post of the device: refuse what httpx
+        # could not send (or that would split a header) here, once, not per request.
+        for name, value in (
+            ("Token", token.value),
+            ("Client", token.client),
+            ("Branch", token.branch),
+        ):
+            if header_problem(value) is not None:
+                raise AuthError(
+                    200, f"authentication response: {name} is not a valid header", retryable=False
+                )
+        if not math.isfinite(token.expires_at):
+            raise AuthError(200, "unreadable authentication response", retryable=True)
+        return token
 
     def _headers(self, client: str, branch: str, token: str | None) -> dict[str, str]:
         headers = {
@@ -241,8 +294,16 @@ class TwinzoClient:
                 ok=False,
                 status=None,
                 latency_ms=_ms(started),
-                error=f"connection error: {type(exc).__name__}",
+                error=f"connection error: {_failure_kind(exc)}",
                 retryable=True,
+            )
+        except Exception as exc:
+            # See `_token_call`: counted, not retried, and never the exception's text.
+            return PostResult(
+                ok=False,
+                status=None,
+                latency_ms=_ms(started),
+                error=f"internal error: {type(exc).__name__}",
             )
 
 

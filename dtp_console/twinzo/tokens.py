@@ -143,6 +143,16 @@ class TokenCache:
         except AuthError as exc:
             auth.status, auth.last_result, auth.last_error = "failed", exc.code, exc.message
             raise
+        except asyncio.CancelledError:
+            # Shut down mid-flight: not a failure, but never left `refreshing`.
+            auth.status = "none"
+            raise
+        except Exception as exc:
+            # Whatever went wrong, the login is `failed` and callers get an AuthError;
+            # the type name only, as an exception's text may quote a header (a secret).
+            kind = f"internal error: {type(exc).__name__}"
+            auth.status, auth.last_result, auth.last_error = "failed", "error", kind
+            raise AuthError(None, kind, retryable=False) from None
         auth.authentications += 1
         return self._store(login, token)
 
@@ -152,8 +162,11 @@ class TokenCache:
         try:
             token = await self._refresh(old)
             auth.refreshes += 1
-        except AuthError:
-            # The refresh endpoint refused; a fresh authentication may still work.
+        except asyncio.CancelledError:
+            auth.status = "valid" if self._tokens.get(login) is old else "none"
+            raise
+        except Exception:
+            # The refresh endpoint refused (or failed); a fresh authentication may still work.
             return await self._login(login, password)
         return self._store(login, token)
 
