@@ -93,7 +93,13 @@ def _failure_kind(exc: BaseException) -> str:
     while link is not None and id(link) not in seen:
         seen.add(id(link))
         if isinstance(link, ssl.SSLCertVerificationError):
-            detail = str(link.verify_message or link.reason or "")
+            # aiohttp's ClientConnectorCertificateError is one too, without these attributes.
+            detail = str(
+                getattr(link, "verify_message", None) or getattr(link, "reason", None) or ""
+            )
+            if not detail and link.__cause__ is not None:
+                link = link.__cause__
+                continue
             detail = "".join(c if c.isprintable() and c.isascii() else "?" for c in detail)[:120]
             return f"{kind} (certificate verify failed{': ' + detail if detail else ''})"
         link = link.__cause__ or link.__context__

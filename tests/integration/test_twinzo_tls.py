@@ -19,6 +19,7 @@ from aiohttp import web
 
 from dtp_console.config.model import TwinzoConfig
 from dtp_console.twinzo.client import TwinzoClient
+from dtp_console.twinzo.http import twinzo_http_client
 from tests.support.mosquitto import TlsFiles, free_port
 
 pytestmark = pytest.mark.integration
@@ -83,19 +84,36 @@ async def wrong_host_url(tls_files: TlsFiles, tmp_path: Path) -> AsyncIterator[s
         yield url
 
 
-def _config() -> TwinzoConfig:
-    return TwinzoConfig(client="demo", password="change-me", api_key="change-me")
+def _config(ca: Path | None = None) -> TwinzoConfig:
+    return TwinzoConfig(client="demo", password="change-me", api_key="change-me", ca_file=ca)
 
 
-async def _post(url: str, verify: ssl.SSLContext | bool) -> tuple[TwinzoClient, str | None]:
-    async with httpx.AsyncClient(verify=verify, timeout=5.0) as http:
-        client = TwinzoClient(http, _config(), base_url=url)
+@pytest.fixture(params=["aiohttp", "httpx"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """The runtime's transport (aiohttp's) and httpx's own: both must name the problem."""
+    return str(request.param)
+
+
+def _http(transport: str, ca: Path | None) -> httpx.AsyncClient:
+    if transport == "aiohttp":
+        return twinzo_http_client(_config(ca), user_agent="t")
+    verify: ssl.SSLContext | bool = True
+    if ca is not None:
+        verify = ssl.create_default_context(cafile=str(ca))
+    return httpx.AsyncClient(verify=verify, timeout=5.0)
+
+
+async def _post(url: str, ca: Path | None, transport: str) -> tuple[TwinzoClient, str | None]:
+    async with _http(transport, ca) as http:
+        client = TwinzoClient(http, _config(ca), base_url=url)
         result = await client.post_device("tugger-01", "change-me", [{"X": 1.0}])
     return client, result.error
 
 
-async def test_untrusted_certificate_says_certificate_verify_failed(https_url: str) -> None:
-    client, error = await _post(https_url, True)  # the system store lacks the test CA
+async def test_untrusted_certificate_says_certificate_verify_failed(
+    https_url: str, transport: str
+) -> None:
+    client, error = await _post(https_url, None, transport)  # the system store lacks the CA
     assert error is not None
     assert error.startswith("connection error: ConnectError (certificate verify failed: ")
     assert "issuer" in error or "self" in error, error
@@ -104,22 +122,24 @@ async def test_untrusted_certificate_says_certificate_verify_failed(https_url: s
     assert auth.last_error == error
 
 
-async def test_hostname_mismatch_says_so(wrong_host_url: str, tls_files: TlsFiles) -> None:
-    trusting = ssl.create_default_context(cafile=str(tls_files.ca))
-    _client, error = await _post(wrong_host_url, trusting)
+async def test_hostname_mismatch_says_so(
+    wrong_host_url: str, tls_files: TlsFiles, transport: str
+) -> None:
+    _client, error = await _post(wrong_host_url, tls_files.ca, transport)
     assert error is not None
     assert "certificate verify failed" in error
     assert "mismatch" in error.lower(), error
 
 
-async def test_trusted_certificate_posts(https_url: str, tls_files: TlsFiles) -> None:
-    trusting = ssl.create_default_context(cafile=str(tls_files.ca))
-    async with httpx.AsyncClient(verify=trusting, timeout=5.0) as http:
-        client = TwinzoClient(http, _config(), base_url=https_url)
+async def test_trusted_certificate_posts(
+    https_url: str, tls_files: TlsFiles, transport: str
+) -> None:
+    async with _http(transport, tls_files.ca) as http:
+        client = TwinzoClient(http, _config(tls_files.ca), base_url=https_url)
         result = await client.post_device("tugger-01", "change-me", [{"X": 1.0}])
     assert result.ok, result
 
 
-async def test_plain_connection_refused_stays_a_connect_error() -> None:
-    _client, error = await _post(f"https://127.0.0.1:{free_port()}", True)
+async def test_plain_connection_refused_stays_a_connect_error(transport: str) -> None:
+    _client, error = await _post(f"https://127.0.0.1:{free_port()}", None, transport)
     assert error == "connection error: ConnectError"
