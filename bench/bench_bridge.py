@@ -60,6 +60,7 @@ from _common import (
     percentile,
 )
 
+from dtp_console.bridge import poster as poster_module
 from dtp_console.bridge.worker import Bridge
 from dtp_console.config.model import ConsoleConfig, SandboxConfig, TwinzoConfig
 from dtp_console.events import Bus, OpsLog
@@ -495,6 +496,16 @@ async def phase_intake(opts: argparse.Namespace, port: int) -> dict[str, Any]:
     return result
 
 
+async def phase_intake_nodefer(opts: argparse.Namespace, port: int) -> dict[str, Any]:
+    """`intake` with the poster's burst deferral switched off (flushes never skipped)."""
+    saved = poster_module.INTAKE_BACKLOG_DEFER, poster_module.MAX_DEFER_S
+    poster_module.INTAKE_BACKLOG_DEFER, poster_module.MAX_DEFER_S = 10**12, 0.0
+    try:
+        return await phase_intake(opts, port)
+    finally:
+        poster_module.INTAKE_BACKLOG_DEFER, poster_module.MAX_DEFER_S = saved
+
+
 def localization_requests(sandbox: TwinzoSandbox) -> int:
     """Requests the sandbox served other than authentication and token refresh."""
     stats = sandbox.stats
@@ -850,7 +861,9 @@ def fmt_ms(value: float | None) -> str:
 # -- main ---------------------------------------------------------------------------------
 
 
-PHASES = ("raw", "intake", "baseline", "latency")
+PHASES = ("raw", "intake", "intake_nodefer", "baseline", "latency")
+#: What runs unless --phases says otherwise (`intake_nodefer` is the deferral A/B).
+DEFAULT_PHASES = ("raw", "intake", "baseline", "latency")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -879,7 +892,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="httpx pool size (default: the runtime's, 2 x twinzo.max_concurrency)",
     )
     parser.add_argument(
-        "--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}"
+        "--phases",
+        default=",".join(DEFAULT_PHASES),
+        help=f"comma-separated subset of {','.join(PHASES)}",
     )
     parser.add_argument(
         "--transport",
@@ -922,6 +937,7 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
     phases: dict[str, Callable[[argparse.Namespace, int], Any]] = {
         "raw": phase_raw,
         "intake": phase_intake,
+        "intake_nodefer": phase_intake_nodefer,
         "baseline": phase_baseline,
         "latency": phase_latency,
     }
@@ -933,7 +949,7 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
         drops = DropWatch(broker.port)
         await drops.start()
         # raw and intake alternate `repeat` times so drift and neighbours' load hit both alike.
-        bursts = [name for name in ("raw", "intake") if name in opts.phases]
+        bursts = [name for name in ("raw", "intake", "intake_nodefer") if name in opts.phases]
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in bursts}
         for attempt in range(opts.repeat):
             for name in bursts:
@@ -1045,6 +1061,15 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(run(opts))
     print(render(results))
     print(render_transports(results))
+    nodefer, raw = results.get("intake_nodefer"), results.get("raw")
+    if nodefer and raw and raw["rate"] and results.get("intake"):
+        with_defer = results["intake"]
+        print(
+            f"\nburst deferral A/B: intake {with_defer['rate']:,.0f} msg/s "
+            f"({with_defer['rate'] / raw['rate']:.0%} of raw, runs {with_defer['runs_rate']}) "
+            f"with it, {nodefer['rate']:,.0f} msg/s ({nodefer['rate'] / raw['rate']:.0%} of raw, "
+            f"runs {nodefer['runs_rate']}) without; raw {raw['rate']:,.0f} msg/s"
+        )
     intake = results.get("intake") or {}
     if intake.get("profile_top"):
         print("\nintake phase, cProfile top functions by own time:\n")
