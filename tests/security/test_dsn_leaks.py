@@ -18,6 +18,7 @@ from dtp_console.events import Bus, LogLine, OpsLog
 from dtp_console.pg import describe_pg_error, plaintext_warning, ssl_argument
 from dtp_console.registry.errors import RegistryError
 from dtp_console.registry.postgres_repo import PostgresRepository
+from dtp_console.runtime import Engine
 from dtp_console.stores.config import PostgresConfig, StoresConfig
 from dtp_console.stores.mapping import event_from_log
 from dtp_console.stores.postgres import PostgresStore
@@ -241,3 +242,34 @@ def test_http_influx_and_bolt_neo4j_with_credentials_to_a_remote_host_warn() -> 
         {"neo4j": {"uri": "bolt://127.0.0.1:7687", "password": SECOND}}
     )
     assert plaintext_warnings(local) == []
+
+
+async def test_the_store_service_and_the_engine_warn_at_start(tmp_path: Path) -> None:
+    config = StoresConfig.model_validate(
+        {
+            "sqlite_path": str(tmp_path / "platform.sqlite3"),
+            "blob_dir": str(tmp_path / "blobs"),
+            # The driver connects lazily: nothing is sent to this host by the test.
+            "neo4j": {"uri": "bolt://graph.example.com:7687", "password": SECOND},
+        }
+    )
+    bus = Bus()
+    feed = bus.subscribe()
+    async with StoreService(config, bus, OpsLog(bus, 60.0)):
+        pass
+    warned = [e for e in feed.drain() if isinstance(e, LogLine) and e.level == "WARN"]
+    assert any("stores.neo4j" in e.text and "in clear" in e.text for e in warned)
+    assert not [e for e in warned if SECOND in e.text]
+
+    path = tmp_path / "console.yaml"
+    remote = f"postgresql://dtp:{FIRST}@db.example.com:5432/dtp"
+    path.write_text(BASE + f"registry: {{postgres_dsn: '{remote}'}}\nstores: {{enabled: false}}\n")
+    engine = Engine(load_config(path, environ={}))
+    lines = engine.bus.subscribe()
+    engine._warn_plaintext_registry()
+    shown = [e.render() for e in lines.drain() if isinstance(e, LogLine)]
+    assert len(shown) == 1
+    assert shown[0].startswith(
+        "WARN registry.postgres_dsn: the password to db.example.com:5432/dtp"
+    )
+    assert FIRST not in shown[0]
