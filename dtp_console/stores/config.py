@@ -33,7 +33,12 @@ _NEO4J_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
 
 def validate_dsn(value: SecretStr | None) -> SecretStr | None:
-    """A DSN asyncpg can parse, else `ValueError("invalid DSN: …")` that never quotes it."""
+    """A DSN asyncpg can parse, else `ValueError("invalid DSN: …")` that never quotes it.
+
+    An empty DSN (`${STORES_PG_DSN:-}` with the variable unset) means unset.
+    """
+    if value is not None and not value.get_secret_value().strip():
+        return None
     if value is not None:
         try:
             parse_pg_dsn(value.get_secret_value())

@@ -100,6 +100,16 @@ def test_percent_encoded_and_non_ascii_passwords_load(tmp_path: Path) -> None:
     assert parsed.user == "dtp"
 
 
+def test_an_empty_dsn_means_unset(tmp_path: Path) -> None:
+    path = tmp_path / "console.yaml"
+    path.write_text(
+        BASE + "stores: {postgres: {dsn: '${PG_DSN:-}'}}\nregistry: {postgres_dsn: ''}\n"
+    )
+    config = load_config(path, environ={})
+    assert config.stores.postgres.dsn is None
+    assert config.registry.postgres_dsn is None
+
+
 def test_parse_errors_never_quote_the_dsn() -> None:
     for char in "/@#?":
         with pytest.raises(DsnError) as caught:
