@@ -28,7 +28,8 @@ class RegistryConfig(_Model):
     (its folder is created on first use)."""
     postgres_dsn: SecretStr | None = None
     """PostgreSQL DSN (`postgresql://user:pass@host:5432/db`); when set, twins are kept
-    there instead of SQLite. Write `${REGISTRY_PG_DSN}` to keep the password out of the file."""
+    there instead of SQLite. Write `${REGISTRY_PG_DSN}` to keep the password out of the file.
+    Parsed at load: write `/`, `@`, `#`, `?` in the password as `%2F`, `%40`, `%23`, `%3F`."""
     postgres_sslmode: SslMode | None = None
     """TLS to the registry's PostgreSQL, as libpq's `sslmode` (see `stores.postgres.sslmode`);
     unset: the DSN's `?sslmode=`, else `prefer`."""

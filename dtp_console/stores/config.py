@@ -90,7 +90,8 @@ class PostgresConfig(_Model):
 
     dsn: SecretStr | None = None
     """DSN (`postgresql://user:pass@host:5432/db`); unset keeps observations and events in
-    SQLite. Write `${STORES_PG_DSN}` to keep the password out of the file."""
+    SQLite. Write `${STORES_PG_DSN}` to keep the password out of the file. Parsed at load:
+    write `/`, `@`, `#`, `?` in the password as `%2F`, `%40`, `%23`, `%3F`."""
     pool_size: int = Field(default=4, ge=1, le=100)
     """Most connections the pool opens."""
     batch_size: int = Field(default=5_000, ge=1, le=1_000_000)
@@ -115,7 +116,8 @@ class InfluxConfig(_Model):
     """InfluxDB 2: observations as measurement `observation`, tag `signal_id`, field `value`."""
 
     url: str | None = None
-    """Base URL (`http://127.0.0.1:8086`); unset means observations do not go to InfluxDB."""
+    """Base URL (`http://127.0.0.1:8086`); unset means observations do not go to InfluxDB.
+    No user info in it: the token goes in `token`."""
     token: SecretStr | None = None
     """API token (masked wherever shown). Write `${INFLUX_TOKEN}`."""
     org: str = "dtp"
@@ -138,7 +140,8 @@ class Neo4jConfig(_Model):
     """Neo4j 5: twins, assets, dependencies, plants and their devices."""
 
     uri: str | None = None
-    """Bolt URI (`bolt://127.0.0.1:7687` or `neo4j://…`); unset keeps relationships in SQLite."""
+    """Bolt URI (`bolt://127.0.0.1:7687`, `bolt+s://…`, `neo4j://…`); unset keeps relationships
+    in SQLite. No user info in it: the credentials go in `user` and `password`."""
     user: str = "neo4j"
     """User name."""
     password: SecretStr | None = None
