@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from dtp_console.events import Bus, Event, LogLine, StoreHealth, TwinDeleted, TwinUpdated
 from dtp_console.state import EngineState, PlantState
 
-__all__ = ["HeadlessRenderer", "stats_line"]
+__all__ = ["HeadlessRenderer", "stats_line", "stores_stats_line"]
 
 
 def stats_line(plant: PlantState, rate: float | None = None) -> str:
@@ -35,6 +35,21 @@ def stats_line(plant: PlantState, rate: float | None = None) -> str:
         f"pend {c.pending}",
     ]
     return f"STATS {plant.name}: mqtt {plant.mqtt} | " + " ".join(parts)
+
+
+def stores_stats_line(stores: dict[str, Any]) -> str:
+    """`STATS stores: drop … pend … | <role>:<store> wr … pend … drop … retry …` (one line).
+
+    Kept apart from the per-plant `stats_line` on purpose: spool drops are the
+    stores' loss, not a plant's.
+    """
+    spools = stores.get("spools", {})
+    parts = [
+        f"{key} wr {s['written']} pend {s['pending']} drop {s['dropped']} retry {s['retries']}"
+        for key, s in spools.items()
+    ]
+    head = f"STATS stores: drop {stores.get('dropped', 0)} pend {stores.get('pending', 0)}"
+    return " | ".join([head, *parts])
 
 
 class HeadlessRenderer:
@@ -111,6 +126,8 @@ class HeadlessRenderer:
                 rate = (plant.counters.received - last[1]) / (now - last[0])
             self._last_rx[plant.name] = (now, plant.counters.received)
             self._write(stats_line(plant, rate))
+        if self._state.store_stats is not None:
+            self._write(stores_stats_line(self._state.store_stats()))
         if self._state.platform_topics:
             topics = " ".join(f"{t} {n}" for t, n in sorted(self._state.platform_topics.items()))
             self._write(f"STATS platform: {topics}")

@@ -30,6 +30,7 @@ from dtp_console.state import EngineState, PlantState
 from dtp_console.stores.records import EventRecord
 from dtp_console.twinzo.client import TwinzoClient
 from dtp_console.twinzo.http import twinzo_http_client
+from dtp_console.urls import mask_url
 
 __all__ = ["Engine"]
 
@@ -81,10 +82,16 @@ class Engine:
             )
             store_feed = self.bus.subscribe(maxsize=50_000) if self.config.stores.enabled else None
             await self._open_stores(stack)
+            if self.stores is None and store_feed is not None:
+                store_feed.close()
+                store_feed = None
             client = TwinzoClient(http, twinzo, base_url=base_url, state=self.state)
-            self.state.twinzo_url = client.base_url
+            # Masked at the source: the banner, the UI and the stats JSON all read this.
+            self.state.twinzo_url = mask_url(client.base_url)
             if not twinzo.verify_tls:
-                self.log.emit("WARN", f"TLS verification is OFF for twinzo ({client.base_url})")
+                self.log.emit(
+                    "WARN", f"TLS verification is OFF for twinzo ({self.state.twinzo_url})"
+                )
             for plant in self.plants:
                 plant_state = self.state.plants[plant.name] = PlantState(plant.name)
                 self.bridges[plant.name] = Bridge(
@@ -125,7 +132,7 @@ class Engine:
         plants = ", ".join(
             f"{name} <- {host}:{port}" for name, (host, port) in self.addresses.items()
         )
-        return (
+        return mask_url(
             f"dtp-console {__version__}: twinzo {self.state.twinzo_url}; plants: {plants or 'none'}"
         )
 
@@ -203,15 +210,39 @@ class Engine:
             await watcher
 
     async def _open_stores(self, stack: contextlib.AsyncExitStack) -> None:
+        self._warn_plaintext_registry()
         if not self.config.stores.enabled:
             return
         from dtp_console.stores.service import StoreService
 
-        service = StoreService(self.config.stores, self.bus, self.log)
-        await stack.enter_async_context(service)
+        # A store that cannot open is a red badge and a log line (the service catches it);
+        # a failure building the service itself must not stop the bridges either.
+        try:
+            service = StoreService(self.config.stores, self.bus, self.log)
+            await stack.enter_async_context(service)
+        except Exception as exc:
+            reason = mask_url(f"{type(exc).__name__}: {exc}".splitlines()[0])
+            self.log.emit("FAIL", f"stores not started: {reason}; bridges run without them")
+            return
         self.stores = service
+        self.state.store_stats = service.stats_dict
         for plant in self.plants:
             service.sync_device_map(plant.name, plant.device_map, snapshot=False)
+
+    def _warn_plaintext_registry(self) -> None:
+        registry = self.config.registry
+        if not registry.enabled or registry.postgres_dsn is None:
+            return
+        from dtp_console.pg import plaintext_warning
+
+        warning = plaintext_warning(
+            "registry.postgres_dsn",
+            registry.postgres_dsn.get_secret_value(),
+            registry.postgres_sslmode,
+            registry.postgres_ca_file,
+        )
+        if warning:
+            self.log.emit("WARN", warning)
 
     async def _feed_stores(self, feed: Subscription, stop: asyncio.Event) -> None:
         """Failures and registry changes from the bus become events and graph updates."""

@@ -13,6 +13,7 @@ bridge has drained it is zero and `received == sum(outcomes)`.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -205,6 +206,8 @@ class EngineState:
     started_at: float = 0.0
     platform_topics: Counter[str] = field(default_factory=Counter)
     """Messages seen per topic on the platform broker (`dtp/#`)."""
+    store_stats: Callable[[], dict[str, Any]] | None = None
+    """Reads the stores' spool counters and health (set by the engine while stores run)."""
 
     def auth_for(self, login: str) -> AuthState:
         """The token facts of `login`, created on first use."""
@@ -220,4 +223,5 @@ class EngineState:
             "plants": {name: plant.as_dict() for name, plant in self.plants.items()},
             "auth": {login: a.as_dict() for login, a in sorted(self.auth.items())},
             "platform_topics": dict(sorted(self.platform_topics.items())),
+            "stores": self.store_stats() if self.store_stats is not None else None,
         }

@@ -10,6 +10,7 @@ import yaml
 
 from dtp_console.cli.common import add_config_arg, load_or_exit
 from dtp_console.config import masked_dump
+from dtp_console.urls import mask_url
 
 __all__ = ["register"]
 
@@ -24,8 +25,19 @@ def register(sub: Any) -> None:
     show.set_defaults(func=_show)
 
 
+def _mask_urls(node: Any) -> Any:
+    """Every string in `node` with URL user info masked (`twinzo.base_url`, `neo4j.uri`, …)."""
+    if isinstance(node, str):
+        return mask_url(node)
+    if isinstance(node, dict):
+        return {key: _mask_urls(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_mask_urls(value) for value in node]
+    return node
+
+
 def _show(args: argparse.Namespace) -> int:
-    data = masked_dump(load_or_exit(args))
+    data = _mask_urls(masked_dump(load_or_exit(args)))
     if args.json:
         print(json.dumps(data, indent=2))
     else:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from dtp_console.stores.config import SslMode, validate_ca_file, validate_dsn
 
 __all__ = ["RegistryConfig"]
 
@@ -26,8 +28,18 @@ class RegistryConfig(_Model):
     (its folder is created on first use)."""
     postgres_dsn: SecretStr | None = None
     """PostgreSQL DSN (`postgresql://user:pass@host:5432/db`); when set, twins are kept
-    there instead of SQLite. Write `${REGISTRY_PG_DSN}` to keep the password out of the file."""
+    there instead of SQLite. Write `${REGISTRY_PG_DSN}` to keep the password out of the file.
+    Parsed at load: write `/`, `@`, `#`, `?` in the password as `%2F`, `%40`, `%23`, `%3F`."""
+    postgres_sslmode: SslMode | None = None
+    """TLS to the registry's PostgreSQL, as libpq's `sslmode` (see `stores.postgres.sslmode`);
+    unset: the DSN's `?sslmode=`, else `prefer`."""
+    postgres_ca_file: Path | None = None
+    """PEM file of the CA(s) that signed the registry PostgreSQL's certificate; unset uses
+    the system's trust store."""
     watch: bool = True
     """Watch the twins folder: created or edited files re-register, deleted files deprecate."""
     debounce_ms: int = Field(default=200, ge=10, le=5_000)
     """Changes arriving within this many milliseconds are handled as one batch."""
+
+    _dsn_parses = field_validator("postgres_dsn")(validate_dsn)
+    _ca_loads = field_validator("postgres_ca_file")(validate_ca_file)

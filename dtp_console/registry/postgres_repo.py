@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from dtp_console.pg import describe_pg_error, ssl_argument
 from dtp_console.registry.errors import RegistryError
 from dtp_console.registry.lifecycle import TwinStatus
 from dtp_console.registry.model import ServiceRecord, StatusChange, TwinRecord
@@ -101,10 +103,20 @@ async def _init_connection(conn: Any) -> None:
 class PostgresRepository:
     """`TwinRepository` on PostgreSQL."""
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        sslmode: str | None = None,
+        ca_file: Path | None = None,
+    ) -> None:
         self._dsn = dsn
         self._min_size = min_size
         self._max_size = max_size
+        self._sslmode = sslmode
+        self._ca_file = ca_file
         self._pool: Any = None
 
     def __repr__(self) -> str:
@@ -116,10 +128,21 @@ class PostgresRepository:
             return
         try:
             pool = await asyncpg.create_pool(
-                self._dsn, min_size=self._min_size, max_size=self._max_size, init=_init_connection
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                init=_init_connection,
+                ssl=ssl_argument(self._sslmode, self._ca_file),
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            msg = f"cannot connect to the registry's PostgreSQL: {exc}"
+        except (
+            OSError,
+            TimeoutError,
+            ValueError,  # asyncpg's DSN parser: its text may hold part of the password
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+        ) as exc:
+            # Never `{exc}`: asyncpg's messages can quote the DSN.
+            msg = f"cannot connect to the registry's PostgreSQL: {describe_pg_error(exc)}"
             raise RegistryError(msg) from None
         try:
             async with pool.acquire() as conn, conn.transaction():

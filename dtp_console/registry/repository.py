@@ -108,7 +108,11 @@ def open_repository(config: RegistryConfig) -> TwinRepository:
     if config.postgres_dsn is not None:
         from dtp_console.registry.postgres_repo import PostgresRepository
 
-        return PostgresRepository(config.postgres_dsn.get_secret_value())
+        return PostgresRepository(
+            config.postgres_dsn.get_secret_value(),
+            sslmode=config.postgres_sslmode,
+            ca_file=config.postgres_ca_file,
+        )
     from dtp_console.registry.sqlite_repo import SqliteRepository
 
     return SqliteRepository(config.sqlite_path)

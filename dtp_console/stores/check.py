@@ -16,6 +16,7 @@ from dtp_console.stores.config import StoresConfig
 from dtp_console.stores.plan import SERVERS, StorePlan, plan_stores
 from dtp_console.stores.protocols import Store, StoreError
 from dtp_console.stores.records import ProbeResult
+from dtp_console.urls import mask_url
 
 __all__ = ["format_results", "run_check", "scrub", "secrets_of"]
 
@@ -44,7 +45,8 @@ def secrets_of(config: StoresConfig) -> list[str]:
 
 
 def scrub(text: str, secrets: list[str]) -> str:
-    """`text` with every secret replaced by `***`."""
+    """`text` with every secret and every URL's user info replaced by `***`."""
+    text = mask_url(text)
     for secret in secrets:
         text = text.replace(secret, _MASK)
     return text
@@ -67,8 +69,8 @@ async def _probe(store: Store, role: str, timeout_s: float) -> ProbeResult:
     try:
         async with asyncio.timeout(timeout_s):
             await store.close()
-    except (StoreError, TimeoutError, OSError):
-        pass  # the probe's verdict stands; closing is best effort
+    except Exception:  # noqa: S110 - the probe's verdict stands; closing is best effort
+        pass
     return ProbeResult(store.name, role, error is None, round(latency, 2), error)
 
 

@@ -8,11 +8,77 @@ role there.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-__all__ = ["InfluxConfig", "Neo4jConfig", "PostgresConfig", "S3Config", "StoresConfig"]
+from dtp_console.urls import DsnError, check_url, parse_pg_dsn
+
+__all__ = [
+    "InfluxConfig",
+    "Neo4jConfig",
+    "PostgresConfig",
+    "S3Config",
+    "SslMode",
+    "StoresConfig",
+    "validate_ca_file",
+    "validate_dsn",
+]
+
+#: libpq's `sslmode` values.
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+_NEO4J_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+
+
+def validate_dsn(value: SecretStr | None) -> SecretStr | None:
+    """A DSN asyncpg can parse, else `ValueError("invalid DSN: …")` that never quotes it.
+
+    An empty DSN (`${STORES_PG_DSN:-}` with the variable unset) means unset.
+    """
+    if value is not None and not value.get_secret_value().strip():
+        return None
+    if value is not None:
+        try:
+            parse_pg_dsn(value.get_secret_value())
+        except DsnError as exc:
+            msg = f"invalid DSN: {exc}"
+            raise ValueError(msg) from None
+    return value
+
+
+def validate_ca_file(value: Path | None) -> Path | None:
+    """A CA file that exists and holds PEM certificates (a bad one can never connect)."""
+    if value is not None:
+        try:
+            ssl.create_default_context(cafile=str(value))
+        except FileNotFoundError:
+            msg = "CA file not found"
+            raise ValueError(msg) from None
+        except (OSError, ssl.SSLError):
+            msg = "not a readable PEM CA file"
+            raise ValueError(msg) from None
+    return value
+
+
+def _check_url_field(
+    data: Any, key: str, schemes: tuple[str, ...], hint: str, *, query: bool = True
+) -> None:
+    """Validate `data[key]` as a URL; runs before field parsing so the value is never echoed.
+
+    (The loader shows a rejected field's input; at model level it shows none.)
+    """
+    if not isinstance(data, dict) or not isinstance(data.get(key), str) or not data[key]:
+        return
+    try:
+        check_url(data[key], schemes, userinfo_hint=hint)
+    except DsnError as exc:
+        msg = f"{key}: invalid URL: {exc}"
+        raise ValueError(msg) from None
+    if not query and "?" in data[key]:
+        msg = f"{key}: invalid URL: a query string needs a neo4j:// scheme (routing context)"
+        raise ValueError(msg)
 
 
 class _Model(BaseModel):
@@ -24,20 +90,34 @@ class PostgresConfig(_Model):
 
     dsn: SecretStr | None = None
     """DSN (`postgresql://user:pass@host:5432/db`); unset keeps observations and events in
-    SQLite. Write `${STORES_PG_DSN}` to keep the password out of the file."""
+    SQLite. Write `${STORES_PG_DSN}` to keep the password out of the file. Parsed at load:
+    write `/`, `@`, `#`, `?` in the password as `%2F`, `%40`, `%23`, `%3F`."""
     pool_size: int = Field(default=4, ge=1, le=100)
     """Most connections the pool opens."""
     batch_size: int = Field(default=5_000, ge=1, le=1_000_000)
     """Most observations written in one batch (one COPY into a staging table)."""
     connect_timeout_s: float = Field(default=5.0, gt=0)
     """Give up connecting (or on one statement of a probe) after this many seconds."""
+    sslmode: SslMode | None = None
+    """TLS to the server, as libpq's `sslmode`: `verify-full` checks the certificate and
+    the host name, `verify-ca` the certificate only, `require` encrypts without a check
+    (with `ca_file`: as `verify-ca`); `prefer`/`allow`/`disable` may send the password in
+    clear. Unset: the DSN's `?sslmode=`, else `prefer`. A warning is logged at start
+    when the password can travel unverified to a host other than this machine."""
+    ca_file: Path | None = None
+    """PEM file of the CA(s) that signed the server's certificate (for `verify-ca` /
+    `verify-full`); unset uses the system's trust store."""
+
+    _dsn_parses = field_validator("dsn")(validate_dsn)
+    _ca_loads = field_validator("ca_file")(validate_ca_file)
 
 
 class InfluxConfig(_Model):
     """InfluxDB 2: observations as measurement `observation`, tag `signal_id`, field `value`."""
 
     url: str | None = None
-    """Base URL (`http://127.0.0.1:8086`); unset means observations do not go to InfluxDB."""
+    """Base URL (`http://127.0.0.1:8086`); unset means observations do not go to InfluxDB.
+    No user info in it: the token goes in `token`."""
     token: SecretStr | None = None
     """API token (masked wherever shown). Write `${INFLUX_TOKEN}`."""
     org: str = "dtp"
@@ -49,12 +129,19 @@ class InfluxConfig(_Model):
     timeout_s: float = Field(default=10.0, gt=0)
     """HTTP timeout of one request."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _url_works(cls, data: Any) -> Any:
+        _check_url_field(data, "url", ("http", "https"), "put the token in `token`")
+        return data
+
 
 class Neo4jConfig(_Model):
     """Neo4j 5: twins, assets, dependencies, plants and their devices."""
 
     uri: str | None = None
-    """Bolt URI (`bolt://127.0.0.1:7687` or `neo4j://…`); unset keeps relationships in SQLite."""
+    """Bolt URI (`bolt://127.0.0.1:7687`, `bolt+s://…`, `neo4j://…`); unset keeps relationships
+    in SQLite. No user info in it: the credentials go in `user` and `password`."""
     user: str = "neo4j"
     """User name."""
     password: SecretStr | None = None
@@ -63,6 +150,15 @@ class Neo4jConfig(_Model):
     """Database name; the server's default when unset."""
     connection_acquisition_timeout: float = Field(default=10.0, gt=0)
     """Seconds to wait for a connection from the driver's pool before failing."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _uri_works(cls, data: Any) -> Any:
+        hint = "set `user` and `password` instead"
+        uri = data.get("uri") if isinstance(data, dict) else None
+        direct = isinstance(uri, str) and uri.lower().startswith("bolt")
+        _check_url_field(data, "uri", _NEO4J_SCHEMES, hint, query=not direct)
+        return data
 
 
 class S3Config(_Model):

@@ -34,6 +34,7 @@ from influxdb_client.domain.write_precision import WritePrecision
 from dtp_console.stores.config import InfluxConfig
 from dtp_console.stores.protocols import StoreError
 from dtp_console.stores.records import Observation, Signal
+from dtp_console.urls import mask_url
 
 __all__ = ["PROBE_SIGNAL_ID", "InfluxObservationStore"]
 
@@ -46,7 +47,7 @@ _EXPORT_INTERVAL_S = 0.2
 
 
 def _one_line(text: object, limit: int = 200) -> str:
-    flat = " ".join(str(text).split())
+    flat = mask_url(" ".join(str(text).split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

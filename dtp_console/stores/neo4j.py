@@ -24,6 +24,7 @@ from neo4j.exceptions import DriverError, Neo4jError
 
 from dtp_console.stores.config import Neo4jConfig
 from dtp_console.stores.protocols import StoreError
+from dtp_console.urls import mask_url
 
 __all__ = ["CONSTRAINTS", "Neo4jGraphStore"]
 
@@ -74,7 +75,7 @@ _PROBE_DELETE: LiteralString = "MATCH (p:DtpProbe {id: $id}) DELETE p"
 
 
 def _one_line(text: object, limit: int = 200) -> str:
-    flat = " ".join(str(text).split())
+    flat = mask_url(" ".join(str(text).split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -103,12 +104,17 @@ class Neo4jGraphStore:
             return
         password = self._config.password.get_secret_value() if self._config.password else ""
         timeout = self._config.connection_acquisition_timeout
-        self._driver = AsyncGraphDatabase.driver(
-            self._uri,
-            auth=(self._config.user, password),
-            connection_acquisition_timeout=timeout,
-            connection_timeout=timeout,
-        )
+        try:
+            self._driver = AsyncGraphDatabase.driver(
+                self._uri,
+                auth=(self._config.user, password),
+                connection_acquisition_timeout=timeout,
+                connection_timeout=timeout,
+            )
+        except (DriverError, ValueError, TypeError) as exc:
+            # The driver's text quotes the whole URI ("Given URI: '…'"): name the kind only.
+            msg = f"{self.name}: the driver refused stores.neo4j.uri ({type(exc).__name__})"
+            raise StoreError(msg) from None
 
     async def close(self) -> None:
         """Close the driver; idempotent. Only at shutdown (see the module docstring)."""

@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 
+from dtp_console.pg import describe_pg_error, ssl_argument
 from dtp_console.stores.config import PostgresConfig
 from dtp_console.stores.protocols import StoreError
 from dtp_console.stores.records import EventRecord, Observation, Severity, Signal
@@ -85,23 +86,6 @@ _NO_TIMESCALE = (
 )
 
 
-def describe_pg_error(exc: BaseException) -> str:
-    """One line an operator can act on, without the DSN."""
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, OSError):
-        return f"cannot connect: {exc.strerror or exc}"
-    if isinstance(exc, asyncpg.PostgresError):
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        code = getattr(exc, "sqlstate", None)
-        return f"{message} (SQLSTATE {code})" if code else message
-    if isinstance(exc, asyncpg.InterfaceError):
-        return f"connection lost: {str(exc).splitlines()[0] if str(exc) else 'interface error'}"
-    return type(exc).__name__
-
-
 class PostgresStore:
     """`ObservationStore` and `EventStore` on PostgreSQL (Timescale when present)."""
 
@@ -127,11 +111,14 @@ class PostgresStore:
             yield
         except StoreError:
             raise
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (
+            OSError,
+            TimeoutError,
+            ValueError,  # asyncpg's DSN parser; its text may echo the password
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+        ) as exc:
             msg = f"postgres {what}: {describe_pg_error(exc)}"
-            raise StoreError(msg) from None
-        except ValueError:  # asyncpg's DSN parser; its text may echo the password
-            msg = f"postgres {what}: invalid DSN"
             raise StoreError(msg) from None
 
     async def open(self) -> None:
@@ -142,6 +129,7 @@ class PostgresStore:
             async with self._errors("connect"):
                 pool = await asyncpg.create_pool(
                     self._dsn,
+                    ssl=ssl_argument(self._config.sslmode, self._config.ca_file),
                     min_size=1,
                     max_size=self._config.pool_size,
                     timeout=self._config.connect_timeout_s,

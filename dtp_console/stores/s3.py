@@ -23,6 +23,7 @@ from miniopy_async.error import MinioException, S3Error
 from dtp_console.stores.config import S3Config
 from dtp_console.stores.protocols import StoreError
 from dtp_console.stores.records import BlobManifest
+from dtp_console.urls import mask_url
 
 __all__ = ["MANIFEST_SUFFIX", "PROBE_PREFIX", "S3BlobStore"]
 
@@ -35,7 +36,7 @@ _BUCKET_EXISTS = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 
 
 def _one_line(text: object, limit: int = 200) -> str:
-    flat = " ".join(str(text).split())
+    flat = mask_url(" ".join(str(text).split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

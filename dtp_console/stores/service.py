@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -40,6 +41,7 @@ from dtp_console.stores.protocols import (
 )
 from dtp_console.stores.records import EventRecord, Observation, Signal
 from dtp_console.stores.spool import Spool, SpoolStats
+from dtp_console.urls import check_url, is_loopback, mask_url
 
 __all__ = ["GraphOp", "StoreService"]
 
@@ -193,12 +195,18 @@ class StoreService:
         if self.plan is None:
             return self
         for bad in self.plan.unavailable:
-            self._log.emit("FAIL", f"store {bad.name} ({bad.role}) unavailable: {bad.error}")
+            self._log.emit(
+                "FAIL", f"store {bad.name} ({bad.role}) unavailable: {mask_url(bad.error)}"
+            )
+        for warning in plaintext_warnings(self.config):
+            self._log.emit("WARN", warning)
         await asyncio.gather(*(self._open_at_start(s) for s in self.plan.stores.values()))
         return self
 
     async def _open_at_start(self, store: Store) -> None:
+        """Open one store; whatever goes wrong is a logged red badge, never a dead console."""
         assert self.plan is not None
+        role = self.plan.role_of(store.name)
         try:
             async with asyncio.timeout(self.config.probe_timeout_s):
                 await self._ensure_open(store)
@@ -207,8 +215,13 @@ class StoreService:
             self._log.limited(
                 "WARN",
                 f"store-open:{store.name}",
-                f"store {store.name} ({self.plan.role_of(store.name)}) not reachable: "
-                f"{reason}; spooling and retrying",
+                f"store {store.name} ({role}) not reachable: {mask_url(reason)}; "
+                "spooling and retrying",
+            )
+        except Exception as exc:  # an adapter or driver bug: this store only is down
+            reason = mask_url(f"{type(exc).__name__}: {exc}".splitlines()[0])
+            self._log.emit(
+                "FAIL", f"store {store.name} ({role}) failed to open: {reason}; retrying"
             )
 
     async def __aexit__(
@@ -222,8 +235,9 @@ class StoreService:
         for store in self.plan.stores.values():
             try:
                 await store.close()
-            except (StoreError, OSError) as error:
-                self._log.emit("WARN", f"store {store.name}: close failed: {error}")
+            except Exception as error:  # one store's close must not skip the others
+                reason = mask_url(str(error).splitlines()[0] if str(error) else repr(error))
+                self._log.emit("WARN", f"store {store.name}: close failed: {reason}")
         self._opened.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -353,6 +367,19 @@ class StoreService:
         """Counters of every spool."""
         return [spool.stats() for spool in self.spools.values()]
 
+    def stats_dict(self) -> dict[str, Any]:
+        """JSON-ready spool counters and latest health (the stats JSON's `stores`)."""
+        spools = {key: spool.stats().as_dict() for key, spool in self.spools.items()}
+        return {
+            "dropped": sum(spool.dropped for spool in self.spools.values()),
+            "pending": sum(spool.pending for spool in self.spools.values()),
+            "spools": spools,
+            "health": {
+                name: {"ok": h.ok, "latency_ms": h.latency_ms, "error": h.error}
+                for name, h in sorted(self.health.items())
+            },
+        }
+
     async def check_health(self) -> list[StoreHealth]:
         """Ping every store once (concurrently), publish and keep the results."""
         if self.plan is None:
@@ -382,9 +409,9 @@ class StoreService:
         except TimeoutError:
             error = f"no answer within {self.config.probe_timeout_s:g}s"
         except StoreError as exc:
-            error = str(exc)
+            error = mask_url(str(exc))
         except Exception as exc:  # an adapter bug must not stop the health worker
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            error = mask_url(f"{type(exc).__name__}: {exc}".splitlines()[0])
         latency = (time.perf_counter() - started) * 1000
         if error is None:
             self._last_success[store.name] = time.time()
@@ -405,6 +432,46 @@ class StoreService:
                     await stop.wait()
             except TimeoutError:
                 pass
+
+
+def plaintext_warnings(config: StoresConfig) -> list[str]:
+    """Warnings for credentials that may travel unencrypted or unverified to a remote host."""
+    from dtp_console.pg import plaintext_warning
+
+    found: list[str] = []
+    pg = config.postgres
+    if pg.dsn is not None:
+        warning = plaintext_warning(
+            "stores.postgres", pg.dsn.get_secret_value(), pg.sslmode, pg.ca_file
+        )
+        if warning:
+            found.append(warning)
+    influx, neo4j = config.influx, config.neo4j
+    if influx.url and influx.token and influx.token.get_secret_value():
+        found += _clear_url_warning("stores.influx", influx.url, ("http",), "the token", "https://")
+    if neo4j.uri and neo4j.password and neo4j.password.get_secret_value():
+        found += _clear_url_warning(
+            "stores.neo4j", neo4j.uri, ("bolt", "neo4j"), "the password", "bolt+s:// or neo4j+s://"
+        )
+    return found
+
+
+def _clear_url_warning(
+    what: str, url: str, plain: tuple[str, ...], secret: str, fix: str
+) -> list[str]:
+    try:
+        check_url(
+            url, (*plain, "https", "bolt+s", "bolt+ssc", "neo4j+s", "neo4j+ssc"), userinfo_hint=""
+        )
+    except ValueError:
+        return []  # refused at load already
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in plain or is_loopback(parts.hostname):
+        return []
+    return [
+        f"{what}: {secret} goes in clear to {parts.hostname}:{parts.port or 'default port'} "
+        f"({parts.scheme}://); use {fix}"
+    ]
 
 
 def _dependency(source: str, target: str, kind: Literal["static", "dynamic"]) -> GraphOp:

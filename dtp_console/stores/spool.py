@@ -23,6 +23,7 @@ from typing import Generic, TypeVar
 from dtp_console.backoff import Backoff
 from dtp_console.events import OpsLog
 from dtp_console.stores.protocols import StoreError
+from dtp_console.urls import mask_url
 
 __all__ = ["Spool", "SpoolStats"]
 
@@ -46,11 +47,23 @@ class SpoolStats:
     last_success: float | None
     """Epoch seconds of the last successful write."""
 
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready counters (the stats JSON's `stores.spools` entries)."""
+        return {
+            "pending": self.pending,
+            "submitted": self.submitted,
+            "written": self.written,
+            "retries": self.retries,
+            "dropped": self.dropped,
+            "last_error": self.last_error,
+            "last_success": self.last_success,
+        }
+
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, StoreError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return mask_url(str(exc))
+    return mask_url(f"{type(exc).__name__}: {exc}".splitlines()[0])
 
 
 class Spool(Generic[_T]):
