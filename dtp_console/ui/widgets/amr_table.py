@@ -44,7 +44,7 @@ class AmrTable(KeyedTable):
         ("moving", "mov", 3),
         ("battery", "bat", 4),
         ("age", "age", 5),
-        ("clock", "clk", 6),
+        ("clock", "clk", 5),
         ("post", "POST", 10),
         ("rate", "msg/s", 5),
     ]
@@ -119,21 +119,21 @@ class AmrTable(KeyedTable):
 
 
 def fmt_offset(seconds: float) -> str:
-    """A clock offset in at most 6 cells: `+0.3s`, `-42s`, `+12m`, `+5.0h`, `+3d`, `+5y`."""
+    """A clock offset in at most 5 cells: `+0.3s`, `-42s`, `+12m`, `+5.0h`, `+23h`, `+3d`, `+5y`."""
     sign = "-" if seconds < 0 else "+"
     size = abs(seconds)
-    if size < 9.95:
-        return f"{sign}{size:.1f}s"
-    if size < 99.5:
-        return f"{sign}{size:.0f}s"
-    if size < 3600:
-        return f"{sign}{size / 60:.0f}m"
-    if size < 86_400:
-        return f"{sign}{size / 3600:.1f}h"
-    if size < 365 * 86_400:
-        return f"{sign}{size / 86_400:.0f}d"
-    years = size / (365 * 86_400)
-    return f"{sign}{years:.0f}y" if years < 9999.5 else f"{sign}>9ky"
+    steps = (
+        (9.95, 1, "s", 1),
+        (99.5, 1, "s", 0),
+        (3_570, 60, "m", 0),
+        (35_640, 3_600, "h", 1),
+        (86_400, 3_600, "h", 0),
+        (364.5 * 86_400, 86_400, "d", 0),
+    )
+    for below, unit, suffix, decimals in steps:
+        if size < below:
+            return f"{sign}{size / unit:.{decimals}f}{suffix}"
+    return f"{sign}{min(999, max(1, round(size / (365 * 86_400))))}y"
 
 
 def _age(seconds: float | None) -> str:
