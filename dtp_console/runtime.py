@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import os
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from dtp_console.state import EngineState, PlantState
 from dtp_console.stores.records import EventRecord
 from dtp_console.twinzo.client import TwinzoClient
 from dtp_console.twinzo.http import twinzo_http_client
-from dtp_console.urls import mask_url
+from dtp_console.urls import is_loopback, mask_url
 
 __all__ = ["Engine"]
 
@@ -88,6 +89,13 @@ class Engine:
             client = TwinzoClient(http, twinzo, base_url=base_url, state=self.state)
             # Masked at the source: the banner, the UI and the stats JSON all read this.
             self.state.twinzo_url = mask_url(client.base_url)
+            plain = urllib.parse.urlsplit(client.base_url)
+            if plain.scheme == "http" and not is_loopback(plain.hostname):
+                self.log.emit(
+                    "WARN",
+                    f"twinzo over plaintext http:// ({mask_url(client.base_url)}): device "
+                    "passwords, tokens and the API key cross the network unencrypted",
+                )
             if not twinzo.verify_tls:
                 self.log.emit(
                     "WARN", f"TLS verification is OFF for twinzo ({self.state.twinzo_url})"
@@ -353,7 +361,9 @@ class Engine:
                 return
             except Exception as exc:
                 delay = backoff.next()
-                self.log.emit("FAIL", f"{name} crashed: {exc!r}; restarting in {delay:.1f}s")
+                # An exception's text may carry a URL with credentials (a driver error).
+                text = mask_url(repr(exc))
+                self.log.emit("FAIL", f"{name} crashed: {text}; restarting in {delay:.1f}s")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
 

@@ -26,7 +26,7 @@ from dtp_console.bridge.clock import TimestampUnit
 from dtp_console.bridge.device_map import mapping_problems
 from dtp_console.registry.config import RegistryConfig
 from dtp_console.simulator.config import PlantSimulatorConfig, SimulatorConfig
-from dtp_console.stores.config import StoresConfig
+from dtp_console.stores.config import StoresConfig, validate_ca_file
 
 __all__ = [
     "Affine",
@@ -334,7 +334,8 @@ class TwinzoConfig(_Model):
     """The twinzo API and how politely the console talks to it."""
 
     base_url: str = "https://api.platform.twinzo.com"
-    """API base URL (ignored while the sandbox is enabled)."""
+    """API base URL (ignored while the sandbox is enabled); `http://` to a host that is not
+    loopback warns at start (credentials would cross the network in clear)."""
     client: str = ""
     """twinzo client name sent when authenticating devices (`TWINZO_CLIENT`) and as the
     `Client` header of batch requests: printable ASCII, no space at either end."""
@@ -374,6 +375,8 @@ class TwinzoConfig(_Model):
     """Most devices in one batch request."""
     drain_timeout_s: float = Field(default=10.0, ge=0)
     """On shutdown, how long to keep posting what is still pending."""
+
+    _ca_file = field_validator("ca_file")(validate_ca_file)
 
     @model_validator(mode="after")
     def _header_values(self) -> TwinzoConfig:

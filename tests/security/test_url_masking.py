@@ -82,3 +82,26 @@ def test_the_banner_and_the_stats_json_mask_user_info(tmp_path: Path) -> None:
     assert SECRET not in result.stdout + result.stderr
     assert SECRET not in stats.read_text()
     assert json.loads(stats.read_text())["twinzo_url"].startswith("https://***@127.0.0.1")
+
+
+def test_plaintext_twinzo_to_a_remote_host_warns_loudly(tmp_path: Path) -> None:
+    # 192.0.2.0/24 is TEST-NET-1: nothing answers; the warning is printed before any request.
+    config = _config(tmp_path, "http://192.0.2.10:8080")
+    result = _cli(config, "run", "--no-ui", "--for", "1s")
+    assert result.returncode == 0, result.stderr
+    assert "WARN twinzo over plaintext http:// (http://192.0.2.10:8080)" in result.stdout
+
+
+def test_a_twinzo_ca_file_that_cannot_work_is_refused_at_load(tmp_path: Path) -> None:
+    config = _config(tmp_path, "https://twinzo.example.com")
+    (tmp_path / "not-a-ca.pem").write_text("hello", encoding="utf-8")
+    for ca, reason in (("missing.pem", "CA file not found"), ("not-a-ca.pem", "not a readable")):
+        text = config.read_text(encoding="utf-8").replace(
+            "  api_key: change-me\n", f"  api_key: change-me\n  ca_file: {tmp_path / ca}\n"
+        )
+        broken = tmp_path / f"broken-{ca}.yaml"
+        broken.write_text(text, encoding="utf-8")
+        result = _cli(broken, "config", "show")
+        assert result.returncode == 2
+        assert "twinzo.ca_file" in result.stderr
+        assert reason in result.stderr
