@@ -294,11 +294,19 @@ class Engine:
         finally:
             self.registry = None
 
-    def save_device_map(self, plant_name: str, mapping: Mapping[str, str]) -> None:
-        """Persist a plant's device map atomically and apply it to the running bridge.
+    def save_device_map(
+        self,
+        plant_name: str,
+        mapping: Mapping[str, str],
+        base: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """Persist the operator's device-map edits atomically, apply them live; return the map.
 
-        Raises `ValueError` for an invalid map and `ConfigWriteError` when the file
-        cannot be written; either way the old map stays in force.
+        The edits are what changed from `base` (the map the editor opened with; by
+        default the running one) to `mapping`; they are applied to the map in the file
+        now, so mappings added to the file meanwhile survive. Raises `ValueError` for an
+        invalid map, `DeviceMapConflictError` when a vendor id changed both ways and
+        `ConfigWriteError` when the file cannot be written; the old map stays in force.
         """
         problems = mapping_problems(mapping)
         if problems:
@@ -307,10 +315,13 @@ class Engine:
         if bridge is None:
             msg = f"no running bridge for plant {plant_name!r}"
             raise ValueError(msg)
+        base = dict(bridge.device_map) if base is None else base
         if self.config_path is not None:
-            from dtp_console.config.writer import update_plant_field
+            from dtp_console.config.writer import merge_device_map
 
-            update_plant_field(self.config_path, plant_name, "device_map", dict(mapping))
+            mapping = merge_device_map(self.config_path, plant_name, base, mapping)
+        else:
+            mapping = dict(mapping)
         before = dict(bridge.device_map)
         bridge.apply_device_map(mapping)
         added = sorted(set(mapping) - set(before))
@@ -338,6 +349,7 @@ class Engine:
             f" (+{len(added)} -{len(removed)} ~{len(changed)})",
             plant_name,
         )
+        return dict(mapping)
 
     async def _run_simulator(self, stop: asyncio.Event) -> None:
         from dtp_console.simulator.runner import run_simulator

@@ -12,6 +12,10 @@ Two ways a few bytes of YAML hurt a reader:
   that expand to billions of values when walked — by `${VAR}` interpolation,
   pydantic, anything that copies. `too_big()` counts, alias uses included,
   and stops at the limit.
+
+And one way YAML misleads: a key written twice in one mapping is last-wins in
+PyYAML, silently (an operator edits the first `device_map:`, the second one is
+in force). `load()` refuses it, naming the key and both lines.
 """
 
 from __future__ import annotations
@@ -27,7 +31,43 @@ MAX_VALUES = 100_000
 
 #: Texts that can nest deeper than this are parsed by the Python loader.
 _C_DEPTH_BOUND = 1_000
-_CLoader: Any = getattr(yaml, "CSafeLoader", None)
+
+
+def _no_duplicate_keys(loader: Any, node: Any, deep: bool = False) -> Any:
+    """SafeConstructor.construct_mapping, refusing a key written twice."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<:` merged keys may be overridden: that is what merging is for
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:
+                continue  # an unhashable key: the constructor itself refuses it
+            if first is not key_node:
+                where = f"line {first.start_mark.line + 1}"
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"duplicate key {str(key)[:80]!r} (first at {where})",
+                    key_node.start_mark,
+                )
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """The pure-Python safe loader, refusing duplicate keys."""
+
+    construct_mapping = _no_duplicate_keys
+
+
+_CBase: Any = getattr(yaml, "CSafeLoader", None)
+_CLoader: Any = (
+    type("_CSafeLoader", (_CBase,), {"construct_mapping": _no_duplicate_keys})
+    if _CBase is not None
+    else None
+)
 
 
 def _depth_bound(text: str) -> int:
@@ -37,9 +77,10 @@ def _depth_bound(text: str) -> int:
 
 
 def load(text: str) -> Any:
-    """Parse YAML safely (libyaml when that cannot crash); `RecursionError` when too deep."""
+    """Parse YAML safely (libyaml when that cannot crash); `RecursionError` when too deep,
+    `yaml.MarkedYAMLError` (with the line) for a duplicate key."""
     loader = _CLoader if _CLoader is not None and _depth_bound(text) <= _C_DEPTH_BOUND else None
-    return yaml.load(text, Loader=loader or yaml.SafeLoader)  # noqa: S506 - safe loaders only
+    return yaml.load(text, Loader=loader or _SafeLoader)  # noqa: S506 - safe loaders only
 
 
 def count_values(data: Any, limit: int = MAX_VALUES) -> int:

@@ -56,14 +56,14 @@ class ConfigError(Exception):
 def load_env(config_path: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment to interpolate with: `.env` files under the process environment.
 
-    `.env` is looked for in the working directory, beside the config file and one
-    level above it (the legacy layout kept `.env` at the top and JSON in `config/`).
+    `.env` is looked for in the working directory and beside the config file, as
+    README says — not above it: a `.env` in some parent folder (a home directory, a
+    deploy tree holding several consoles) is not this console's to read.
     """
     env: dict[str, str] = {}
     candidates = [Path.cwd() / ".env"]
     if config_path is not None:
-        parent = config_path.resolve().parent
-        candidates += [parent / ".env", parent.parent / ".env"]
+        candidates.append(config_path.resolve().parent / ".env")
     seen: set[Path] = set()
     for candidate in candidates:
         resolved = candidate.resolve()

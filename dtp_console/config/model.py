@@ -462,13 +462,49 @@ class ConsoleConfig(_Model):
 
     @model_validator(mode="after")
     def _unique_plant_names(self) -> ConsoleConfig:
-        seen: set[str] = set()
+        # Plants are looked up case-insensitively (`plant()`, the config writer, the CLI):
+        # `Hall A` and `hall a` would be one plant to them.
+        seen: dict[str, str] = {}
         for plant in self.plants:
-            if plant.name in seen:
+            other = seen.get(plant.name.casefold())
+            if other == plant.name:
                 msg = f"plant name {plant.name!r} is used twice"
                 raise ValueError(msg)
-            seen.add(plant.name)
+            if other is not None:
+                msg = f"plant names {other!r} and {plant.name!r} differ only in case"
+                raise ValueError(msg)
+            seen[plant.name.casefold()] = plant.name
         return self
+
+    @model_validator(mode="after")
+    def _logins_unique_across_plants(self) -> ConsoleConfig:
+        # One login is one twinzo device within a branch: two plants posting it would
+        # make it jump between two robots. Only plants that name two different branches
+        # are apart; an unset branch is the one authentication returns, maybe the same.
+        used: dict[str, list[tuple[PlantConfig, str]]] = {}
+        for index, plant in enumerate(self.plants):
+            for vendor_id, login in plant.device_map.items():
+                users = used.setdefault(login.casefold(), [])
+                clash = next((u for u in users if self._same_branch(u[0], plant)), None)
+                users.append((plant, vendor_id))
+                if clash is None:
+                    continue
+                other, other_id = clash
+                msg = (
+                    f"plants[{index}] ({plant.name}).device_map: login"
+                    f" {login!r} (from {vendor_id!r}) is also mapped in plant {other.name!r}"
+                    f" (from {other_id!r}); one twinzo device cannot be two robots"
+                )
+                raise ValueError(msg)
+        return self
+
+    @staticmethod
+    def _same_branch(one: PlantConfig, other: PlantConfig) -> bool:
+        """Whether two different plants may post to one twinzo branch (unset: maybe any)."""
+        if one is other:
+            return False
+        branches = (one.twinzo.branch, other.twinzo.branch)
+        return None in branches or branches[0] == branches[1]
 
     def plant(self, name: str) -> PlantConfig:
         """The plant called `name` (case-insensitive); KeyError naming the known ones."""

@@ -32,7 +32,16 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark, YAMLError
 from ruamel.yaml.tokens import CommentToken
 
-__all__ = ["ConfigWriteError", "read_plant_field", "update_plant_field"]
+from dtp_console.bridge.device_map import mapping_problems
+from dtp_console.config.loader import interpolate, load_env
+
+__all__ = [
+    "ConfigWriteError",
+    "DeviceMapConflictError",
+    "merge_device_map",
+    "read_plant_field",
+    "update_plant_field",
+]
 
 #: (mapping, sequence, offset) indentation styles tried to reproduce the file as written.
 _INDENTS = (
@@ -50,6 +59,22 @@ _MISSING = object()
 
 class ConfigWriteError(Exception):
     """The config file could not be edited; it is unchanged. The message says why."""
+
+
+class DeviceMapConflictError(ConfigWriteError):
+    """The same vendor id was changed in the file and in the editor; nothing was written.
+
+    `current` is the device map in the file now (resolved), to reload the editor with.
+    """
+
+    def __init__(self, path: Path, keys: list[str], current: dict[str, str]) -> None:
+        self.keys = keys
+        self.current = current
+        shown = ", ".join(repr(k) for k in keys)
+        super().__init__(
+            f"{path}: the file changed since you opened it ({shown} changed there too); "
+            "reloaded, check and save again"
+        )
 
 
 def read_plant_field(path: Path, plant_name: str, field: str) -> Any:
@@ -110,6 +135,77 @@ def update_plant_field(path: Path, plant_name: str, field: str, value: Any) -> A
     """
     with _editing(path):
         return _update(path, plant_name, field, value)
+
+
+def merge_device_map(
+    path: Path,
+    plant_name: str,
+    base: Mapping[str, str],
+    edited: Mapping[str, str],
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Apply the operator's edits (`base` → `edited`) to the plant's device map as it is
+    in the file now; return the resulting map (with `${VAR}` resolved).
+
+    Entries the operator did not touch are left as written — someone else's mapping
+    added meanwhile stays, a `${VAR}` stays a `${VAR}`. A vendor id changed both in the
+    file and in the editor (to different logins) raises `DeviceMapConflictError`; a merged
+    map that breaks the device-map rules (a login now used twice) raises `ValueError`.
+    Either way the file is unchanged.
+    """
+    with _editing(path):
+        text = _read(path)
+        yaml = _matching_yaml(text)
+        document = yaml.load(text)
+        plant = _find_plant(document, plant_name, path)
+        node = plant.get("device_map")
+        if node is not None and not isinstance(node, CommentedMap):
+            msg = f"{path}: plant {plant_name!r}: device_map is not a mapping"
+            raise ConfigWriteError(msg)
+        env = load_env(path, environ)
+        current = {str(k): _resolved(v, env) for k, v in (node or {}).items()}
+        changed = [k for k in dict.fromkeys([*base, *edited]) if base.get(k) != edited.get(k)]
+        conflicts = [k for k in changed if current.get(k) not in {base.get(k), edited.get(k)}]
+        if conflicts:
+            raise DeviceMapConflictError(path, conflicts, current)
+        merged = dict(current)
+        for key in changed:
+            if key in edited:
+                merged[key] = edited[key]
+            else:
+                merged.pop(key, None)
+        problems = mapping_problems(merged)
+        if problems:
+            raise ValueError("; ".join(problems))
+        if merged == current:
+            return merged
+        if node is None:
+            plant["device_map"] = node = CommentedMap()
+        for key in changed:
+            if key in edited:
+                _assign(node, key, edited[key])
+            elif key in node:
+                _remove_key(node, key)
+        _dump_and_write(path, yaml, document, text, "device_map")
+        return merged
+
+
+def _resolved(value: Any, env: Mapping[str, str]) -> str:
+    """A file value as the loader sees it; the raw text when it cannot be resolved."""
+    try:
+        return str(interpolate(value, env))
+    except ValueError:
+        return str(value)
+
+
+def _dump_and_write(path: Path, yaml: YAML, document: Any, text: str, field: str) -> None:
+    buffer = io.StringIO()
+    try:
+        yaml.dump(document, buffer)
+    except (YAMLError, TypeError, ValueError) as exc:
+        msg = f"{path}: cannot write {field} as YAML ({exc}); the file is unchanged"
+        raise ConfigWriteError(msg) from None
+    _atomic_write(path, buffer.getvalue(), expected=text)
 
 
 def _update(path: Path, plant_name: str, field: str, value: Any) -> Any:

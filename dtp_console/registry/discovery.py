@@ -5,12 +5,19 @@ and the reason. Two files claiming one id: the first in path order (compared
 folder by folder) wins, and the other is reported naming both paths.
 
 `TwinCatalog` keeps the parsed files, so the watcher re-reads only what changed.
+
+A twin file (or a folder on its way) that is a symlink leading outside the twins
+folder is refused, not followed: whoever can write to `twins/` could otherwise make
+the registry read — and echo in its warnings — any file the console may read. A file
+larger than `MAX_TWIN_FILE_BYTES` is refused without reading it whole (a 150 MB file
+took 5.5 s and its size in memory twice over).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +32,7 @@ from dtp_console.registry.model import TwinFile, TwinSpec, normalise
 from dtp_console.yamlsafe import too_big
 
 __all__ = [
+    "MAX_TWIN_FILE_BYTES",
     "TWIN_FILE_NAMES",
     "ParsedFile",
     "Problem",
@@ -36,6 +44,9 @@ __all__ = [
 
 #: File names that hold a twin.
 TWIN_FILE_NAMES = ("twin.yaml", "twin.yml", "twin.json")
+
+#: Larger twin files are refused unread (real ones are a few KiB).
+MAX_TWIN_FILE_BYTES = 1024 * 1024
 
 #: Folders never searched (besides hidden ones).
 _SKIPPED_DIRS = frozenset({"node_modules", "__pycache__"})
@@ -95,13 +106,26 @@ class ScanResult:
         return not self.errors
 
 
-def parse_twin_file(path: Path, environ: Mapping[str, str] | None = None) -> ParsedFile:
-    """Read, validate and normalise one twin file; never raises for bad content."""
+def parse_twin_file(
+    path: Path, environ: Mapping[str, str] | None = None, root: Path | None = None
+) -> ParsedFile:
+    """Read, validate and normalise one twin file; never raises for bad content.
+
+    With `root`, a file whose real path is outside `root` (through a symlink) is refused.
+    """
     env = os.environ if environ is None else environ
+    if root is not None and not path.resolve().is_relative_to(root.resolve()):
+        reason = (
+            f"a symlink to {path.resolve()}, outside the twins folder {root.resolve()};"
+            " not followed (copy the file into the twins folder instead)"
+        )
+        return _bad(path, "<file>", reason)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_bounded(path)
     except (OSError, UnicodeDecodeError) as exc:
         return _bad(path, "<file>", f"cannot read: {exc}")
+    except _TooLargeError as exc:
+        return _bad(path, "<file>", str(exc))
     try:
         data = _load(path, text)
     except ValueError as exc:
@@ -144,7 +168,7 @@ class TwinCatalog:
             missing = Problem(self.root, "<root>", "the twins folder does not exist")
             return ScanResult(self.root, 0, {}, {}, frozenset(), (missing,))
         for path in self._walk(self.root):
-            self._files[path] = parse_twin_file(path, self._environ)
+            self._files[path] = parse_twin_file(path, self._environ, self.root)
         return self.result()
 
     def update(self, changed: Iterable[Path]) -> ScanResult:
@@ -194,7 +218,7 @@ class TwinCatalog:
 
     def _refresh(self, path: Path) -> None:
         if path.is_file():
-            self._files[path] = parse_twin_file(path, self._environ)
+            self._files[path] = parse_twin_file(path, self._environ, self.root)
         else:
             self._files.pop(path, None)
 
@@ -212,6 +236,29 @@ class TwinCatalog:
             for name in TWIN_FILE_NAMES:
                 if name in files:
                     yield Path(folder) / name
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+def _read_bounded(path: Path, limit: int = MAX_TWIN_FILE_BYTES) -> str:
+    """The file's text; `_TooLargeError` past `limit` bytes, read no further than that."""
+    # O_NONBLOCK: a FIFO named twin.yaml must not hang the scan on open.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as stream:
+        info = os.fstat(stream.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            msg = "not a regular file"
+            raise _TooLargeError(msg)
+        if info.st_size > limit:
+            msg = f"{info.st_size:,} bytes, more than the {limit:,} a twin file may have; not read"
+            raise _TooLargeError(msg)
+        data = stream.read(limit + 1)  # it may grow between fstat and read
+    if len(data) > limit:
+        msg = f"more than the {limit:,} bytes a twin file may have; not read"
+        raise _TooLargeError(msg)
+    return data.decode("utf-8")
 
 
 def _bad(path: Path, where: str, reason: str) -> ParsedFile:
@@ -261,6 +308,8 @@ def _validation_items(error: ValidationError) -> Iterator[tuple[str, str]]:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
         reason = item["msg"].removeprefix("Value error, ")
         given = item.get("input")
-        if item["type"] != "missing" and not isinstance(given, dict | list) and given is not None:
+        # An unknown key's value is not echoed: it may be a misspelt `password:`.
+        shown = item["type"] not in {"missing", "extra_forbidden"}
+        if shown and not isinstance(given, dict | list) and given is not None:
             reason += f" (got {given!r})"
         yield loc or "<file>", reason

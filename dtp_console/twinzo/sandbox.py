@@ -32,6 +32,7 @@ from aiohttp import web
 from dtp_console.config.model import SandboxConfig, SandboxFaults
 from dtp_console.twinzo.sandbox_http import (
     RejectError,
+    admin_refusal,
     error_response,
     is_loopback,
     json_response,
@@ -190,8 +191,8 @@ class TwinzoSandbox:
         @web.middleware
         async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
             if request.path.startswith("/sandbox/"):
-                if request.remote is None or not is_loopback(request.remote):
-                    return error_response(403, "sandbox admin endpoints answer loopback peers only")
+                if (refused := admin_refusal(request)) is not None:
+                    return refused
                 return await self._guarded(request, handler)
             self.stats.requests += 1
             try:
@@ -366,7 +367,7 @@ class TwinzoSandbox:
         return json_response(200, self.faults.model_dump())
 
     async def _admin_set_faults(self, request: web.Request) -> web.Response:
-        # Lenient about Content-Type: this is poked with curl during demos.
+        # `admin_refusal` has required `Content-Type: application/json` (curl -H ... -d ...).
         try:
             changes = orjson.loads(await request.read())
         except orjson.JSONDecodeError as exc:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 __all__ = [
     "RejectError",
+    "admin_refusal",
     "error_response",
     "is_loopback",
     "json_response",
@@ -84,3 +85,20 @@ async def read_json(request: web.Request) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise RejectError(400, f"body is not valid JSON: {exc}") from exc
+
+
+def admin_refusal(request: web.Request) -> web.Response | None:
+    """Why an admin request (`/sandbox/...`) is refused, as the response; None to serve it.
+
+    Loopback peers only. A POST must say `Content-Type: application/json`: a web page the
+    operator has open can send a cross-site "simple" POST (`text/plain`, a form) to
+    127.0.0.1 without the browser asking first, but not a JSON one — that needs a CORS
+    preflight, which the sandbox never grants. So fault injection cannot be switched on
+    from a browser tab.
+    """
+    if request.remote is None or not is_loopback(request.remote):
+        return error_response(403, "sandbox admin endpoints answer loopback peers only")
+    if request.method == "POST" and request.content_type != "application/json":
+        sent = request.headers.get("Content-Type")
+        return error_response(415, f"Content-Type must be application/json, got {sent!r}")
+    return None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dtp_console.config import load_config
-from dtp_console.config.writer import ConfigWriteError
+from dtp_console.config.writer import ConfigWriteError, DeviceMapConflictError
 from dtp_console.events import LogLine
 from dtp_console.runtime import Engine
 from tests.support.configs import OPERATOR_CONFIG
@@ -88,3 +88,40 @@ async def test_failed_write_keeps_the_old_map(
     monkeypatch.undo()
     assert engine.config_path.read_text() == before
     assert engine.bridges["Old Plant"].device_map == {"ati_amr_001": "tugger-05-old"}
+
+
+async def test_a_mapping_added_to_the_file_meanwhile_survives_in_file_and_bridge(
+    engine: Engine,
+) -> None:
+    assert engine.config_path is not None
+    opened = dict(engine.bridges["Old Plant"].device_map)  # what the editor opened with
+    anchor = "      ati_amr_001: tugger-05-old   # the first tugger\n"
+    text = engine.config_path.read_text()
+    engine.config_path.write_text(text.replace(anchor, anchor + "      ati_amr_007: tugger-07\n"))
+    engine.reload()  # what the housekeeping task does within a second
+    assert engine.bridges["Old Plant"].device_map["ati_amr_007"] == "tugger-07"
+    saved = engine.save_device_map(
+        "Old Plant", {**opened, "ati_amr_002": "tugger-06-old"}, base=opened
+    )
+    expected = {
+        "ati_amr_001": "tugger-05-old",
+        "ati_amr_007": "tugger-07",
+        "ati_amr_002": "tugger-06-old",
+    }
+    assert saved == expected
+    assert engine.bridges["Old Plant"].device_map == expected
+    assert load_config(engine.config_path).plant("Old Plant").device_map == expected
+
+
+async def test_a_conflicting_save_changes_neither_file_nor_bridge(engine: Engine) -> None:
+    assert engine.config_path is not None
+    opened = dict(engine.bridges["Old Plant"].device_map)
+    engine.config_path.write_text(
+        engine.config_path.read_text().replace("tugger-05-old", "tugger-99")
+    )
+    engine.reload()
+    changed = engine.config_path.read_text()
+    with pytest.raises(DeviceMapConflictError, match="the file changed since you opened it"):
+        engine.save_device_map("Old Plant", {"ati_amr_001": "tugger-11"}, base=opened)
+    assert engine.config_path.read_text() == changed
+    assert engine.bridges["Old Plant"].device_map == {"ati_amr_001": "tugger-99"}

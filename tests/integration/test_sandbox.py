@@ -496,7 +496,7 @@ async def test_admin_endpoints(sandbox: TwinzoSandbox, http: httpx.AsyncClient) 
     assert (await http.get("/sandbox/faults")).json() == resp.json() == sandbox.faults.model_dump()
     assert (await localize(http, sandbox, token, [location()])).status_code == 200
 
-    assert (await http.post("/sandbox/expire-tokens")).status_code == 200
+    assert (await http.post("/sandbox/expire-tokens", json={})).status_code == 200
     assert (await localize(http, sandbox, token, [location()])).status_code == 401
 
     stats = (await http.get("/sandbox/stats")).json()

@@ -23,10 +23,12 @@ class _Saver:
 
     def __init__(self, error: Exception | None = None) -> None:
         self.calls: list[dict[str, str]] = []
+        self.bases: list[dict[str, str]] = []
         self.error = error
 
-    def __call__(self, mapping: dict[str, str]) -> None:
+    def __call__(self, mapping: dict[str, str], base: dict[str, str]) -> None:
         self.calls.append(mapping)
+        self.bases.append(base)
         if self.error is not None:
             raise self.error
 
@@ -48,7 +50,7 @@ class _Host(App[None]):
 def _editor(
     mapping: dict[str, str] | None = None,
     suggestions: list[str] | None = None,
-    save: Callable[[dict[str, str]], None] | None = None,
+    save: Callable[[dict[str, str], dict[str, str]], dict[str, str] | None] | None = None,
 ) -> DeviceMapEditor:
     return DeviceMapEditor(
         "Hall A",
@@ -207,6 +209,7 @@ async def test_save_passes_the_map_and_dismisses() -> None:
         await pilot.press("s")
         expected = {"amr-2": "robot-2", "amr-7": "robot-7"}
         assert saver.calls == [expected]
+        assert saver.bases == [{"amr-1": "robot-1", "amr-2": "robot-2"}]  # the map as opened
         assert host.results == [expected]
         assert _top(pilot) is not editor
         await pilot.pause()

@@ -2,8 +2,11 @@
 
 The rules (non-empty, unique vendor id, login syntax) live in
 `dtp_console.bridge.device_map`; this screen only shows their verdicts. Saving
-calls the `save` callable it was given (the engine persists and applies it) and
-stays open with the edits intact when that fails.
+calls the `save` callable it was given with the map as opened and as edited (the
+engine applies the difference to the file as it is now, so edits made elsewhere
+meanwhile survive) and stays open with the edits intact when that fails. When the
+same vendor id was changed elsewhere too, the editor reloads the file's map with
+the operator's other edits re-applied and says so.
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ from textual.widgets import DataTable, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from dtp_console.bridge.device_map import login_problem, mapping_problems, vendor_id_problem
-from dtp_console.config.writer import ConfigWriteError
+from dtp_console.config.writer import ConfigWriteError, DeviceMapConflictError
 from dtp_console.ui.display import MUTED, TEXT
 from dtp_console.ui.screens.confirm import ConfirmScreen
 
 __all__ = ["DeviceMapEditor"]
 
-SaveMap = Callable[[dict[str, str]], None]
+#: `save(edited, base)`: persist the edits from `base` (the map the editor opened with)
+#: to `edited`; returns the map now in force (None: `edited`), raises to refuse.
+SaveMap = Callable[[dict[str, str], dict[str, str]], dict[str, str] | None]
 
 _HINT = "a add · e edit · d remove · enter on a suggestion maps it · ctrl+s save · esc cancel"
 
@@ -174,12 +179,33 @@ class DeviceMapEditor(ModalScreen[dict[str, str] | None]):
             return
         mapping = dict(self._mapping)
         try:
-            self._save(mapping)
+            saved = self._save(mapping, dict(self._original))
+        except DeviceMapConflictError as exc:
+            self._rebase(exc.current, exc.keys)
+            self._show_error(f"not saved: {exc}")
+            return
         except (ValueError, ConfigWriteError, OSError) as exc:
             self._show_error(f"not saved: {exc}")
             return
+        mapping = mapping if saved is None else dict(saved)
         self.app.post_message(self.Saved(self.plant_name, mapping))
         self.dismiss(mapping)
+
+    def _rebase(self, current: dict[str, str], conflicts: list[str]) -> None:
+        """Take `current` as the opened map; keep this editor's non-conflicting edits."""
+        edited = dict(current)
+        for key in dict.fromkeys([*self._original, *self._mapping]):
+            if key in conflicts or self._original.get(key) == self._mapping.get(key):
+                continue
+            if key in self._mapping:
+                edited[key] = self._mapping[key]
+            else:
+                edited.pop(key, None)
+        self._original = dict(current)
+        self._mapping = edited
+        self._reset_form()
+        self._fill_table(cursor=0)
+        self._fill_suggestions()
 
     def action_cancel(self) -> None:
         """Close without saving; asks first when there are unsaved changes."""
@@ -254,8 +280,9 @@ class DeviceMapEditor(ModalScreen[dict[str, str] | None]):
     def _validate(self) -> tuple[str | None, str | None]:
         """Check the form with the bridge's rules and show each reason next to its field."""
         vendor, login = self._form_values()
-        taken = set(self._mapping) - ({self._editing} if self._editing is not None else set())
-        problems = (vendor_id_problem(vendor, taken), login_problem(login))
+        others = {k: v for k, v in self._mapping.items() if k != self._editing}
+        logins = {v.casefold(): k for k, v in others.items()}
+        problems = (vendor_id_problem(vendor, set(others)), login_problem(login, logins))
         for field, value, problem in zip(
             ("vendor", "login"), (vendor, login), problems, strict=True
         ):
