@@ -126,6 +126,13 @@ class PlantState:
     """Unknown vendor ids seen, with message counts (at most `MAX_UNKNOWN_IDS` ids)."""
     out_of_bounds: int = 0
     """Positions outside the floor bounds (forwarded unless the plant drops them)."""
+    warnings: list[str] = field(default_factory=list)
+    """Standing warnings about how this plant runs (TLS verification off, a plaintext
+    password), repeated by every reader for as long as they hold, not once at start."""
+    source_restarts: int = 0
+    """Times the MQTT source task died and was restarted."""
+    poster_restarts: int = 0
+    """Times the posting task died and was restarted."""
 
     def note_unknown(self, vendor_id: str) -> bool:
         """Count an unknown id; True the first time it is seen."""
@@ -144,6 +151,9 @@ class PlantState:
             "connects": self.connects,
             **self.counters.as_dict(),
             "out_of_bounds": self.out_of_bounds,
+            "warnings": list(self.warnings),
+            "source_restarts": self.source_restarts,
+            "poster_restarts": self.poster_restarts,
             "unknown_devices": dict(self.unknown.most_common(50)),
             "devices": {d.login: d.as_dict() for d in self.devices.values()},
         }
