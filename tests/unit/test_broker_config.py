@@ -100,6 +100,7 @@ def test_a_one_off_reader_never_takes_the_bridges_session_over() -> None:
 def test_session_expiry_is_bounded(tmp_path: Path) -> None:
     said = _refused(tmp_path, "{client_id: x, session_expiry_s: 4294967296}")
     assert "plants[0] (P).broker.session_expiry_s" in said
+    assert "less than or equal to 4294967295" in said, "MQTT 5's four-byte interval"
 
 
 # --- CA files ----------------------------------------------------------------------------
