@@ -21,7 +21,11 @@ __all__ = ["HeadlessRenderer", "stats_line", "stores_stats_line"]
 
 
 def stats_line(plant: PlantState, rate: float | None = None) -> str:
-    """`STATS <plant>: mqtt … | rx … fwd … coal … unk … rej … fail … pend …`."""
+    """`STATS <plant>: mqtt … | rx … fwd … coal … unk … rej … fail … pend …`.
+
+    Worker restarts follow when there were any, and standing warnings (TLS
+    verification off, a plaintext password) end every line while they hold.
+    """
     c = plant.counters
     rx = f"rx {c.received}" + (f" ({rate:.1f}/s)" if rate is not None else "")
     parts = [
@@ -34,7 +38,11 @@ def stats_line(plant: PlantState, rate: float | None = None) -> str:
         f"drop {c.group('dropped:')}",
         f"pend {c.pending}",
     ]
-    return f"STATS {plant.name}: mqtt {plant.mqtt} | " + " ".join(parts)
+    restarts = plant.source_restarts + plant.poster_restarts
+    if restarts:
+        parts.append(f"restarts {restarts}")
+    line = f"STATS {plant.name}: mqtt {plant.mqtt} | " + " ".join(parts)
+    return line + "".join(f" | WARN {w}" for w in plant.warnings)
 
 
 def stores_stats_line(stores: dict[str, Any]) -> str:

@@ -145,6 +145,13 @@ class PlantState:
     """Vendor timestamps read in a unit other than milliseconds, by unit (`s`, `us`, `ns`)."""
     clock_restamped: Counter[str] = field(default_factory=Counter)
     """Reports posted with the receive time because the vendor clock lied (`ahead`, `behind`)."""
+    warnings: list[str] = field(default_factory=list)
+    """Standing warnings about how this plant runs (TLS verification off, a plaintext
+    password), repeated by every reader for as long as they hold, not once at start."""
+    source_restarts: int = 0
+    """Times the MQTT source task died and was restarted."""
+    poster_restarts: int = 0
+    """Times the posting task died and was restarted."""
 
     def note_unknown(self, vendor_id: str) -> bool:
         """Count an unknown id; True the first time it is seen."""
@@ -165,6 +172,9 @@ class PlantState:
             "out_of_bounds": self.out_of_bounds,
             "timestamps_converted": dict(sorted(self.timestamps_converted.items())),
             "clock_restamped": dict(sorted(self.clock_restamped.items())),
+            "warnings": list(self.warnings),
+            "source_restarts": self.source_restarts,
+            "poster_restarts": self.poster_restarts,
             "unknown_devices": dict(self.unknown.most_common(50)),
             "devices": {d.login: d.as_dict() for d in self.devices.values()},
         }

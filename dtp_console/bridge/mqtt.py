@@ -10,6 +10,7 @@ only hands each message to a synchronous, non-blocking handler.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import ssl
 import uuid
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from dtp_console.backoff import Backoff
 from dtp_console.config.model import BrokerConfig, PlantConfig
@@ -26,6 +29,7 @@ from dtp_console.state import PlantCounters, PlantState
 __all__ = [
     "Handler",
     "MessageQueue",
+    "broker_warnings",
     "client_kwargs",
     "describe_mqtt_error",
     "raise_if_cancelling",
@@ -90,16 +94,27 @@ def client_kwargs(
     port: int,
     counters: PlantCounters | None = None,
     queues: list[MessageQueue] | None = None,
+    *,
+    session: bool = False,
 ) -> dict[str, Any]:
-    """Keyword arguments for `aiomqtt.Client` from a plant's broker settings."""
+    """Keyword arguments for `aiomqtt.Client` from a plant's broker settings.
+
+    `session` is for the bridge itself: it resumes the plant's persistent session
+    when the plant has one. Any other reader (`sniff`) gets a random id and a clean
+    session, because connecting with the bridge's id would take its session over
+    and kick the running bridge off the broker.
+    """
     broker = plant.broker
+    persistent = session and broker.persistent
     slug = "".join(c if c.isalnum() else "-" for c in plant.name.lower())
+    random_id = f"dtp-console-{slug}-{uuid.uuid4().hex[:8]}"
+    stable_id = broker.client_id if persistent or not broker.persistent else None
     kwargs: dict[str, Any] = {
         "hostname": host,
         "port": port,
         "username": broker.username,
         "password": broker.password.get_secret_value() if broker.password else None,
-        "identifier": broker.client_id or f"dtp-console-{slug}-{uuid.uuid4().hex[:8]}",
+        "identifier": stable_id or random_id,
         "protocol": (
             aiomqtt.ProtocolVersion.V5 if broker.protocol == "5" else aiomqtt.ProtocolVersion.V311
         ),
@@ -108,8 +123,16 @@ def client_kwargs(
         "logger": _logger,
         "timeout": 10.0,
     }
-    if broker.protocol != "5":
-        kwargs["clean_session"] = True
+    if broker.protocol == "5":
+        # aiomqtt builds a new paho client per connect, so its default "clean on the
+        # first connect only" would be clean on every reconnect.
+        kwargs["clean_start"] = not persistent
+        if persistent:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = broker.session_expiry_s
+            kwargs["properties"] = properties
+    else:
+        kwargs["clean_session"] = not persistent
     if counters is not None:
         kwargs["queue_type"] = _counting_queue(counters, [] if queues is None else queues)
     if broker.tls:
@@ -117,6 +140,42 @@ def client_kwargs(
         if not broker.verify:
             kwargs["tls_insecure"] = True
     return kwargs
+
+
+def _loopback(host: str) -> bool:
+    if host in ("embedded", "localhost") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def broker_warnings(plant: PlantConfig, address: tuple[str, int] | None = None) -> list[str]:
+    """What is unsafe about how this plant talks to its broker (shown for as long as it runs).
+
+    A password over plain MQTT is readable by anyone on the path unless the broker is
+    on loopback; port 8883 is where an operator expects TLS, so a plain connection
+    there is always worth a warning. `address` is where the bridge really connects
+    (an embedded broker resolved); the configured host and port when None.
+    """
+    broker = plant.broker
+    host, port = address or (broker.host, broker.port)
+    where = f"{broker.host if broker.embedded else host}:{port}"
+    out = []
+    if broker.tls and not broker.verify:
+        out.append(f"TLS verification is OFF for {plant.name} ({where}; broker.verify: false)")
+    if not broker.tls and broker.password is not None and not broker.embedded:
+        if port == 8883:
+            out.append(
+                f"MQTT password of {plant.name} sent in plaintext to {where}: port 8883 "
+                "expects TLS (broker.tls: false)"
+            )
+        elif not _loopback(host):
+            out.append(
+                f"MQTT password of {plant.name} sent in plaintext to {where} (set broker.tls: true)"
+            )
+    return out
 
 
 def raise_if_cancelling(exc: BaseException) -> None:
@@ -229,13 +288,15 @@ async def _connect_loop(
     broker = plant.broker
     host, port = address
     backoff = Backoff(broker.reconnect_initial_s, broker.reconnect_max_s)
-    if broker.tls and not broker.verify:
-        log.emit("WARN", f"TLS verification is OFF for {plant.name} ({host}:{port})", plant.name)
+    # Kept in the state so STATS, the stats JSON and the UI repeat them while it runs.
+    state.warnings = broker_warnings(plant, address)
+    for warning in state.warnings:
+        log.emit("WARN", warning, plant.name)
     while True:
         state.mqtt, state.mqtt_detail = "connecting", f"{host}:{port}"
         connecting = True
         try:
-            kwargs = client_kwargs(plant, host, port, state.counters, queues)
+            kwargs = client_kwargs(plant, host, port, state.counters, queues, session=True)
             async with aiomqtt.Client(**kwargs) as client:
                 connecting = False
                 for topic in plant.topics:
@@ -244,8 +305,11 @@ async def _connect_loop(
                 state.connects += 1
                 backoff.reset()
                 topics = ", ".join(plant.topics)
+                session = " (persistent session)" if broker.persistent else ""
                 log.emit(
-                    "INFO", f"MQTT connected: {plant.name} <- {host}:{port} ({topics})", plant.name
+                    "INFO",
+                    f"MQTT connected: {plant.name} <- {host}:{port} ({topics}){session}",
+                    plant.name,
                 )
                 queue = queues[-1] if queues else None
                 async for message in client.messages:
@@ -253,10 +317,19 @@ async def _connect_loop(
                     if queue is not None:
                         queue.in_hand = None
                         _drain_burst(queue, handle)
-        except aiomqtt.MqttError as exc:
+        except asyncio.CancelledError:
+            state.mqtt, state.mqtt_detail = "stopped", ""
+            raise
+        except Exception as exc:
+            # Not only MqttError: a CA file deleted after load, a filter paho refuses or
+            # a bug must show as a disconnected plant that retries, never a dead task.
             raise_if_cancelling(exc)
             delay = backoff.next()
-            reason = describe_mqtt_error(exc, tls=broker.tls if connecting else None)
+            if isinstance(exc, aiomqtt.MqttError):
+                reason = describe_mqtt_error(exc, tls=broker.tls if connecting else None)
+            else:
+                _logger.debug("MQTT %s: unexpected error", plant.name, exc_info=True)
+                reason = f"{type(exc).__name__}: {describe_mqtt_error(exc)}"
             state.mqtt, state.mqtt_detail = "disconnected", reason
             log.limited(
                 "WARN",
@@ -266,6 +339,3 @@ async def _connect_loop(
             )
             _hand_over_leftovers(queues, handle)
             await asyncio.sleep(delay)
-        except asyncio.CancelledError:
-            state.mqtt, state.mqtt_detail = "stopped", ""
-            raise

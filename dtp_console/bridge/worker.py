@@ -9,12 +9,14 @@ replaced while the bridge runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
+from dtp_console.backoff import Backoff
 from dtp_console.bridge.geometry import apply_affine, moved
-from dtp_console.bridge.mqtt import run_source
+from dtp_console.bridge.mqtt import raise_if_cancelling, run_source
 from dtp_console.bridge.outbox import Location, Outbox
 from dtp_console.bridge.parse import Reading, Rejection, StatusOnly, parser_for
 from dtp_console.bridge.poster import Poster
@@ -241,12 +243,43 @@ class Bridge:
         return stamp, stamp
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run intake and posting until `stop`, then drain what is pending."""
+        """Run intake and posting until `stop`, then drain what is pending.
+
+        Neither task should ever die; if one does anyway, it is logged as FAIL,
+        counted (`source_restarts`, `poster_restarts`) and restarted with backoff,
+        so a plant is never dead while the process looks fine.
+        """
+        state = self.state
+
+        def _source_died(reason: str) -> None:
+            state.source_restarts += 1
+            state.mqtt, state.mqtt_detail = "disconnected", f"MQTT source died: {reason}"
+
+        def _poster_died(_reason: str) -> None:
+            state.poster_restarts += 1
+
         source = asyncio.create_task(
-            run_source(self.plant, self._address, self.handle, self.state, self._log),
+            _keep_running(
+                f"MQTT source of {self.name}",
+                lambda: run_source(self.plant, self._address, self.handle, state, self._log),
+                stop,
+                self._log,
+                self.name,
+                _source_died,
+            ),
             name=f"mqtt:{self.name}",
         )
-        poster = asyncio.create_task(self.poster.run(stop), name=f"poster:{self.name}")
+        poster = asyncio.create_task(
+            _keep_running(
+                f"poster of {self.name}",
+                lambda: self.poster.run(stop),
+                stop,
+                self._log,
+                self.name,
+                _poster_died,
+            ),
+            name=f"poster:{self.name}",
+        )
         try:
             await stop.wait()
         finally:
@@ -258,3 +291,47 @@ class Bridge:
             await poster
             await self.poster.drain(self._drain_timeout)
             self.state.mqtt = "stopped"
+
+
+#: Restart delays of a worker task that died: jittered, doubling, capped.
+_RESTART_INITIAL_S = 0.5
+_RESTART_MAX_S = 30.0
+#: A task that ran this long before it died restarts from the initial delay again.
+_RESTART_RESET_AFTER_S = 60.0
+
+
+async def _keep_running(
+    what: str,
+    start: Callable[[], Awaitable[None]],
+    stop: asyncio.Event,
+    log: OpsLog,
+    plant: str,
+    died: Callable[[str], None],
+) -> None:
+    """Run `start()` until `stop`; each death (an exception, or an early return) is
+    reported, passed to `died` and followed by a restart after a backoff delay.
+    Cancellation is not a death: it ends the loop."""
+    backoff = Backoff(_RESTART_INITIAL_S, _RESTART_MAX_S)
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            await start()
+        except Exception as exc:
+            raise_if_cancelling(exc)  # being stopped, not dead
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+        else:
+            if stop.is_set():
+                return
+            reason = "it returned while the plant was running"
+        if time.monotonic() - started > _RESTART_RESET_AFTER_S:
+            backoff.reset()
+        delay = backoff.next()
+        died(reason)
+        log.limited(
+            "FAIL",
+            f"died:{what}",
+            f"{what} died ({reason}); restart {backoff.failures} in {delay:.1f}s",
+            plant,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)

@@ -12,7 +12,7 @@ leaves it unset, so an explicit YAML value always wins:
 | `TWINZO_PASSWORD`          | `twinzo.password`                                   |
 | `TWINZO_API_KEY`           | `twinzo.api_key`                                    |
 | `LOG_EVERY_N`              | `logging.log_every_n`                               |
-| `ATI_MQTT_HOST/PORT/...`   | `broker.*` of every `ati_sherpa` plant              |
+| `ATI_MQTT_HOST/PORT/...`   | `broker.*` of every `ati_sherpa` plant (TLS on for 8883)|
 | `ATI_MQTT_TOPIC`           | `broker.topics` of every `ati_sherpa` plant         |
 | `AFFINE_A` … `AFFINE_TY`   | `affine` of every `ati_sherpa` plant                |
 | `hivemq_config.json`       | `broker.*` of every `hitech` plant (TLS on for 8883)|
@@ -115,6 +115,7 @@ def _legacy_plant(plant: Any, env: Mapping[str, str], hivemq: dict[str, Any] | N
     if plant.get("format") == "ati_sherpa":
         for var, key in _ATI_BROKER.items():
             _fill(broker, key, env.get(var))
+        _tls_for_8883(broker)
         if env.get("ATI_MQTT_TOPIC"):
             _fill(broker, "topics", [env["ATI_MQTT_TOPIC"]])
         if "affine" not in plant and any(f"AFFINE_{k}" in env for k in _AFFINE):
@@ -124,8 +125,14 @@ def _legacy_plant(plant: Any, env: Mapping[str, str], hivemq: dict[str, Any] | N
     elif plant.get("format") == "hitech" and hivemq is not None:
         for key in ("host", "port", "username", "password"):
             _fill(broker, key, hivemq.get(key))
-        if str(broker.get("port")) == "8883":
-            _fill(broker, "tls", True)
+        _tls_for_8883(broker)
     if broker:
         plant["broker"] = broker
     return plant
+
+
+def _tls_for_8883(broker: dict[str, Any]) -> None:
+    # 8883 is MQTT over TLS: the old scripts' users put the port there and expected
+    # their password to be encrypted. An explicit `tls: false` in the YAML still wins.
+    if str(broker.get("port")).strip() == "8883":
+        _fill(broker, "tls", True)

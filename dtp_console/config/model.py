@@ -8,6 +8,7 @@ forbids unknown keys so a misspelt key is an error, not silence.
 from __future__ import annotations
 
 import math
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,12 +16,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from dtp_console.bridge.clock import TimestampUnit
 from dtp_console.bridge.device_map import mapping_problems
@@ -40,6 +43,7 @@ __all__ = [
     "PlantTwinzo",
     "SandboxConfig",
     "SandboxFaults",
+    "TopicFilter",
     "TwinzoConfig",
     "header_problem",
 ]
@@ -102,6 +106,58 @@ class _FiniteModel(_Model):
     model_config = ConfigDict(allow_inf_nan=False)
 
 
+#: MQTT strings (topic filters, client ids) are length-prefixed with two bytes.
+_MQTT_MAX_BYTES = 65_535
+#: A CA bundle larger than this is not a CA bundle (the system store is ~200 kB).
+_CA_FILE_MAX_BYTES = 10_000_000
+
+
+def _mqtt_text_problem(text: str) -> str | None:
+    """Why `text` cannot go into an MQTT packet (or into a log line), or None."""
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 (it holds a lone surrogate)"
+    if size > _MQTT_MAX_BYTES:
+        return f"is longer than MQTT allows (65,535 bytes; this is {size:,})"
+    # MQTT forbids NUL; the other C0/C1 controls are allowed but would reach logs and terminals.
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text):
+        return "contains a control character"
+    return None
+
+
+def _topic_filter(topic: str) -> str:
+    """A subscription filter as MQTT defines it; ValueError saying what is wrong."""
+    if not topic:
+        msg = "a topic filter cannot be empty (use `#` for every topic)"
+        raise ValueError(msg)
+    problem = _mqtt_text_problem(topic)
+    if problem is not None:
+        raise ValueError(f"the topic filter {problem}")
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            msg = "'#' must be a whole level and the last one (e.g. `hitech/amr/#`)"
+            raise ValueError(msg)
+        if "+" in level and level != "+":
+            msg = "'+' must be a whole level (e.g. `hitech/amr/+/position`)"
+            raise ValueError(msg)
+    return topic
+
+
+class TopicFilter(str):
+    """An MQTT subscription filter (a `str`), checked when the config is loaded."""
+
+    __slots__ = ()
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, _source: Any, _handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        # A plain str comes out; only the check is added (and the docs show the name).
+        return core_schema.no_info_after_validator_function(_topic_filter, core_schema.str_schema())
+
+
 class BrokerConfig(_Model):
     """Where a plant's vendor MQTT broker is and how to log in."""
 
@@ -110,23 +166,42 @@ class BrokerConfig(_Model):
     port: int = Field(default=1883, ge=0, le=65535)
     """Broker TCP port; when unset: 1883, 8883 with TLS, a free port with `embedded`."""
     tls: bool = False
-    """Connect with TLS."""
+    """Connect with TLS. When unset, on for port 8883 (the MQTT-over-TLS port): a password
+    must not go to 8883 in clear. Set `tls: false` explicitly for a plain 8883 (warned)."""
     ca_file: Path | None = None
-    """CA bundle that signs the broker's certificate; the system store when unset."""
+    """CA bundle (PEM) that signs the broker's certificate; the system store when unset.
+    Checked at load: a missing or non-PEM file is refused."""
     verify: bool = True
-    """Verify the broker's certificate and host name. Turning this off is logged as a warning."""
+    """Verify the broker's certificate and host name. Turning this off is warned about at
+    start and, for as long as it runs, in the STATS line, `--stats-json` and a UI badge."""
     username: str | None = None
     """MQTT user name."""
     password: SecretStr | None = None
-    """MQTT password (masked wherever shown)."""
+    """MQTT password (masked wherever shown). Sent in plaintext without TLS: that is warned
+    about unless the broker is on loopback."""
     client_id: str | None = None
-    """MQTT client id; `dtp-console-<plant>-<random>` when unset."""
-    topics: list[str] = Field(default_factory=list)
-    """Topics to subscribe to; the format's usual topic when empty."""
+    """MQTT client id; `dtp-console-<plant>-<random>` when unset. Set a stable one to get a
+    persistent session (see `persistent_session`); two consoles must never share one."""
+    topics: list[TopicFilter] = Field(default_factory=list)
+    """Topic filters to subscribe to; the format's usual topic when empty. `+` and `#`
+    must be whole levels, `#` the last one."""
     qos: Literal[0, 1, 2] = 1
     """Subscription QoS."""
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     """MQTT protocol version: `3.1.1` or `5`."""
+    persistent_session: bool | None = None
+    """Keep the MQTT session across reconnects and restarts, so that QoS ≥ 1 messages
+    published while the console is away are delivered when it is back: the stable
+    `client_id`, `clean_session=false` on 3.1.1, a session expiry of `session_expiry_s` on
+    MQTT 5. When unset: on when `qos` ≥ 1 and `client_id` is set. Needs `client_id`.
+    The broker must keep sessions too: on Mosquitto, `persistence true` (and a
+    `persistence_location`) so sessions survive a broker restart, and
+    `max_queued_messages` (default 1000 per client) large enough for an outage's
+    traffic: beyond it Mosquitto drops messages, QoS 1 included;
+    `persistent_client_expiration` ends 3.1.1 sessions of clients that never return."""
+    session_expiry_s: int = Field(default=3600, ge=0, le=4_294_967_295)
+    """MQTT 5 only: how long the broker keeps a persistent session while the console is
+    disconnected (`4294967295` is never expire). 3.1.1 sessions expire as the broker says."""
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     """MQTT keep-alive in seconds."""
     queue_size: int = Field(default=10_000, ge=10)
@@ -143,8 +218,57 @@ class BrokerConfig(_Model):
             return {3: "3.1.1", 311: "3.1.1", 5: "5"}.get(int(value), str(value))
         return value
 
+    @field_validator("ca_file")
+    @classmethod
+    def _readable_pem(cls, value: Path | None) -> Path | None:
+        # A bad CA file used to fail only inside the source task, which died silently.
+        if value is None:
+            return value
+        if not value.is_file():
+            problem = "is not a regular file" if value.exists() else "no such file"
+            raise ValueError(f"{problem}: {value}")
+        try:
+            size = value.stat().st_size
+            if size <= _CA_FILE_MAX_BYTES:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(value))
+        except ssl.SSLError:
+            msg = f"holds no PEM certificate (a DER file? convert it with openssl x509): {value}"
+            raise ValueError(msg) from None
+        except OSError as exc:
+            msg = f"cannot be read ({exc.strerror or type(exc).__name__}): {value}"
+            raise ValueError(msg) from None
+        if size > _CA_FILE_MAX_BYTES:
+            raise ValueError(f"is larger than {_CA_FILE_MAX_BYTES:,} bytes: {value}")
+        return value
+
+    @field_validator("client_id")
+    @classmethod
+    def _usable_client_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value:
+            msg = "an empty client id is the broker's choice; leave client_id unset instead"
+            raise ValueError(msg)
+        problem = _mqtt_text_problem(value)
+        if problem is not None:
+            raise ValueError(f"the client id {problem}")
+        return value
+
+    @field_validator("persistent_session")
+    @classmethod
+    def _session_needs_client_id(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        if value and not info.data.get("client_id"):
+            msg = (
+                "a persistent session needs a stable broker.client_id (a random id starts a "
+                "new session on every connect); set client_id"
+            )
+            raise ValueError(msg)
+        return value
+
     @model_validator(mode="after")
     def _default_port(self) -> BrokerConfig:
+        if "tls" not in self.model_fields_set and self.port == 8883 and not self.embedded:
+            self.tls = True
         if "port" not in self.model_fields_set:
             self.port = 0 if self.embedded else 8883 if self.tls else 1883
         return self
@@ -153,6 +277,13 @@ class BrokerConfig(_Model):
     def embedded(self) -> bool:
         """Whether this is the in-process demo broker."""
         return self.host == "embedded"
+
+    @property
+    def persistent(self) -> bool:
+        """Whether the bridge resumes a persistent session (`persistent_session` resolved)."""
+        if self.persistent_session is not None:
+            return self.persistent_session
+        return self.qos >= 1 and bool(self.client_id)
 
 
 class GenericFields(_Model):
@@ -320,7 +451,7 @@ class PlantConfig(_Model):
     @property
     def topics(self) -> list[str]:
         """The topics to subscribe to."""
-        return self.broker.topics or DEFAULT_TOPICS[self.format]
+        return [*self.broker.topics] or DEFAULT_TOPICS[self.format]
 
     @model_validator(mode="after")
     def _batch_needs_branch(self) -> PlantConfig:
