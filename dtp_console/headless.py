@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from dtp_console.events import Bus, Event, LogLine, StoreHealth, TwinDeleted, TwinUpdated
 from dtp_console.state import EngineState, PlantState
+from dtp_console.textsafe import safe_text
 
 __all__ = ["HeadlessRenderer", "stats_line", "stores_stats_line"]
 
@@ -88,6 +89,9 @@ class HeadlessRenderer:
         self._store_ok: dict[str, bool] = {}
 
     def _write(self, line: str) -> None:
+        # Log lines are escaped when made; twin ids and store errors are composed
+        # here, so the one place that prints escapes them too (idempotent for safe text).
+        line = safe_text(line, None)
         self._out.write(line + "\n")
         self._out.flush()
         if self._log is not None:

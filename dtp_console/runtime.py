@@ -135,6 +135,9 @@ class Engine:
                 group.create_task(self._housekeeping(stop), name="housekeeping")
                 self.ready.set()
                 self.log.emit("INFO", self._banner())
+            # Every worker has stopped: publish the folded lines still waiting for their
+            # window to end, or the last "(+N like it)" / "… and N more" is lost.
+            self.log.flush(final=True)
 
     def _banner(self) -> str:
         plants = ", ".join(

@@ -136,11 +136,15 @@ class Bridge:
         if login is None:
             state.counters.count("unknown_device")
             state.note_unknown(vendor_id)
-            self._log.limited(
+            # Folded per plant past a few distinct ids a window: a fleet the map lacks
+            # (1,500 ids) is one summary line, not 1,500 (OpsLog.distinct).
+            self._log.distinct(
                 "WARN",
-                f"unknown:{self.name}:{vendor_id}",
+                f"unknown:{self.name}",
+                vendor_id,
                 f"Unknown {plant.label} device: {vendor_id} (add to device map)",
                 self.name,
+                noun=f"unknown {plant.label} devices",
             )
             return "unknown_device"
         device = state.devices.get(vendor_id)

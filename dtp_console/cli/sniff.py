@@ -15,6 +15,7 @@ from dtp_console.bridge.mqtt import client_kwargs, describe_mqtt_error
 from dtp_console.bridge.parse import Reading, Rejection, StatusOnly, parser_for
 from dtp_console.cli.common import add_config_arg, load_or_exit, parse_duration
 from dtp_console.config.model import PlantConfig
+from dtp_console.textsafe import safe_text
 
 __all__ = ["describe", "register"]
 
@@ -32,7 +33,10 @@ def register(sub: Any) -> None:
 
 
 def describe(plant: PlantConfig, topic: str, payload: bytes) -> str:
-    """One line: topic, payload (shortened), and what the bridge would do with it."""
+    """Two lines: topic and payload (shortened), then what the bridge would do with it.
+
+    Control characters from the broker are escaped visibly (`textsafe.safe_text`).
+    """
     shown = payload[:160].decode("utf-8", "replace") + ("…" if len(payload) > 160 else "")
     if len(payload) > plant.max_payload_bytes:
         verdict = f"rejected:oversize ({len(payload)} bytes)"
@@ -49,7 +53,9 @@ def describe(plant: PlantConfig, topic: str, payload: bytes) -> str:
                 assert isinstance(result, Reading)
                 x, y = apply_affine(plant.affine, result.x, result.y)
                 verdict = f"{who} at ({x:.0f}, {y:.0f}) mm"
-    return f"{topic}  {shown}\n    => {verdict}"
+    # Topic, payload, ids and parse details are the vendor's: each printed line is
+    # escaped whole, so a newline or ESC in any of them is shown, never obeyed.
+    return f"{safe_text(f'{topic}  {shown}')}\n    => {safe_text(verdict)}"
 
 
 def _sniff(args: argparse.Namespace) -> int:
@@ -79,8 +85,10 @@ async def _sniff_async(plant: PlantConfig, duration: float | None, limit: int | 
             for topic in plant.topics:
                 await client.subscribe(topic, qos=plant.broker.qos)
             print(
-                f"sniffing {plant.name} on {plant.broker.host}:{plant.broker.port} "
-                f"({', '.join(plant.topics)})",
+                safe_text(
+                    f"sniffing {plant.name} on {plant.broker.host}:{plant.broker.port} "
+                    f"({', '.join(plant.topics)})"
+                ),
                 flush=True,
             )
             async for message in client.messages:
@@ -94,7 +102,7 @@ async def _sniff_async(plant: PlantConfig, duration: float | None, limit: int | 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_loop(), duration)
     except aiomqtt.MqttError as exc:
-        print(f"error: MQTT {plant.name}: {describe_mqtt_error(exc)}", file=sys.stderr)
+        print(safe_text(f"error: MQTT {plant.name}: {describe_mqtt_error(exc)}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

@@ -16,11 +16,13 @@ import signal
 from pathlib import Path
 from typing import ClassVar, TextIO
 
+from rich.text import Text
 from textual.app import App
 from textual.binding import Binding, BindingType
 
 from dtp_console.events import Event, LogLine, StoreHealth, Subscription
 from dtp_console.runtime import Engine
+from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import UiClock
 from dtp_console.ui.screens.calibration import CalibrationScreen
 from dtp_console.ui.screens.device_map import DeviceMapEditor
@@ -140,7 +142,7 @@ class DtpConsoleApp(App[int]):
             return
         error = task.exception()
         detail = f"{error!r}" if error is not None else "it ended on its own"
-        self.exit(1, return_code=1, message=f"FAIL console stopped: {detail}")
+        self.exit(1, return_code=1, message=_exit_message(detail))
 
     async def action_quit(self) -> None:
         """Stop the workers, wait for the outboxes to drain, then exit."""
@@ -159,7 +161,7 @@ class DtpConsoleApp(App[int]):
             except Exception as exc:
                 logging.getLogger(__name__).exception("engine failed while stopping")
                 code = 1
-                self.exit(1, return_code=1, message=f"FAIL console stopped: {exc!r}")
+                self.exit(1, return_code=1, message=_exit_message(repr(exc)))
                 return
         self.refresh_now()
         self.exit(code, return_code=code)
@@ -213,3 +215,8 @@ def run_ui(engine: Engine, *, duration: float | None = None, stats_json: Path | 
     if stats_json is not None:
         write_json_atomic(stats_json, engine.state.as_dict())
     return app.return_code or 0
+
+
+def _exit_message(detail: str) -> Text:
+    """The line printed after the UI closes: a str would be read as Rich markup."""
+    return Text(safe_text(f"FAIL console stopped: {detail}"))

@@ -38,6 +38,7 @@ from dtp_console.calibrate.store import affine_values, store_affine
 from dtp_console.config.model import PlantConfig
 from dtp_console.config.writer import ConfigWriteError
 from dtp_console.runtime import Engine
+from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import AMBER, GREEN, MUTED, RED, TEXT
 from dtp_console.ui.widgets.residual_map import ResidualMap, ResidualPoint
 
@@ -123,7 +124,7 @@ class CalibrationScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="cal-dialog") as dialog:
-            dialog.border_title = f"Calibration · {self.plant.name}"
+            dialog.border_title = Text(f"Calibration · {safe_text(self.plant.name, 80)}")
             with Horizontal(id="cal-top"):
                 table: DataTable[Text] = DataTable(id="cal-points", cursor_type="row")
                 for label, key, width in (
@@ -322,7 +323,7 @@ class CalibrationScreen(ModalScreen[None]):
             rejected = "" if row is None or row.used else "yes"
             style = RED if rejected else TEXT
             table.add_row(
-                Text(point.name, style=style),
+                Text(safe_text(point.name, 200), style=style),
                 Text(f"{point.vendor_x:.3f}", style=TEXT, justify="right"),
                 Text(f"{point.vendor_y:.3f}", style=TEXT, justify="right"),
                 Text(f"{point.twinzo_x:.0f}", style=TEXT, justify="right"),
@@ -359,7 +360,7 @@ class CalibrationScreen(ModalScreen[None]):
         report = self.report
         if report is None:
             if self.fit_error:
-                text.append(f"no fit: {self.fit_error}", style=RED)
+                text.append(f"no fit: {safe_text(self.fit_error)}", style=RED)
             else:
                 text.append("no points yet: capture or load at least 3", style=MUTED)
             return text
@@ -403,4 +404,5 @@ class CalibrationScreen(ModalScreen[None]):
         return f"{where}; {applied}: {values}"
 
     def _say(self, message: str, colour: str) -> None:
-        self.query_one("#cal-status", Static).update(Text(message, style=colour))
+        # Messages quote file paths and write errors: escaped, never markup.
+        self.query_one("#cal-status", Static).update(Text(safe_text(message), style=colour))

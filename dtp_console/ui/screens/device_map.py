@@ -26,6 +26,7 @@ from textual.widgets.option_list import Option
 
 from dtp_console.bridge.device_map import login_problem, mapping_problems, vendor_id_problem
 from dtp_console.config.writer import ConfigWriteError, DeviceMapConflictError
+from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import MUTED, TEXT
 from dtp_console.ui.screens.confirm import ConfirmScreen
 
@@ -102,7 +103,7 @@ class DeviceMapEditor(ModalScreen[dict[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dm-dialog") as dialog:
-            dialog.border_title = f"Device map · {self.plant_name}"
+            dialog.border_title = Text(f"Device map · {safe_text(self.plant_name, 80)}")
             with Horizontal(id="dm-lists"):
                 table: DataTable[Text] = DataTable(id="dm-table", cursor_type="row")
                 table.add_column("vendor id", key="vendor", width=18)
@@ -273,8 +274,9 @@ class DeviceMapEditor(ModalScreen[dict[str, str] | None]):
         with self.prevent(Input.Changed):
             self.query_one("#dm-vendor", Input).value = vendor_id or ""
             self.query_one("#dm-login", Input).value = login
-        editing = f"edit {vendor_id}" if vendor_id is not None else "new mapping"
-        self.query_one("#dm-form", Vertical).border_title = editing
+        editing = f"edit {safe_text(vendor_id, 80)}" if vendor_id is not None else "new mapping"
+        # A border title given as a str is parsed as markup; a Text is shown as it is.
+        self.query_one("#dm-form", Vertical).border_title = Text(editing)
         self._validate()
 
     def _validate(self) -> tuple[str | None, str | None]:
@@ -287,7 +289,7 @@ class DeviceMapEditor(ModalScreen[dict[str, str] | None]):
             ("vendor", "login"), (vendor, login), problems, strict=True
         ):
             shown = problem if problem and (value or self._attempted) else ""
-            self.query_one(f"#dm-{field}-problem", Static).update(shown)
+            self.query_one(f"#dm-{field}-problem", Static).update(safe_text(shown))
             self.query_one(f"#dm-{field}", Input).set_class(bool(shown), "-invalid")
         return problems
 
@@ -334,7 +336,11 @@ class DeviceMapEditor(ModalScreen[dict[str, str] | None]):
         table: DataTable[Text] = self.query_one("#dm-table", DataTable)
         table.clear()
         for vendor_id, login in self._mapping.items():
-            table.add_row(Text(vendor_id, style=TEXT), Text(login, style=TEXT), key=vendor_id)
+            table.add_row(
+                Text(safe_text(vendor_id, 200), style=TEXT),
+                Text(safe_text(login, 200), style=TEXT),
+                key=vendor_id,
+            )
         if cursor is not None and self._mapping:
             table.move_cursor(row=cursor)
 
@@ -343,7 +349,9 @@ class DeviceMapEditor(ModalScreen[dict[str, str] | None]):
         suggestions = self.query_one("#dm-suggestions", OptionList)
         highlighted = suggestions.highlighted
         unmapped = [vid for vid in self._suggestions if vid not in self._mapping]
-        suggestions.set_options(Option(vid, id=vid) for vid in unmapped)
+        # Ids come from the broker: shown escaped and as plain text (a `[red]` stays
+        # visible), while the option's id keeps the exact id the bridge will look up.
+        suggestions.set_options(Option(Text(safe_text(vid, 200)), id=vid) for vid in unmapped)
         if unmapped:
             suggestions.highlighted = min(highlighted or 0, len(unmapped) - 1)
         label = "Seen, not mapped" if unmapped else "No unmapped ids seen"
@@ -351,4 +359,4 @@ class DeviceMapEditor(ModalScreen[dict[str, str] | None]):
         suggestions.display = bool(unmapped)
 
     def _show_error(self, message: str) -> None:
-        self.query_one("#dm-error", Static).update(message)
+        self.query_one("#dm-error", Static).update(safe_text(message))

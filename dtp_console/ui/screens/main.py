@@ -178,7 +178,9 @@ class MainScreen(Screen[None]):
             return
         bridge = self.engine.bridges.get(plant.name)
         if bridge is None:
-            self.notify(f"{plant.name}: the bridge is not running yet.", severity="warning")
+            self.notify(
+                f"{plant.name}: the bridge is not running yet.", severity="warning", markup=False
+            )
             return
         state = self.engine.state.plants.get(plant.name)
         suggestions = [vid for vid, _ in state.unknown.most_common()] if state else []

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import ClassVar
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
 from dtp_console.state import AuthState, DeviceState, EngineState
+from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import (
     AMBER,
     BLUE,
@@ -85,7 +87,8 @@ class AuthPanel(Vertical):
         ok = sum(d.posts_ok for _, d in devices.values())
         failed = sum(d.posts_failed for _, d in devices.values())
         summary = (
-            f"twinzo [{BLUE}]{state.twinzo_url or '–'}[/] · {len(logins)} logins · tokens "
+            f"twinzo [{BLUE}]{escape(safe_text(state.twinzo_url or '–'))}[/]"
+            f" · {len(logins)} logins · tokens "
             + (" ".join(f"{k} {v}" for k, v in sorted(tokens.items())) or "none yet")
             + f" · POST ok [{GREEN}]{ok}[/] failed [{RED if failed else MUTED}]{failed}[/]"
         )

@@ -17,6 +17,7 @@ from textual.widget import Widget
 from dtp_console.config.model import ConsoleConfig
 from dtp_console.events import StoreHealth
 from dtp_console.state import EngineState
+from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import fmt_ms
 
 __all__ = ["Badge", "BadgeInfo", "HealthBadges", "badge_infos", "fit_badges"]
@@ -207,7 +208,8 @@ class Badge(Widget, can_focus=True):
     """
 
     def __init__(self, info: BadgeInfo, *, compact: bool = False) -> None:
-        super().__init__()
+        # Labels and details name plants, stores and brokers: shown as text, not markup.
+        super().__init__(markup=False)
         self.info = info
         self._compact = compact
         self._text = info.text(compact=compact)
@@ -245,10 +247,11 @@ class Badge(Widget, can_focus=True):
         """Tell the operator what last went wrong here."""
         severity = {"fail": "error", "warn": "warning"}.get(self.info.level, "information")
         self.notify(
-            self.info.error or "no error recorded",
-            title=self.info.label,
+            safe_text(self.info.error or "no error recorded"),
+            title=safe_text(self.info.label, 80),
             severity=severity,  # type: ignore[arg-type]
             timeout=8,
+            markup=False,  # errors quote brokers, stores and twinzo: never markup
         )
 
 

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 
 from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
 from dtp_console.config.model import Bounds
 from dtp_console.state import PlantState
+from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import MUTED, map_labels
 
 __all__ = ["BrailleCanvas", "FloorMap"]
@@ -163,7 +165,8 @@ class FloorMap(Widget):
             title += f" · {self.zoom}× " + (track.label if track else "centre")
         # Setting a border title repaints the whole widget: only when it changed.
         if title != self._title_text:
-            self._title_text = self.border_title = title
+            self._title_text = title
+            self.border_title = Text(title)  # a str would be parsed as markup
 
     def set_zoom(self, step: int) -> int:
         """Zoom in (`step` > 0), out (< 0) or back to the whole floor (0); the new zoom."""
@@ -203,7 +206,7 @@ class FloorMap(Widget):
         for vendor_id, device in plant.devices.items():
             if device.x is None or device.y is None:
                 continue
-            label = self._labels.get(device.login, device.login)
+            label = safe_text(self._labels.get(device.login, device.login), 80)
             track = self._tracks.get(vendor_id)
             if track is None:
                 colour = _ROBOT_COLOURS[zlib.crc32(vendor_id.encode()) % len(_ROBOT_COLOURS)]

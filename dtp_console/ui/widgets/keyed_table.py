@@ -19,6 +19,8 @@ from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from dtp_console.textsafe import safe_text
+
 __all__ = ["Cell", "Column", "KeyedTable"]
 
 Cell = tuple[str, str]
@@ -165,7 +167,10 @@ class KeyedTable(ScrollView, can_focus=True):
         base = self._style(f"on {background}")
         segments = []
         for (text, spec), (_, _, cells) in zip(self._cells[key], self.COLUMNS, strict=True):
-            segments.append(Segment(f" {_fit(text, cells)} ", base + self._style(spec)))
+            # Cells carry vendor ids, logins and twinzo's errors, and segments go to the
+            # terminal as they are: escape control characters here, once per changed row.
+            shown = _fit(safe_text(text, 200), cells)
+            segments.append(Segment(f" {shown} ", base + self._style(spec)))
         strip = Strip(segments, self._total_width)
         if width > self._total_width:
             strip = strip.extend_cell_length(width, self._base_style())

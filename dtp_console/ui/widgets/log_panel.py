@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 
 from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -198,4 +199,5 @@ class LogPanel(ScrollView, can_focus=False):
 
     def _title(self) -> None:
         plant = self.plant_filter or "all plants"
-        self.border_title = f"log · {self.level_filter} · {plant}  (l level, p plant)"
+        # Text, not a str: a str title is parsed as markup.
+        self.border_title = Text(f"log · {self.level_filter} · {plant}  (l level, p plant)")

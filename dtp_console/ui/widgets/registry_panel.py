@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Static
 
 from dtp_console.events import TwinDeleted, TwinUpdated
 from dtp_console.registry.lifecycle import STATUSES, TwinStatus
+from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import BLUE, GREEN, MUTED, TEXT, fmt_age
 from dtp_console.ui.screens.confirm import ConfirmScreen
 
@@ -180,7 +181,7 @@ class RegistryPanel(Widget):
             twins = await service.list_twins()
         except Exception as exc:  # a broken store must not take the console down
             self._offline(f"registry unavailable: {exc}")
-            self.notify(str(exc), title="registry", severity="error")
+            self.notify(safe_text(exc), title="registry", severity="error", markup=False)
             return
         self._twins = {twin.id: twin for twin in twins}
         self._loaded = True
@@ -261,9 +262,14 @@ class RegistryPanel(Widget):
                 await service.delete(twin_id, reason="deleted in the console")
                 self._drop(twin_id)
         except Exception as exc:  # illegal transition, unknown twin, store down: say so
-            self.notify(f"{action} {twin_id} failed: {exc}", title="registry", severity="error")
+            self.notify(
+                safe_text(f"{action} {twin_id} failed: {exc}"),
+                title="registry",
+                severity="error",
+                markup=False,
+            )
             return
-        self.notify(f"{twin_id} {action}d", title="registry")
+        self.notify(safe_text(f"{twin_id} {action}d"), title="registry", markup=False)
 
     # -- rows ----------------------------------------------------------------------
 
@@ -313,7 +319,7 @@ class RegistryPanel(Widget):
         old = self._cells[twin_id]
         for index, cell in enumerate(cells):
             if old[index] != cell:
-                self._table.update_cell(twin_id, _COLUMNS[index][0], Text(cell[0], style=cell[1]))
+                self._table.update_cell(twin_id, _COLUMNS[index][0], _text(cell))
                 old[index] = cell
 
     def _rebuild(self) -> None:
@@ -326,7 +332,7 @@ class RegistryPanel(Widget):
             twin = self._twins[twin_id]
             if self._matches(twin):
                 cells = self._row(twin)
-                table.add_row(*(Text(t, style=s) for t, s in cells), key=twin_id)
+                table.add_row(*(_text(cell) for cell in cells), key=twin_id)
                 self._cells[twin_id] = cells
         if selected in self._cells:
             table.move_cursor(row=list(self._cells).index(selected))
@@ -342,11 +348,18 @@ class RegistryPanel(Widget):
         status = self.status_filter or "all"
         shown, total = len(self._cells), len(self._twins)
         self.query_one("#registry-filters", Static).update(
-            f"tenant: {tenant} (t) · status: {status} (s) · {shown} of {total} twins"
-            " · x deprecate · D delete"
+            safe_text(
+                f"tenant: {tenant} (t) · status: {status} (s) · {shown} of {total} twins"
+                " · x deprecate · D delete"
+            )
         )
 
     def _offline(self, message: str) -> None:
         self._loaded = False
-        self.query_one("#registry-placeholder", Static).update(message)
+        self.query_one("#registry-placeholder", Static).update(safe_text(message))
         self.add_class("-offline")
+
+
+def _text(cell: _Cell) -> Text:
+    """A cell as plain text: twin fields come from files anyone may write."""
+    return Text(safe_text(cell[0], 200), style=cell[1])
