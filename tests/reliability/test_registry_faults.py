@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,14 +195,15 @@ def _make_unreadable(path: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> s
         path.write_bytes(b'"@id": dt:Bad_001\nname: \xff\xfe\n')
         return "cannot read"
     # EACCES as a non-root user gets it, for a root test run (root ignores mode bits).
-    real = Path.read_text
+    # Twin files are opened with os.open (bounded, non-blocking reads): refuse that one.
+    real_open = os.open
 
-    def _read_text(self: Path, *args: object, **kwargs: object) -> str:
-        if self.name == path.name and self.parent.name == path.parent.name:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+    def _open(file: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(file).name == path.name and Path(file).parent.name == path.parent.name:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, flags, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_text", _read_text)
+    monkeypatch.setattr(os, "open", _open)
     return "Permission denied"
 
 
