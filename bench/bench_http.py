@@ -60,8 +60,8 @@ _HEADERS = {
     "Content-Type": "application/json",
     "Client": "00000000-0000-0000-0000-000000000001",
     "Branch": "00000000-0000-0000-0000-000000000002",
-    "Token": "bench-token",
-    "Api-Key": "bench-api-key",
+    "Token": "placeholder-token",
+    "Api-Key": "placeholder-api-key",
 }
 
 

@@ -23,7 +23,7 @@ from tests.support.mosquitto import MosquittoServer, free_port
 
 pytestmark = pytest.mark.integration
 
-SECRET = "Neo-Pw-51Xk"
+SECRET = "test-neo-pw-51xk"  # a placeholder the test looks for in every output
 
 CONFIG = """
 twinzo:
