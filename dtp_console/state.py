@@ -179,7 +179,8 @@ class PlantState:
     """`connecting`, `connected`, `disconnected` or `stopped` (set with `set_mqtt`)."""
     mqtt_detail: str = ""
     mqtt_since: float | None = None
-    """Epoch seconds `mqtt` last changed (None: never set with `set_mqtt`)."""
+    """Epoch seconds the session last came up or went down: reconnect attempts
+    (`disconnected` → `connecting` → …) do not move it (None: never set)."""
     mqtt_error: str | None = None
     """Why the MQTT session last went down (kept after a reconnect)."""
     connects: int = 0
@@ -203,8 +204,8 @@ class PlantState:
     """Times the posting task died and was restarted."""
 
     def set_mqtt(self, status: str, detail: str = "") -> None:
-        """Move the MQTT state; remembers since when, and the reason of a disconnect."""
-        if status != self.mqtt or self.mqtt_since is None:
+        """Move the MQTT state; remembers since when it is up or down, and why it went down."""
+        if (status == "connected") != (self.mqtt == "connected") or self.mqtt_since is None:
             self.mqtt_since = time.time()
         self.mqtt, self.mqtt_detail = status, detail
         if status == "disconnected" and detail:

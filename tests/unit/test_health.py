@@ -20,6 +20,7 @@ import pytest
 from dtp_console import __version__, health
 from dtp_console.health import liveness, readiness
 from dtp_console.runtime import Engine
+from dtp_console.state import PlantState
 from tests.support.engine import TWINZO_SECRETS, engine_config, running, until
 from tests.support.mosquitto import MosquittoServer, free_port
 
@@ -130,6 +131,7 @@ async def test_broker_down_is_not_ready_with_since_and_last_error(tmp_path: Path
     async with running(engine):
         plant = engine.state.plants["Old Plant"]
         await until(lambda: plant.mqtt_error is not None, what="a failed connect")
+        await asyncio.sleep(0.6)  # a few retries later
         ready, body = await readiness(engine)
     assert ready is False
     body = _json(body)
@@ -137,7 +139,8 @@ async def test_broker_down_is_not_ready_with_since_and_last_error(tmp_path: Path
     bridge = body["bridges"]["Old Plant"]
     assert bridge["up"] is False and bridge["connected"] is False
     assert bridge["mqtt"] in ("connecting", "disconnected")
-    assert bridge["since"] is not None
+    # Down since the first attempt: the retries (every 0.1-0.5 s) do not move it.
+    assert bridge["since"] == pytest.approx(engine.state.started_at, abs=2)
     assert bridge["last_error"]
     assert bridge["connects"] == 0
     assert any(p.startswith("bridge Old Plant: MQTT ") for p in body["not_ready"])
@@ -228,3 +231,25 @@ async def test_disabled_parts_do_not_count(tmp_path: Path) -> None:
     assert body["stores"] == {"enabled": False, "up": True, "stores": {}}
     assert body["registry"] == {"enabled": False, "up": True}
     assert body["not_ready"][0] == "workers not started"
+
+
+def test_mqtt_since_moves_when_the_session_comes_up_or_goes_down_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    plant = PlantState("P")
+    plant.set_mqtt("connecting", "127.0.0.1:1883")
+    assert plant.mqtt_since == 100.0
+    for status in ("disconnected", "connecting", "disconnected"):  # retries: still down
+        now[0] += 1
+        plant.set_mqtt(status, "Connection refused" if status == "disconnected" else "")
+    assert plant.mqtt_since == 100.0
+    assert plant.mqtt_error == "Connection refused"
+    now[0] = 200.0
+    plant.set_mqtt("connected", "127.0.0.1:1883")
+    assert (plant.mqtt, plant.mqtt_detail, plant.mqtt_since) == ("connected", "127.0.0.1:1883", 200)
+    assert plant.mqtt_error == "Connection refused"  # the last error is kept after a reconnect
+    now[0] = 300.0
+    plant.set_mqtt("stopped")
+    assert plant.mqtt_since == 300.0
