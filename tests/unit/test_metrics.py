@@ -51,7 +51,7 @@ FAMILIES = {
     "dtp_twinzo_post_duration_seconds": "histogram",
     "dtp_twinzo_authentications": "counter",
     "dtp_twinzo_token_refreshes": "counter",
-    "dtp_twinzo_token_valid": "gauge",
+    "dtp_twinzo_tokens": "gauge",
     "dtp_store_spool_pending_records": "gauge",
     "dtp_store_spool_submitted_records": "counter",
     "dtp_store_spool_written_records": "counter",
@@ -186,7 +186,7 @@ async def test_names_types_and_labels(busy_engine: Engine) -> None:
 @pytest.mark.integration
 async def test_counters_add_up_to_the_stats_json(busy_engine: Engine) -> None:
     result = await scrape(busy_engine)
-    stats = busy_engine.state.as_dict()  # the same moment: nothing ran in between
+    stats = busy_engine.state.as_dict()  # the traffic is over: nothing counts meanwhile
     for plant, data in stats["plants"].items():
         received = result.value("dtp_plant_received_total", plant=plant)
         assert received == data["received"]
@@ -218,6 +218,9 @@ async def test_counters_add_up_to_the_stats_json(busy_engine: Engine) -> None:
         )
         assert result.value("dtp_twinzo_token_refreshes_total", login=login) == auth["refreshes"]
     assert result.value("dtp_twinzo_token_refreshes_total", login="tugger-07") >= 1
+    statuses = Counter(auth["status"] for auth in stats["auth"].values())
+    for status in ("none", "valid", "refreshing", "failed"):
+        assert result.value("dtp_twinzo_tokens", status=status) == statuses[status]
     spools = stats["stores"]["spools"]
     assert spools
     for key, spool in spools.items():
@@ -358,14 +361,14 @@ async def test_a_slow_registry_never_holds_a_scrape_and_is_read_once_at_a_time(
 ) -> None:
     monkeypatch.setattr(metrics, "TWIN_COUNT_WAIT_S", 0.05)
     engine = Engine(engine_config(tmp_path, free_port(), registry=False), simulate=False)
-    slow = _SlowRegistry(delay=0.5)
+    slow = _SlowRegistry(delay=2.0)
     engine.registry = slow
     results = await asyncio.wait_for(
-        asyncio.gather(*(scrape(engine) for _ in range(5))), timeout=0.4
+        asyncio.gather(*(scrape(engine) for _ in range(5))), timeout=1.5
     )
     assert slow.repository.calls == 1  # one read in flight, shared by every scrape
     assert all("dtp_registry_twins" not in r.families for r in results)  # nothing read yet
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(2.1)
     after = await scrape(engine)
     assert after.value("dtp_registry_twins", status="active") == 0
     assert slow.repository.calls == 1  # fresh within the TTL: no second read
