@@ -12,6 +12,8 @@ bridge has drained it is zero and `received == sum(outcomes)`.
 
 from __future__ import annotations
 
+import bisect
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +22,11 @@ from typing import Any, Literal
 from dtp_console.bridge.clock import ClockEstimate
 
 __all__ = [
+    "POST_SECONDS_BUCKETS",
     "AuthState",
     "DeviceState",
     "EngineState",
+    "Histogram",
     "PlantCounters",
     "PlantState",
     "TokenStatus",
@@ -32,6 +36,47 @@ TokenStatus = Literal["none", "valid", "refreshing", "failed"]
 
 #: How many distinct unknown vendor ids a plant remembers (the rest are still counted).
 MAX_UNKNOWN_IDS = 1_000
+
+#: Upper bounds (seconds) of the twinzo POST latency histogram's buckets.
+POST_SECONDS_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+
+class Histogram:
+    """A fixed-bucket histogram in plain Python: `observe()` is a bisect and three adds.
+
+    Workers observe into it on the hot path; `/metrics` reads it at scrape time
+    (Prometheus semantics: a value lands in the first bucket whose bound is >= it,
+    everything above the last bound in the implicit `+Inf` bucket).
+    """
+
+    __slots__ = ("bounds", "count", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...] = POST_SECONDS_BUCKETS) -> None:
+        if list(bounds) != sorted(set(bounds)) or not bounds:
+            msg = "histogram bounds must be strictly increasing"
+            raise ValueError(msg)
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        """Observations per bucket (not cumulative); the last is above every bound."""
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        """Record one observation."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """`(upper bound, observations <= it)` per bucket, ending with `(inf, count)`."""
+        out: list[tuple[float, int]] = []
+        running = 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += n
+            out.append((bound, running))
+        return out
 
 
 @dataclass(slots=True)
@@ -131,8 +176,13 @@ class PlantState:
 
     name: str
     mqtt: str = "stopped"
-    """`connecting`, `connected`, `disconnected` or `stopped`."""
+    """`connecting`, `connected`, `disconnected` or `stopped` (set with `set_mqtt`)."""
     mqtt_detail: str = ""
+    mqtt_since: float | None = None
+    """Epoch seconds the session last came up or went down: reconnect attempts
+    (`disconnected` → `connecting` → …) do not move it (None: never set)."""
+    mqtt_error: str | None = None
+    """Why the MQTT session last went down (kept after a reconnect)."""
     connects: int = 0
     counters: PlantCounters = field(default_factory=PlantCounters)
     devices: dict[str, DeviceState] = field(default_factory=dict)
@@ -152,6 +202,14 @@ class PlantState:
     """Times the MQTT source task died and was restarted."""
     poster_restarts: int = 0
     """Times the posting task died and was restarted."""
+
+    def set_mqtt(self, status: str, detail: str = "") -> None:
+        """Move the MQTT state; remembers since when it is up or down, and why it went down."""
+        if (status == "connected") != (self.mqtt == "connected") or self.mqtt_since is None:
+            self.mqtt_since = time.time()
+        self.mqtt, self.mqtt_detail = status, detail
+        if status == "disconnected" and detail:
+            self.mqtt_error = detail
 
     def note_unknown(self, vendor_id: str) -> bool:
         """Count an unknown id; True the first time it is seen."""
@@ -218,6 +276,15 @@ class EngineState:
     """Messages seen per topic on the platform broker (`dtp/#`)."""
     store_stats: Callable[[], dict[str, Any]] | None = None
     """Reads the stores' spool counters and health (set by the engine while stores run)."""
+    post_seconds: dict[str, Histogram] = field(default_factory=dict)
+    """Duration of every twinzo POST attempt (a failed one too), by API path."""
+
+    def post_histogram(self, path: str) -> Histogram:
+        """The POST latency histogram of `path` (`/v3/localization`, …), created on first use."""
+        histogram = self.post_seconds.get(path)
+        if histogram is None:
+            histogram = self.post_seconds[path] = Histogram()
+        return histogram
 
     def auth_for(self, login: str) -> AuthState:
         """The token facts of `login`, created on first use."""

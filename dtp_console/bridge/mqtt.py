@@ -293,7 +293,7 @@ async def _connect_loop(
     for warning in state.warnings:
         log.emit("WARN", warning, plant.name)
     while True:
-        state.mqtt, state.mqtt_detail = "connecting", f"{host}:{port}"
+        state.set_mqtt("connecting", f"{host}:{port}")
         connecting = True
         try:
             kwargs = client_kwargs(plant, host, port, state.counters, queues, session=True)
@@ -301,7 +301,7 @@ async def _connect_loop(
                 connecting = False
                 for topic in plant.topics:
                     await client.subscribe(topic, qos=broker.qos)
-                state.mqtt, state.mqtt_detail = "connected", f"{host}:{port}"
+                state.set_mqtt("connected", f"{host}:{port}")
                 state.connects += 1
                 backoff.reset()
                 topics = ", ".join(plant.topics)
@@ -318,7 +318,7 @@ async def _connect_loop(
                         queue.in_hand = None
                         _drain_burst(queue, handle)
         except asyncio.CancelledError:
-            state.mqtt, state.mqtt_detail = "stopped", ""
+            state.set_mqtt("stopped")
             raise
         except Exception as exc:
             # Not only MqttError: a CA file deleted after load, a filter paho refuses or
@@ -330,7 +330,7 @@ async def _connect_loop(
             else:
                 _logger.debug("MQTT %s: unexpected error", plant.name, exc_info=True)
                 reason = f"{type(exc).__name__}: {describe_mqtt_error(exc)}"
-            state.mqtt, state.mqtt_detail = "disconnected", reason
+            state.set_mqtt("disconnected", reason)
             log.limited(
                 "WARN",
                 f"mqtt:{plant.name}",

@@ -257,7 +257,7 @@ class Bridge:
 
         def _source_died(reason: str) -> None:
             state.source_restarts += 1
-            state.mqtt, state.mqtt_detail = "disconnected", f"MQTT source died: {reason}"
+            state.set_mqtt("disconnected", f"MQTT source died: {reason}")
 
         def _poster_died(_reason: str) -> None:
             state.poster_restarts += 1
@@ -294,7 +294,7 @@ class Bridge:
                 self._log.emit("WARN", f"MQTT {self.name}: disconnect did not finish", self.name)
             await poster
             await self.poster.drain(self._drain_timeout)
-            self.state.mqtt = "stopped"
+            self.state.set_mqtt("stopped", self.state.mqtt_detail)
 
 
 #: Restart delays of a worker task that died: jittered, doubling, capped.

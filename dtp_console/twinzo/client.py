@@ -289,6 +289,8 @@ class TwinzoClient:
     async def _send(
         self, path: str, content: bytes, headers: dict[str, str], started: float
     ) -> httpx.Response | PostResult:
+        # Every attempt's duration, a failed one too (plain Python: no metrics library here).
+        histogram, sent = self.state.post_histogram(path), time.perf_counter()
         try:
             return await self._http.post(self._base + path, content=content, headers=headers)
         except httpx.TimeoutException:
@@ -311,6 +313,8 @@ class TwinzoClient:
                 latency_ms=_ms(started),
                 error=f"internal error: {type(exc).__name__}",
             )
+        finally:
+            histogram.observe(time.perf_counter() - sent)
 
 
 def _ms(started: float) -> float:
