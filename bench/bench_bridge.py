@@ -644,6 +644,7 @@ async def phase_latency(opts: argparse.Namespace, port: int) -> dict[str, Any]:
             poster_ms = list(bridge.poster.latencies_ms)
         sent: list[list[int]] = json.loads(sent_file.read_text())
     visible, never_visible = visibility(sent, locations, plant.device_map)
+    coverage = per_robot_coverage(sent, locations, plant.device_map)
     latencies = [(loc.received_at * 1000.0 - loc.timestamp) for loc in locations]
     start_ms = min((loc.timestamp for loc in locations), default=0)
     # Each robot's final positions have no newer one to replace them, so they wait out
@@ -692,6 +693,7 @@ async def phase_latency(opts: argparse.Namespace, port: int) -> dict[str, Any]:
         "visible_p99_ms": round(percentile(visible, 99), 1),
         "visible_max_ms": round(max(visible), 1) if visible else math.nan,
         "never_visible": never_visible,
+        "per_robot": coverage,
         "receive_to_accept_p50_ms": round(percentile(poster_ms, 50), 1),
         "receive_to_accept_p99_ms": round(percentile(poster_ms, 99), 1),
         "windows": windows,
@@ -708,6 +710,30 @@ def sandbox_text(opts: argparse.Namespace) -> str:
     if opts.sandbox_process:
         return "child process (the bridge's CPU figures exclude its server)"
     return "same event loop as the bridge (its server CPU counts as the bridge's)"
+
+
+def per_robot_coverage(
+    sent: list[list[int]], locations: list[AcceptedLocation], device_map: dict[str, str]
+) -> dict[str, Any]:
+    """Per robot: reports published vs positions accepted.
+
+    A robot reporting slower than flush + min post interval should have every report
+    posted; `all_posted` counts the robots for which that held, `worst_ratio` is the
+    lowest accepted/published share of any robot (coalescing lowers it at high rates).
+    """
+    logins = [device_map[vendor] for vendor in device_ids(len(device_map))]
+    published: dict[str, int] = {}
+    for index, _ts in sent:
+        published[logins[index]] = published.get(logins[index], 0) + 1
+    accepted: dict[str, int] = {}
+    for loc in locations:
+        accepted[loc.login] = accepted.get(loc.login, 0) + 1
+    ratios = [accepted.get(login, 0) / count for login, count in published.items()]
+    return {
+        "robots": len(published),
+        "all_posted": sum(1 for login, n in published.items() if accepted.get(login, 0) >= n),
+        "worst_ratio": round(min(ratios), 3) if ratios else None,
+    }
 
 
 def visibility(
@@ -825,6 +851,14 @@ def render(results: dict[str, Any]) -> str:
             f"p50 {lat['visible_p50_ms']:.0f} / p99 {lat['visible_p99_ms']:.0f} / "
             f"max {lat['visible_max_ms']:.0f} ms (every message, coalesced ones included: "
             f"until a position as new is accepted; {lat['never_visible']} never)",
+            "",
+            "",
+        ))  # fmt: skip
+        robots = lat["per_robot"]
+        rows.append((
+            "robots with every report posted",
+            f"{robots['all_posted']:,} of {robots['robots']:,} "
+            f"(worst robot: {robots['worst_ratio']} of its reports accepted)",
             "",
             "",
         ))  # fmt: skip
