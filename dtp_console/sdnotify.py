@@ -47,12 +47,17 @@ def watchdog_usec(environ: Mapping[str, str], pid: int) -> int | None:
     process otherwise, e.g. a wrapper's child).
     """
     raw = environ.get("WATCHDOG_USEC", "").strip()
-    if not raw.isdigit() or int(raw) <= 0:
+    if not _is_number(raw) or int(raw) <= 0:
         return None
     owner = environ.get("WATCHDOG_PID", "").strip()
-    if owner and (not owner.isdigit() or int(owner) != pid):
+    if owner and (not _is_number(owner) or int(owner) != pid):
         return None
     return int(raw)
+
+
+def _is_number(text: str) -> bool:
+    # ASCII digits only: str.isdigit() and int() also accept "٣٠" (Arabic-Indic digits).
+    return text.isascii() and text.isdigit() and len(text) <= 20
 
 
 def _clean(text: str) -> str:
