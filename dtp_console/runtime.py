@@ -32,6 +32,7 @@ from dtp_console.stores.records import EventRecord
 from dtp_console.twinzo.client import TwinzoClient
 from dtp_console.twinzo.http import twinzo_http_client
 from dtp_console.urls import is_loopback, mask_url
+from dtp_console.watchdog import ServiceNotifier, WorkerLedger
 
 __all__ = ["Engine"]
 
@@ -69,11 +70,15 @@ class Engine:
         """The `RegistryService` while the registry worker runs."""
         self.ready = asyncio.Event()
         """Set once every worker has started."""
+        self.workers = WorkerLedger()
+        """What the supervisor knows of each worker (the systemd watchdog reads it)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down in order."""
         self.state.started_at = time.time()
         async with contextlib.AsyncExitStack() as stack:
+            # systemd (Type=notify): READY, STATUS, STOPPING and the watchdog; else a no-op.
+            await stack.enter_async_context(ServiceNotifier(self, stop))
             base_url = await self._start_sandbox(stack)
             await self._start_brokers(stack)
             await self._start_platform_broker(stack)
@@ -371,16 +376,19 @@ class Engine:
     ) -> None:
         backoff = Backoff(1.0, 30.0)
         while not stop.is_set():
+            self.workers.running(name)
             try:
                 await work(stop)
-                return
+                break
             except Exception as exc:
+                self.workers.crashed(name)
                 delay = backoff.next()
                 # An exception's text may carry a URL with credentials (a driver error).
                 text = mask_url(repr(exc))
                 self.log.emit("FAIL", f"{name} crashed: {text}; restarting in {delay:.1f}s")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
+        self.workers.ended(name)
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         """Summaries of folded log lines, and live config reloads (device maps, affines)."""
