@@ -41,8 +41,8 @@ from dtp_console.registry.service import RegistryService
 __all__ = ["PRINCIPAL", "TARGET", "RegistryRoutes", "TwinPatch", "principal_of"]
 
 #: Request keys the server's middleware sets and reads: the caller, the id a write touched.
-PRINCIPAL = "dtp_principal"
-TARGET = "dtp_target"
+PRINCIPAL = web.RequestKey("principal", Principal)
+TARGET = web.RequestKey("target", str)
 
 _T = TypeVar("_T")
 

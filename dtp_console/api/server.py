@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import errno
 import importlib
+import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ _PUBLIC = frozenset({"/api/openapi.json"})
 #: Paths that may be open to loopback peers (`api.open_health_on_loopback`).
 _HEALTH = frozenset({"/healthz", "/readyz", "/metrics"})
 _RETRY_MS = 3_000
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -187,6 +189,7 @@ class ApiServer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a defect: answered, counted and told, never silent
+            _logger.exception("api: %s %s failed", request.method, request.path[:200])
             if self._log is not None:
                 self._log.limited(
                     "FAIL",
@@ -246,11 +249,11 @@ class ApiServer:
         else:
             need = "viewer"
         principal = self._identify(request)
+        request[PRINCIPAL] = principal  # before the role check: a refused write is recorded too
         if not principal.can(need):
             raise ApiError(
                 403, f"token {principal.label!r} has role {principal.role}; this needs {need}"
             )
-        request[PRINCIPAL] = principal
 
     def _identify(self, request: web.Request) -> Principal:
         header = request.headers.get("Authorization", "")
