@@ -35,7 +35,7 @@ TOKENS: dict[str, tuple[str, str, list[str]]] = {
 def token_entries() -> list[ApiToken]:
     """`api.tokens` entries (hashes) of `TOKENS`."""
     return [
-        ApiToken(label=label, hash=hash_token(token), role=role, tenants=tenants)  # type: ignore[arg-type]
+        ApiToken(label=label, hash=hash_token(token), role=role, tenants=tenants)
         for label, (token, role, tenants) in TOKENS.items()
     ]
 
