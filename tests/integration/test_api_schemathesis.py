@@ -69,7 +69,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert stats.server_errors == 0
 
 
-@_schema.parametrize()
+@_schema.parametrize()  # type: ignore[untyped-decorator]
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
