@@ -123,7 +123,7 @@ async def _console(args: argparse.Namespace) -> dict[str, Any]:
                 ready = await asyncio.wait_for(child.stdout.readline(), 60)
                 assert ready.strip() == b"READY", ready
                 async with asyncio.timeout(30):
-                    while server.hub.stats.clients < args.subscribers:
+                    while server.hub.stats.clients < args.subscribers:  # noqa: ASYNC110
                         await asyncio.sleep(0.05)
                 before = server.hub.stats.delivered
                 fanout = await _writes(service, args.rate, args.seconds, "b")
