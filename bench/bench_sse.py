@@ -35,7 +35,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import percentile
+from _common import percentile
+
 from dtp_console.api.config import ApiConfig, ApiToken
 from dtp_console.api.server import ApiServer
 from dtp_console.api.tokens import hash_token

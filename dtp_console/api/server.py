@@ -112,6 +112,7 @@ class ApiServer:
             await web.TCPSite(runner, bind_host, port, ssl_context=context).start()
         except OSError as exc:
             await runner.cleanup()
+            self.hub.release()
             why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
             msg = (
                 f"api.listen: cannot bind {self.config.listen} ({why or exc}); choose another "

@@ -216,6 +216,10 @@ class StreamHub:
         self.stats.clients = len(self._clients)
         return client, resume
 
+    def release(self) -> None:
+        """Leave the bus without running (the server never started)."""
+        self._subscription.close()
+
     def detach(self, client: StreamClient) -> None:
         """Forget a client (idempotent)."""
         self._clients.discard(client)
