@@ -20,7 +20,7 @@ from dtp_console.api.errors import ApiBindError
 from dtp_console.config import load_config
 from dtp_console.events import LogLine, Subscription
 from dtp_console.runtime import Engine
-from tests.support.api import TOKENS, auth, token_entries
+from tests.support.api import TOKENS, auth, require_module, token_entries
 
 pytestmark = pytest.mark.integration
 
@@ -151,7 +151,7 @@ def test_the_headless_console_exits_2_on_a_taken_port(tmp_path: Path) -> None:
 
 
 async def test_health_routes_answer_loopback_peers(running: _Running) -> None:
-    pytest.importorskip("dtp_console.health")
+    require_module("dtp_console.health")
     url = running.engine.api.url
     async with aiohttp.ClientSession() as session:
         async with session.get(url + "/healthz") as resp:
@@ -163,7 +163,7 @@ async def test_health_routes_answer_loopback_peers(running: _Running) -> None:
 
 
 async def test_metrics_parse_with_the_prometheus_parser(running: _Running) -> None:
-    pytest.importorskip("dtp_console.metrics")
+    require_module("dtp_console.metrics")
     from prometheus_client.parser import text_string_to_metric_families
 
     url = running.engine.api.url
@@ -175,8 +175,8 @@ async def test_metrics_parse_with_the_prometheus_parser(running: _Running) -> No
 
 
 async def test_closed_health_routes_need_a_token(tmp_path: Path) -> None:
-    pytest.importorskip("dtp_console.health")
-    pytest.importorskip("dtp_console.metrics")
+    require_module("dtp_console.health")
+    require_module("dtp_console.metrics")
     async for run in _start(_config(tmp_path, open_health_on_loopback=False)):
         url = run.engine.api.url
         async with aiohttp.ClientSession() as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 
 from dtp_console.api.config import ApiConfig, ApiToken
 from dtp_console.api.server import ApiServer
@@ -21,7 +23,36 @@ from dtp_console.registry.runner import open_registry
 from dtp_console.registry.service import RegistryService
 from dtp_console.stores.records import EventRecord
 
-__all__ = ["TOKENS", "ApiRig", "SseEvent", "api_rig", "read_events", "token_entries"]
+__all__ = [
+    "TOKENS",
+    "ApiRig",
+    "SseEvent",
+    "api_rig",
+    "in_this_tree",
+    "read_events",
+    "require_module",
+    "token_entries",
+]
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def in_this_tree(name: str) -> bool:
+    """Whether module `name` is importable from this checkout.
+
+    A shared editable venv can resolve a module this tree lacks from another
+    checkout (its finder runs after the path); such a module is not this tree's.
+    """
+    spec = importlib.util.find_spec(name)
+    origin = spec.origin if spec is not None else None
+    return origin is not None and Path(origin).resolve().is_relative_to(_ROOT)
+
+
+def require_module(name: str) -> None:
+    """Skip the test unless `name` is part of this tree (`dtp_console.health`, …)."""
+    if not in_this_tree(name):
+        pytest.skip(f"{name} is not part of this tree")
+
 
 #: label → (token, role, tenants). Placeholder tokens: test values, never real ones.
 TOKENS: dict[str, tuple[str, str, list[str]]] = {
