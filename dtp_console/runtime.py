@@ -1,8 +1,8 @@
 """The supervisor: builds the workers from the config, runs them, stops them in order.
 
 The same start-up and shutdown path serves the UI and `--no-ui`. Start order:
-sandbox (when enabled) and embedded brokers, the shared HTTP client, then
-bridges and the simulator. On stop, intake ends first, then every bridge
+the HTTP API (when enabled), sandbox (when enabled) and embedded brokers, the
+shared HTTP client, then bridges and the simulator. On stop, intake ends first, then every bridge
 drains its outbox, then clients and servers close. A worker that crashes is
 restarted with backoff and the operator is told; the others keep running.
 """
@@ -68,6 +68,8 @@ class Engine:
         """The `StoreService` while it runs (`stores.enabled`)."""
         self.registry: Any = None
         """The `RegistryService` while the registry worker runs."""
+        self.api: Any = None
+        """The `ApiServer` while it serves (`api.enabled`)."""
         self.ready = asyncio.Event()
         """Set once every worker has started."""
         self.workers = WorkerLedger()
@@ -79,6 +81,8 @@ class Engine:
         async with contextlib.AsyncExitStack() as stack:
             # systemd (Type=notify): READY, STATUS, STOPPING and the watchdog; else a no-op.
             await stack.enter_async_context(ServiceNotifier(self, stop))
+            # First: a taken `api.listen` stops the start before anything else binds.
+            await self._start_api(stack)
             base_url = await self._start_sandbox(stack)
             await self._start_brokers(stack)
             await self._start_platform_broker(stack)
@@ -148,9 +152,47 @@ class Engine:
         plants = ", ".join(
             f"{name} <- {host}:{port}" for name, (host, port) in self.addresses.items()
         )
+        api = f"; api {self.api.url}" if self.api is not None else ""
         return mask_url(
-            f"dtp-console {__version__}: twinzo {self.state.twinzo_url}; plants: {plants or 'none'}"
+            f"dtp-console {__version__}: twinzo {self.state.twinzo_url}; "
+            f"plants: {plants or 'none'}{api}"
         )
+
+    async def _start_api(self, stack: contextlib.AsyncExitStack) -> None:
+        """Serve the HTTP API (`api.enabled`); `ApiBindError` when `api.listen` is taken."""
+        cfg = self.config.api
+        if not cfg.enabled:
+            return
+        from dtp_console.api.config import is_loopback_host
+        from dtp_console.api.server import ApiServer
+
+        def _record(record: EventRecord) -> bool:
+            if self.stores is None:
+                return False
+            self.stores.submit_event(record)
+            return True
+
+        server = ApiServer(
+            cfg,
+            bus=self.bus,
+            registry=lambda: self.registry,
+            record_event=_record,
+            engine=self,
+            log=self.log,
+        )
+        await server.start()
+        stack.push_async_callback(server.stop)
+        self.api = server
+        if cfg.tls is None and not is_loopback_host(cfg.address[0]):
+            self.log.emit(
+                "WARN",
+                f"api on {server.url} is plaintext http on a non-loopback address "
+                "(api.allow_plaintext_remote): bearer tokens cross the network unencrypted",
+            )
+        if not cfg.tokens:
+            self.log.emit(
+                "INFO", "api: no tokens configured (api.tokens); only health routes answer"
+            )
 
     async def _start_sandbox(self, stack: contextlib.AsyncExitStack) -> str | None:
         cfg = self.config.sandbox

@@ -15,7 +15,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dtp_console.cli.common import add_config_arg, config_path, load_or_exit, parse_duration
+from dtp_console.api.errors import ApiBindError
+from dtp_console.cli.common import (
+    EXIT_CONFIG,
+    add_config_arg,
+    config_path,
+    load_or_exit,
+    parse_duration,
+)
 from dtp_console.config.model import ConsoleConfig
 from dtp_console.headless import HeadlessRenderer
 from dtp_console.runtime import Engine
@@ -110,6 +117,11 @@ async def _headless(
         await asyncio.wait(waits, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
         stop.set()
         await running
+    except* ApiBindError as refused:
+        # A start-up refusal like a config error: say which field, exit 2, no traceback.
+        for bind_error in refused.exceptions:
+            print(f"config error: {bind_error}", file=sys.stderr)
+        code = EXIT_CONFIG
     except* Exception as group:
         for exc in group.exceptions:
             print(f"FAIL console stopped: {exc!r}", file=sys.stderr)

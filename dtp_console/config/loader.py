@@ -1,8 +1,9 @@
 """Load the YAML config: `.env`, `${VAR}` interpolation, legacy files, validation.
 
 Precedence, highest first: a value written in the YAML (after interpolation),
-a legacy environment variable or `hivemq_config.json` (see `legacy.py`), the
-model's default. The process environment wins over `.env` files.
+a legacy environment variable or `hivemq_config.json` (see `legacy.py`) or
+`$DTP_API_LISTEN` (for `api.listen`), the model's default. The process
+environment wins over `.env` files.
 """
 
 from __future__ import annotations
@@ -207,10 +208,24 @@ def _resolve(raw: dict[str, Any], env: Mapping[str, str], path: Path) -> Console
         data = apply_legacy(data, env, path)
     except ValueError as exc:
         raise ConfigError(source, [str(exc)]) from None
+    data = _api_listen_from_env(data, env)
     try:
         return ConsoleConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, _validation_problems(exc, data)) from None
+
+
+def _api_listen_from_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """`$DTP_API_LISTEN` fills `api.listen` where the file leaves it unset.
+
+    So a service unit (or a test run) can move the API off the default port without
+    editing the file; a `listen` written in the file wins.
+    """
+    listen = env.get("DTP_API_LISTEN")
+    api = data.get("api", {})
+    if not listen or not isinstance(api, dict) or "listen" in api:
+        return data
+    return {**data, "api": {**api, "listen": listen}}
 
 
 _SECRET_KEYS = frozenset({"password", "api_key", "secret_key", "token", "postgres_dsn", "dsn"})

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
+from dtp_console.api.config import ApiConfig
 from dtp_console.bridge.clock import TimestampUnit
 from dtp_console.bridge.device_map import mapping_problems
 from dtp_console.registry.config import RegistryConfig
@@ -590,6 +591,8 @@ class ConsoleConfig(_Model):
     stores: StoresConfig = Field(default_factory=StoresConfig)
     """The platform's stores: observations, events, relationships and blobs, each in a
     server or its embedded default."""
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    """The console's HTTP API: registry routes, the change stream, health and metrics."""
 
     @model_validator(mode="after")
     def _unique_plant_names(self) -> ConsoleConfig:

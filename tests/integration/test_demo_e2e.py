@@ -32,7 +32,10 @@ async def test_demo_forwards_every_mapped_robot_into_its_sector_and_bounds(
         assert plant.simulator is not None
         sim = plant.simulator.model_copy(update={"rate_hz": 5.0, "fault_rate": 0.0})
         plants.append(plant.model_copy(update={"simulator": sim, "min_post_interval_ms": 0}))
-    config = config.model_copy(update={"plants": plants, "stores": stores, "registry": registry})
+    api = config.api.model_copy(update={"listen": "127.0.0.1:0"})  # never the fixed 8470
+    config = config.model_copy(
+        update={"plants": plants, "stores": stores, "registry": registry, "api": api}
+    )
     engine = Engine(config)
     stop = asyncio.Event()
     task = asyncio.create_task(engine.run(stop))

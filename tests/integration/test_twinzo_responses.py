@@ -100,6 +100,7 @@ def test_cli_refuses_a_bad_header_value_with_exit_2(tmp_path: Path) -> None:
     config = tmp_path / "console.yaml"
     config.write_text('twinzo:\n  api_key: "tz-Key-Zx81\\u00a0PqWv4"\n', encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINZO_", "DTP_"))}
+    env["DTP_API_LISTEN"] = "127.0.0.1:0"  # the API on a free port, never the fixed default
     for args in (("config", "show"), ("run", "--no-ui", "--for", "1s")):
         done = subprocess.run(
             [sys.executable, "-m", "dtp_console", *args, "--config", str(config)],

@@ -137,6 +137,7 @@ class Setup:
 def _base_env() -> dict[str, str]:
     prefixes = ("TWINZO_", "ATI_", "AFFINE_", "DTP_", "STORES_", "MINIO_", "MQTT_", "HYPOTHESIS")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env["DTP_API_LISTEN"] = "127.0.0.1:0"  # the API on a free port, never the fixed default
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     return env
 

@@ -1,0 +1,249 @@
+"""The change stream: registry events from the bus, fanned out to SSE clients.
+
+One hub task reads a bus subscription, encodes each `twin.update`,
+`twin.delete` and `service.update` once as an SSE frame with an id, keeps the
+last `replay` frames for `Last-Event-ID` resume, and offers the frame to every
+client whose token sees the event's tenant. Offering never waits: each client
+has a bounded queue, and a client whose queue is full is cut off (counted)
+instead of slowing the hub, the registry or the other clients.
+
+Event ids are `<boot>-<seq>`: `boot` changes with every process, so an id from
+an earlier run is recognised as unresumable rather than misread as a position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from dtp_console.api.tokens import Principal
+from dtp_console.events import Bus, Event, ServiceUpdated, TwinDeleted, TwinUpdated
+
+__all__ = ["StreamClient", "StreamEvent", "StreamHub", "StreamStats", "encode_event"]
+
+#: Events the bus subscription may hold before the hub reads them (it reads continuously).
+_BUS_QUEUE = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One encoded change: its sequence number, tenant and SSE frame."""
+
+    seq: int
+    tenant: str
+    frame: bytes
+    created: float = field(default_factory=time.monotonic)
+    """Monotonic time the hub encoded it (delivery latency is measured from here)."""
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """Counters of the change stream (read by `/metrics`)."""
+
+    events: int = 0
+    """Change events encoded."""
+    delivered: int = 0
+    """Frames written to clients."""
+    cut_off: int = 0
+    """Clients cut off because their queue was full (too slow)."""
+    refused: int = 0
+    """Clients refused because `max_stream_clients` were connected."""
+    bus_dropped: int = 0
+    """Bus events the hub's own subscription lost (it fell behind the bus)."""
+    clients: int = 0
+    """Clients connected now."""
+
+
+def encode_event(event: Event) -> tuple[str, str, dict[str, Any]] | None:
+    """(kind, tenant, JSON body) of a stream event, or None for other bus events."""
+    if isinstance(event, TwinUpdated):
+        body = {
+            "twin": event.twin.model_dump(mode="json"),
+            "previous_status": event.previous_status,
+            "created": event.created,
+            "reason": event.reason,
+            "ts": event.ts,
+        }
+        return TwinUpdated.kind, event.twin.tenant, body
+    if isinstance(event, TwinDeleted):
+        body = {
+            "twin": event.twin.model_dump(mode="json"),
+            "hard": event.hard,
+            "reason": event.reason,
+            "ts": event.ts,
+        }
+        return TwinDeleted.kind, event.twin.tenant, body
+    if isinstance(event, ServiceUpdated):
+        body = {
+            "service": event.service.model_dump(mode="json"),
+            "previous_health": event.previous_health,
+            "ts": event.ts,
+        }
+        return ServiceUpdated.kind, event.service.tenant, body
+    return None
+
+
+class StreamClient:
+    """One connected stream reader: its grants, filter and bounded queue."""
+
+    def __init__(
+        self, principal: Principal, tenant: str | None, maxsize: int, abort: Callable[[], None]
+    ) -> None:
+        self.principal = principal
+        self.tenant = tenant
+        self.queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue(maxsize=maxsize)
+        self.cut = False
+        """Set when the hub cut this client off for falling behind."""
+        self._abort = abort
+
+    def wants(self, event: StreamEvent) -> bool:
+        """Whether the event's tenant is granted to the token and passes the filter."""
+        if self.tenant is not None and event.tenant != self.tenant:
+            return False
+        return self.principal.sees(event.tenant)
+
+    def cut_off(self) -> None:
+        """Stop this client now: drop its connection (a write it is stuck in fails)."""
+        self.cut = True
+        self._abort()
+
+    def close(self) -> None:
+        """End the stream after what is queued (server shutdown); cut it if full."""
+        try:
+            self.queue.put_nowait(None)
+        except asyncio.QueueFull:
+            self.cut_off()
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """What a client attaching with `Last-Event-ID` gets before the live events."""
+
+    backlog: list[StreamEvent]
+    """Buffered events after the given id that the client may see, oldest first."""
+    gap: bool
+    """Events after the given id are no longer buffered (or it is from another run)."""
+
+
+class StreamHub:
+    """Bus → encoded frames → replay buffer and bounded per-client queues."""
+
+    def __init__(self, bus: Bus, *, replay: int, queue_size: int, max_clients: int) -> None:
+        self._bus = bus
+        self._boot = f"{time.time_ns() // 1_000_000:x}"
+        self._seq = 0
+        self._replay: deque[StreamEvent] = deque(maxlen=replay) if replay else deque(maxlen=0)
+        self._queue_size = queue_size
+        self._max_clients = max_clients
+        self._clients: set[StreamClient] = set()
+        self._subscription = bus.subscribe(maxsize=_BUS_QUEUE)
+        self.stats = StreamStats()
+
+    # -- the hub task ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read the bus until cancelled; then close every client."""
+        subscription = self._subscription
+        try:
+            while True:
+                event = await subscription.get()
+                self.offer(event)
+                for more in subscription.drain():
+                    self.offer(more)
+                self.stats.bus_dropped = subscription.dropped
+        finally:
+            subscription.close()
+            for client in list(self._clients):
+                client.close()
+            self._clients.clear()
+            self.stats.clients = 0
+
+    def offer(self, event: Event) -> StreamEvent | None:
+        """Encode a bus event (if it is a change), buffer it and fan it out."""
+        encoded = encode_event(event)
+        if encoded is None:
+            return None
+        kind, tenant, body = encoded
+        self._seq += 1
+        data = orjson.dumps(body)
+        frame = b"id: %s-%d\nevent: %s\ndata: %s\n\n" % (
+            self._boot.encode(),
+            self._seq,
+            kind.encode(),
+            data,
+        )
+        item = StreamEvent(self._seq, tenant, frame)
+        self._replay.append(item)
+        self.stats.events += 1
+        for client in list(self._clients):
+            if not client.wants(item):
+                continue
+            try:
+                client.queue.put_nowait(item)
+            except asyncio.QueueFull:
+                self._clients.discard(client)
+                self.stats.cut_off += 1
+                self.stats.clients = len(self._clients)
+                client.cut_off()
+        return item
+
+    # -- clients --------------------------------------------------------------------
+
+    def attach(
+        self,
+        principal: Principal,
+        tenant: str | None,
+        last_event_id: str | None,
+        abort: Callable[[], None],
+    ) -> tuple[StreamClient, Resume] | None:
+        """Register a client (None: too many) and what it missed since `last_event_id`.
+
+        Synchronous, so no event can fall between the backlog and the live queue.
+        """
+        if len(self._clients) >= self._max_clients:
+            self.stats.refused += 1
+            return None
+        client = StreamClient(principal, tenant, self._queue_size, abort)
+        resume = self._resume(client, last_event_id)
+        self._clients.add(client)
+        self.stats.clients = len(self._clients)
+        return client, resume
+
+    def release(self) -> None:
+        """Leave the bus without running (the server never started)."""
+        self._subscription.close()
+
+    def detach(self, client: StreamClient) -> None:
+        """Forget a client (idempotent)."""
+        self._clients.discard(client)
+        self.stats.clients = len(self._clients)
+
+    def _resume(self, client: StreamClient, last_event_id: str | None) -> Resume:
+        if last_event_id is None or not last_event_id.strip():
+            return Resume([], gap=False)
+        boot, _, seq_text = last_event_id.strip().rpartition("-")
+        if boot != self._boot or not seq_text.isdigit() or len(seq_text) > 18:
+            return Resume([e for e in self._replay if client.wants(e)], gap=True)
+        seq = int(seq_text)
+        backlog = [e for e in self._replay if e.seq > seq and client.wants(e)]
+        oldest = self._replay[0].seq if self._replay else self._seq + 1
+        return Resume(backlog, gap=seq + 1 < oldest and seq < self._seq)
+
+    @property
+    def last_id(self) -> str:
+        """The id of the latest event (`<boot>-0` before any)."""
+        return f"{self._boot}-{self._seq}"
+
+    async def close(self, task: asyncio.Task[None] | None) -> None:
+        """Cancel the hub task (closing every client) and wait for it."""
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
