@@ -143,6 +143,7 @@ class EngineCollector:
             *_stores(engine.stores),
             *_registry(engine, self._twins),
             *_platform(engine),
+            *_api(engine),
         ]
 
 
@@ -354,6 +355,47 @@ def _platform(engine: Engine) -> Iterator[Metric]:
     for topic, n in sorted(topics.items()):
         family.add_metric([_label(topic)], n)
     yield family
+
+
+def _api(engine: Engine) -> Iterator[Metric]:
+    """The HTTP surface itself: requests by result, audited writes, the change stream."""
+    server = engine.api
+    if server is None:
+        return
+    stats, hub = server.stats, server.hub.stats
+    requests = CounterMetricFamily(
+        "dtp_api_requests", "HTTP API requests answered, by result", labels=["result"]
+    )
+    client_errors = stats.client_errors
+    ok = stats.requests - stats.unauthorized - stats.forbidden - client_errors - stats.server_errors
+    for result, n in (
+        ("ok", max(0, ok)),
+        ("unauthorized", stats.unauthorized),
+        ("forbidden", stats.forbidden),
+        ("client_error", client_errors),
+        ("server_error", stats.server_errors),
+    ):
+        requests.add_metric([result], n)
+    yield requests
+    yield CounterMetricFamily(
+        "dtp_api_writes", "Registry writes by an identified token", value=stats.writes
+    )
+    yield CounterMetricFamily(
+        "dtp_api_writes_unrecorded",
+        "Writes that could not get an event_log entry (stores off or failing)",
+        value=stats.writes_unrecorded,
+    )
+    yield GaugeMetricFamily(
+        "dtp_api_stream_clients", "Change-stream clients connected", value=hub.clients
+    )
+    for name, help_text, value in (
+        ("dtp_api_stream_events", "Change events encoded for the stream", hub.events),
+        ("dtp_api_stream_delivered", "Frames written to stream clients", hub.delivered),
+        ("dtp_api_stream_cut_off", "Stream clients cut off for being too slow", hub.cut_off),
+        ("dtp_api_stream_refused", "Stream clients refused (max_stream_clients)", hub.refused),
+        ("dtp_api_stream_bus_dropped", "Bus events the stream hub lost", hub.bus_dropped),
+    ):
+        yield CounterMetricFamily(name, help_text, value=value)
 
 
 class _EngineMetrics:
