@@ -25,6 +25,8 @@ __all__ = [
     "EngineState",
     "PlantCounters",
     "PlantState",
+    "RobotFacts",
+    "SequenceCounters",
     "TokenStatus",
 ]
 
@@ -98,6 +100,8 @@ class DeviceState:
     last_error: str | None = None
     clock: ClockEstimate = field(default_factory=ClockEstimate)
     """Offset of the vendor's clock from our receive time (reports with a vendor timestamp)."""
+    robot: RobotFacts | None = None
+    """What the robot says about itself (VDA 5050 robots only; None for other formats)."""
 
     @property
     def clock_offset_ms(self) -> int | None:
@@ -122,6 +126,87 @@ class DeviceState:
             "last_error": self.last_error,
             "clock_offset_ms": self.clock.offset_ms,
             "clock_samples": self.clock.samples,
+            **({} if self.robot is None else {"robot": self.robot.as_dict()}),
+        }
+
+
+@dataclass(slots=True)
+class RobotFacts:
+    """A VDA 5050 robot's own account: presence, status and its message sequence."""
+
+    connection: str | None = None
+    """`ONLINE`, `OFFLINE` or `CONNECTIONBROKEN`; None until a `connection` message."""
+    driving: bool | None = None
+    operating_mode: str | None = None
+    e_stop: str | None = None
+    errors: tuple[tuple[str, str], ...] = ()
+    """`(errorLevel, text)` of the robot's current errors (from its last `state`)."""
+    map_id: str | None = None
+    localization_score: float | None = None
+    header_ids: dict[str, int] = field(default_factory=dict)
+    """The last `headerId` seen per VDA 5050 topic."""
+    lost: int = 0
+    """Messages missing from the `headerId` sequence (gaps)."""
+    restarts: int = 0
+    """Sequence resets (back to 0 or backwards): the robot restarted."""
+    duplicates: int = 0
+    """Messages whose `headerId` repeated the last one."""
+
+    @property
+    def offline(self) -> bool:
+        """Whether the robot said it is gone (`OFFLINE`, or its last will `CONNECTIONBROKEN`)."""
+        return self.connection in ("OFFLINE", "CONNECTIONBROKEN")
+
+    @property
+    def worst_error(self) -> str | None:
+        """`FATAL`, `WARNING` or another level of the worst current error; None without."""
+        levels = {level for level, _ in self.errors}
+        for level in ("FATAL", "WARNING"):
+            if level in levels:
+                return level
+        return next(iter(sorted(levels)), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready robot facts."""
+        return {
+            "connection": self.connection,
+            "driving": self.driving,
+            "operating_mode": self.operating_mode,
+            "e_stop": self.e_stop,
+            "errors": [list(error) for error in self.errors],
+            "map_id": self.map_id,
+            "localization_score": self.localization_score,
+            "lost": self.lost,
+            "restarts": self.restarts,
+            "duplicates": self.duplicates,
+        }
+
+
+@dataclass(slots=True)
+class SequenceCounters:
+    """A plant's VDA 5050 message accounting beyond outcomes: what never arrived.
+
+    Lost messages have no outcome (they were never received), so these sit beside
+    `PlantCounters` and `received == sum(outcomes)` still holds.
+    """
+
+    lost: int = 0
+    """Messages missing from robots' `headerId` sequences."""
+    restarts: int = 0
+    """Sequence resets (robot restarts), not counted as loss."""
+    duplicates: int = 0
+    """Messages that repeated their robot's last `headerId`."""
+    unknown_maps: Counter[str] = field(default_factory=Counter)
+    """Positions per map id that `vda5050.map_sectors` does not list (at most
+    `MAX_UNKNOWN_IDS` ids)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready sequence counters."""
+        return {
+            "lost": self.lost,
+            "restarts": self.restarts,
+            "duplicates": self.duplicates,
+            "unknown_maps": dict(self.unknown_maps.most_common(50)),
         }
 
 
@@ -152,6 +237,8 @@ class PlantState:
     """Times the MQTT source task died and was restarted."""
     poster_restarts: int = 0
     """Times the posting task died and was restarted."""
+    sequence: SequenceCounters | None = None
+    """VDA 5050 plants: lost, restarted and repeated messages (None for other formats)."""
 
     def note_unknown(self, vendor_id: str) -> bool:
         """Count an unknown id; True the first time it is seen."""
@@ -177,6 +264,7 @@ class PlantState:
             "poster_restarts": self.poster_restarts,
             "unknown_devices": dict(self.unknown.most_common(50)),
             "devices": {d.login: d.as_dict() for d in self.devices.values()},
+            **({} if self.sequence is None else {"sequence": self.sequence.as_dict()}),
         }
 
 

@@ -20,15 +20,16 @@ from dtp_console.bridge.mqtt import raise_if_cancelling, run_source
 from dtp_console.bridge.outbox import Location, Outbox
 from dtp_console.bridge.parse import Reading, Rejection, StatusOnly, parser_for
 from dtp_console.bridge.poster import Poster
+from dtp_console.bridge.robot_status import apply_report, position_verdict
 from dtp_console.config.model import Affine, PlantConfig, TwinzoConfig
 from dtp_console.events import OpsLog
-from dtp_console.state import DeviceState, PlantState
+from dtp_console.state import DeviceState, PlantState, SequenceCounters
 from dtp_console.twinzo.client import TwinzoClient
 
 __all__ = ["QUIET_REJECTIONS", "Bridge"]
 
 #: Rejections that are a robot's normal state, counted but not logged.
-QUIET_REJECTIONS = frozenset({"not_in_fleet", "disabled", "no_pose", "duplicate"})
+QUIET_REJECTIONS = frozenset({"not_in_fleet", "disabled", "no_pose", "duplicate", "not_localized"})
 
 _MAX_INTERVAL_MS = 60_000
 #: Positions beyond ±100 km after the affine are garbage, however finite (twinzo keeps
@@ -74,6 +75,8 @@ class Bridge:
         self._handled = 0
         self._drain_timeout = twinzo.drain_timeout_s
         self._wall_clock = wall_clock
+        if plant.format == "vda5050" and state.sequence is None:
+            state.sequence = SequenceCounters()
 
     @property
     def name(self) -> str:
@@ -152,11 +155,23 @@ class Bridge:
             device = state.devices[vendor_id] = DeviceState(vendor_id, login)
         device.messages += 1
         device.last_message_at = now
+        report = result.report
+        if report is not None:
+            if not apply_report(report, device, state, self._log, plant.label):
+                detail = f"{report.topic} headerId {report.header_id} repeated"
+                return self._reject("duplicate", detail, vendor_id)
+            if device.robot is not None and device.robot.offline:
+                self.outbox.discard(login, "dropped:offline")
         if isinstance(result, StatusOnly):
             if result.battery is not None:
                 device.battery = result.battery
             state.counters.count("status_only")
             return "status_only"
+        sector: int | None = None
+        if report is not None:
+            sector, problem = position_verdict(plant, state, report)
+            if problem is not None:
+                return self._reject(*problem, vendor_id)
         stamped = self._timestamp(result, device, vendor_id)
         if isinstance(stamped, str):
             return stamped
@@ -197,6 +212,7 @@ class Bridge:
                 moving=device.moving,
                 interval_ms=max(0, interval),
                 received_at=now,
+                sector_id=sector,
             )
         )
         return "queued"
