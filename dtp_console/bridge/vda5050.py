@@ -78,9 +78,13 @@ def iso_to_unix_ms(text: str) -> int:
         offset = timedelta(hours=int(oh), minutes=int(om))
         zone = timezone(-offset if sign == "-" else offset)
     # datetime refuses Feb 30, hour 24 and second 60 (a leap second cannot be placed).
-    stamp = datetime(  # noqa: DTZ001 - the zone is set right after
-        int(year), int(month), int(day), int(hour), int(minute), int(second)
-    ).replace(tzinfo=zone)
+    try:
+        stamp = datetime(  # noqa: DTZ001 - the zone is set right after
+            int(year), int(month), int(day), int(hour), int(minute), int(second)
+        ).replace(tzinfo=zone)
+    except ValueError as exc:
+        msg = f"timestamp {text!r} is no date-time: {exc}"
+        raise ValueError(msg) from None
     ms = (stamp - _EPOCH) // timedelta(milliseconds=1)
     if fraction:
         ms += int(fraction[:3].ljust(3, "0"))

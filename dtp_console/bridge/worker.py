@@ -160,6 +160,8 @@ class Bridge:
             if not apply_report(report, device, state, self._log, plant.label):
                 detail = f"{report.topic} headerId {report.header_id} repeated"
                 return self._reject("duplicate", detail, vendor_id)
+            if result.battery is not None:  # a state's battery counts even without a position
+                device.battery = result.battery
             if device.robot is not None and device.robot.offline:
                 self.outbox.discard(login, "dropped:offline")
         if isinstance(result, StatusOnly):
