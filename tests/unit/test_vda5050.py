@@ -8,6 +8,7 @@ Fixtures are written from the public VDA 5050 v2.1.0 JSON schemas (`state`,
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any, cast
 
 import orjson
@@ -112,28 +113,33 @@ def _parse(kind: str, body: Any, plant: PlantConfig | None = None, **topic: str)
     return parser_for(plant or _plant())(_topic(kind, **topic), raw)
 
 
-def _bridge(plant: PlantConfig | None = None) -> tuple[Bridge, list[str]]:
+class _Lines:
+    """The log lines a bridge published so far (as `LEVEL text`)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._subscription = bus.subscribe()
+        self._seen: list[str] = []
+
+    def _update(self) -> list[str]:
+        for event in self._subscription.drain():
+            if isinstance(event, LogLine):
+                self._seen.append(f"{event.level} {event.text}")
+        return self._seen
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._update())
+
+
+def _bridge(plant: PlantConfig | None = None) -> tuple[Bridge, _Lines]:
     plant = plant or _plant()
-    lines: list[str] = []
-    log = OpsLog(Bus(), 10.0)
-    original = log.emit, log.limited
-
-    def emit(level: Any, text: str, plant_name: str | None = None) -> None:
-        lines.append(f"{level} {LogLine(level=level, text=text).text}")
-        original[0](level, text, plant_name)
-
-    def limited(level: Any, key: str, text: str, plant_name: str | None = None) -> None:
-        lines.append(f"{level} {LogLine(level=level, text=text).text}")
-        original[1](level, key, text, plant_name)
-
-    log.emit = emit  # type: ignore[method-assign]
-    log.limited = limited  # type: ignore[method-assign]
+    bus = Bus()
+    lines = _Lines(bus)
     bridge = Bridge(
         plant,
         TwinzoConfig(),
         cast(TwinzoClient, object()),  # handle() does no I/O
         PlantState(plant.name),
-        log,
+        OpsLog(bus, 10.0),
         address=("127.0.0.1", 1),
         wall_clock=lambda: NOW_S,
     )
