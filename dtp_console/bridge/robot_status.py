@@ -27,6 +27,7 @@ __all__ = [
     "apply_report",
     "judge_sequence",
     "map_sector",
+    "position_is_behind",
     "position_verdict",
 ]
 
@@ -153,3 +154,14 @@ def position_verdict(
     if sector is None and report.map_id is not None and plant.vda5050.drop_unknown_maps:
         return None, ("unknown_map", f"mapId {report.map_id[:40]!r} is not in map_sectors")
     return sector, None
+
+
+def position_is_behind(report: RobotReport, stamp: int | None, last: int | None) -> bool:
+    """Whether a `state`'s position is no newer than the last one accepted.
+
+    A robot sends `visualization` often and `state` now and then, both with its
+    position: a state stamped like (or before) the last visualization is taken
+    for its status alone (`status_only`), not rejected as a duplicate or as out
+    of order — nothing was wrong with it.
+    """
+    return report.topic == "state" and stamp is not None and last is not None and stamp <= last

@@ -20,7 +20,7 @@ from dtp_console.bridge.mqtt import raise_if_cancelling, run_source
 from dtp_console.bridge.outbox import Location, Outbox
 from dtp_console.bridge.parse import Reading, Rejection, StatusOnly, parser_for
 from dtp_console.bridge.poster import Poster
-from dtp_console.bridge.robot_status import apply_report, position_verdict
+from dtp_console.bridge.robot_status import apply_report, position_is_behind, position_verdict
 from dtp_console.config.model import Affine, PlantConfig, TwinzoConfig
 from dtp_console.events import OpsLog
 from dtp_console.state import DeviceState, PlantState, SequenceCounters
@@ -174,6 +174,9 @@ class Bridge:
             sector, problem = position_verdict(plant, state, report)
             if problem is not None:
                 return self._reject(*problem, vendor_id)
+            if position_is_behind(report, result.timestamp_ms, device.last_vendor_timestamp_ms):
+                state.counters.count("status_only")
+                return "status_only"
         stamped = self._timestamp(result, device, vendor_id)
         if isinstance(stamped, str):
             return stamped

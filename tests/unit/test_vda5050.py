@@ -640,6 +640,18 @@ def test_counters_add_up_over_a_hostile_mix() -> None:
     bridge.handle("uagv/v2/acme/AGV-7/state", b"x" * 70_000, now=1.0)
     _balanced(bridge)
     outcomes = bridge.state.counters.outcomes
-    # Three repeated headerIds, and the first state repeats the visualization's timestamp.
-    assert outcomes["rejected:duplicate"] == 4
+    assert outcomes["rejected:duplicate"] == 3
     assert outcomes["rejected:oversize"] == 1
+
+
+def test_a_state_no_newer_than_the_last_visualization_counts_for_its_status() -> None:
+    bridge, _ = _bridge()
+    assert _feed(bridge, "visualization", visualization(0)) == "queued"
+    same = state(0, batteryState={"batteryCharge": 40.0})
+    assert _feed(bridge, "state", same) == "status_only"  # same stamp: not a duplicate
+    assert bridge.state.devices[ROBOT].battery == 40.0
+    older = state(1, timestamp="2027-01-15T07:59:59Z")
+    assert _feed(bridge, "state", older) == "status_only"
+    newer = state(2, timestamp="2027-01-15T08:00:01Z")
+    assert _feed(bridge, "state", newer) == "queued"
+    _balanced(bridge)
