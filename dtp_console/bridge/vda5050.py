@@ -209,7 +209,7 @@ def parse_vda5050(topic: str, payload: bytes, *, plant: PlantConfig) -> ParseRes
         stamp = _timestamp(data.get("timestamp"))
         if kind == "connection":
             state = data.get("connectionState")
-            if state not in CONNECTION_STATES:
+            if not isinstance(state, str) or state not in CONNECTION_STATES:
                 shown = state[:40] if isinstance(state, str) else _kind(state)
                 raise _FieldError("wrong_type", f"connectionState is {shown!r}")
             report = RobotReport(kind, header, connection=state)

@@ -242,6 +242,8 @@ def test_connection_states(state_: str) -> None:
     [
         ("connection", connection(1, "online"), "wrong_type"),
         ("connection", {**connection(1), "connectionState": None}, "wrong_type"),
+        ("connection", {**connection(1), "connectionState": ["ONLINE"]}, "wrong_type"),
+        ("connection", {**connection(1), "connectionState": {"a": 1}}, "wrong_type"),
         ("visualization", visualization(headerId="7"), "wrong_type"),
         ("visualization", visualization(headerId=True), "wrong_type"),
         ("visualization", visualization(headerId=2**32), "wrong_type"),
