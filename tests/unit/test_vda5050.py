@@ -21,6 +21,7 @@ from dtp_console.bridge.vda5050 import MAX_ERRORS, iso_to_unix_ms
 from dtp_console.bridge.worker import Bridge
 from dtp_console.config.model import ConsoleConfig, PlantConfig, TwinzoConfig
 from dtp_console.events import Bus, LogLine, OpsLog
+from dtp_console.headless import stats_line
 from dtp_console.state import PlantState
 from dtp_console.twinzo.client import TwinzoClient
 
@@ -657,3 +658,11 @@ def test_a_state_no_newer_than_the_last_visualization_counts_for_its_status() ->
     newer = state(2, timestamp="2027-01-15T08:00:01Z")
     assert _feed(bridge, "state", newer) == "queued"
     _balanced(bridge)
+
+
+def test_stats_line_shows_lost_for_vda_plants_only() -> None:
+    bridge, _ = _bridge()
+    _feed(bridge, "visualization", _at(1.0, 1))
+    _feed(bridge, "visualization", _at(1.1, 4))
+    assert "lost 2 robot-restarts 0" in stats_line(bridge.state)
+    assert "lost" not in stats_line(PlantState("HiTech Plant"))
