@@ -228,3 +228,51 @@ async def test_demo_vda_plant_end_to_end(tmp_path: Path) -> None:
     assert counters.pending == 0
     assert counters.received == counters.outcomes.total()
     assert counters.group("rejected:") == 0
+
+
+SNIFF_CONFIG = """
+plants:
+  - name: VDA Plant
+    format: vda5050
+    broker: {{host: 127.0.0.1, port: {port}}}
+    vda5050: {{map_sectors: {{hall-1: 9}}}}
+    device_map: {{acme/AGV-7: agv-07}}
+    twinzo: {{sector_id: 5}}
+    affine: {{A: 1000, D: 1000}}
+"""
+
+
+async def test_sniff_shows_the_vda_parse(mosquitto: MosquittoServer, tmp_path: Path) -> None:
+    config = tmp_path / "console.yaml"
+    config.write_text(SNIFF_CONFIG.format(port=mosquitto.port))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dtp_console", "-c", str(config),
+        "sniff", "--plant", "VDA Plant", "--limit", "3", "--for", "20s",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = await asyncio.wait_for(proc.stdout.readline(), 15)
+    assert b"+/v2/+/+/visualization" in first
+    state = {
+        "headerId": 3,
+        "timestamp": "2030-01-01T00:00:00.5Z",
+        "operatingMode": "AUTOMATIC",
+        "driving": True,
+        "agvPosition": {"x": 1.5, "y": 2, "mapId": "hall-1", "positionInitialized": True},
+        "errors": [{"errorType": "laser\x1b[2J", "errorLevel": "FATAL"}],
+        "safetyState": {"eStop": "NONE", "fieldViolation": False},
+    }
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        await client.publish("uagv/v2/acme/AGV-7/state", orjson.dumps(state), qos=1)
+        body = {"headerId": 4, "connectionState": "OFFLINE"}
+        await client.publish("uagv/v2/acme/AGV-7/connection", orjson.dumps(body), qos=1)
+        body = {"headerId": 5, "agvPosition": {"x": 1, "y": 2, "positionInitialized": False}}
+        await client.publish("uagv/v2/acme/AGV-7/visualization", orjson.dumps(body), qos=1)
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    text = out.decode()
+    assert proc.returncode == 0, err.decode()
+    assert "acme/AGV-7 -> agv-07 at (1500, 2000) mm [state #3, map hall-1 -> sector 9" in text
+    assert "AUTOMATIC, driving, errors FATAL laser\\x1b[2J]" in text
+    assert "[connection #4, OFFLINE]" in text
+    assert "rejected:not_localized" in text
+    assert "\x1b" not in text
