@@ -162,7 +162,8 @@ class Bridge:
                 return self._reject("duplicate", detail, vendor_id)
             if result.battery is not None:  # a state's battery counts even without a position
                 device.battery = result.battery
-            if device.robot is not None and device.robot.offline:
+            if report.connection is not None and device.robot and device.robot.offline:
+                # It left: its last position must not go out (again) as if it were there.
                 self.outbox.discard(login, "dropped:offline")
         if isinstance(result, StatusOnly):
             if result.battery is not None:

@@ -666,3 +666,14 @@ def test_stats_line_shows_lost_for_vda_plants_only() -> None:
     _feed(bridge, "visualization", _at(1.1, 4))
     assert "lost 2 robot-restarts 0" in stats_line(bridge.state)
     assert "lost" not in stats_line(PlantState("HiTech Plant"))
+
+
+def test_positions_a_robot_sends_after_saying_offline_are_still_posted() -> None:
+    bridge, _ = _bridge()
+    _feed(bridge, "connection", connection(0, "OFFLINE"))
+    # A stale retained OFFLINE and a robot that is back without saying so: its data is real.
+    assert _feed(bridge, "visualization", _at(1.0, 1)) == "queued"
+    assert _feed(bridge, "visualization", _at(1.1, 2)) == "queued"
+    assert bridge.state.counters.outcomes["dropped:offline"] == 0
+    assert bridge.state.counters.outcomes["coalesced"] == 1
+    _balanced(bridge)
