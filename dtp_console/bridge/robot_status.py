@@ -61,7 +61,8 @@ def apply_report(
 ) -> bool:
     """Take in `report` for `device`; False when it is a duplicate to reject.
 
-    Status changes (connection, errors, emergency stop) are logged once per change.
+    Status changes (connection, errors, emergency stop) are logged once per change;
+    a robot flapping faster than the log's repeat window is folded into one line.
     """
     robot = device.robot
     if robot is None:
@@ -98,10 +99,11 @@ def _status(
     report: RobotReport, device: DeviceState, robot: RobotFacts, log: OpsLog, plant: str
 ) -> None:
     who = f"{device.vendor_id} ({device.login})"
+    key = f"vda:{plant}:{device.vendor_id}"  # a robot flapping within the window is folded
     if report.connection is not None and report.connection != robot.connection:
         if robot.connection is not None or report.connection != "ONLINE":
             level: Level = "INFO" if report.connection == "ONLINE" else "WARN"
-            log.emit(level, f"Robot {who} is {report.connection}", plant)
+            log.limited(level, f"{key}:connection", f"Robot {who} is {report.connection}", plant)
         robot.connection = report.connection
     if report.driving is not None:
         robot.driving = report.driving
@@ -113,17 +115,19 @@ def _status(
         robot.localization_score = report.localization_score
     if report.e_stop is not None and report.e_stop != robot.e_stop:
         if report.e_stop != "NONE":
-            log.emit("FAIL", f"Robot {who}: emergency stop {report.e_stop}", plant)
+            text = f"Robot {who}: emergency stop {report.e_stop}"
+            log.limited("FAIL", f"{key}:estop", text, plant)
         elif robot.e_stop is not None:
-            log.emit("INFO", f"Robot {who}: emergency stop released", plant)
+            log.limited("INFO", f"{key}:estop-off", f"Robot {who}: emergency stop released", plant)
         robot.e_stop = report.e_stop
     if report.errors is not None and report.errors != robot.errors:
         new = [e for e in report.errors if e not in robot.errors]
         for error_level, text in new:
             shown: Level = "FAIL" if error_level == "FATAL" else "WARN"
-            log.emit(shown, f"Robot {who} {error_level}: {text}", plant)
+            line = f"Robot {who} {error_level}: {text}"
+            log.limited(shown, f"{key}:error:{text[:60]}", line, plant)
         if not report.errors:
-            log.emit("INFO", f"Robot {who}: errors cleared", plant)
+            log.limited("INFO", f"{key}:errors-off", f"Robot {who}: errors cleared", plant)
         robot.errors = report.errors
 
 

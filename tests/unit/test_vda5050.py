@@ -677,3 +677,13 @@ def test_positions_a_robot_sends_after_saying_offline_are_still_posted() -> None
     assert bridge.state.counters.outcomes["dropped:offline"] == 0
     assert bridge.state.counters.outcomes["coalesced"] == 1
     _balanced(bridge)
+
+
+def test_a_flapping_error_is_folded_not_a_line_per_message() -> None:
+    bridge, lines = _bridge()
+    for header_id in range(20):
+        errors = [{"errorType": "bumper", "errorLevel": "WARNING"}] if header_id % 2 else []
+        body = state(header_id, errors=errors, timestamp=f"2027-01-15T08:00:{header_id:02d}Z")
+        _feed(bridge, "state", body)
+    assert len([line for line in lines if "bumper" in line]) == 1
+    _balanced(bridge)
