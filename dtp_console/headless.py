@@ -24,8 +24,7 @@ __all__ = ["HeadlessRenderer", "stats_line", "stores_stats_line"]
 def stats_line(plant: PlantState, rate: float | None = None) -> str:
     """`STATS <plant>: mqtt … | rx … fwd … coal … unk … rej … fail … pend …`.
 
-    Worker restarts follow when there were any, VDA 5050 plants add `lost` and
-    `robot-restarts` (from the robots' `headerId`s), and standing warnings (TLS
+    Worker restarts follow when there were any, and standing warnings (TLS
     verification off, a plaintext password) end every line while they hold.
     """
     c = plant.counters
@@ -40,12 +39,12 @@ def stats_line(plant: PlantState, rate: float | None = None) -> str:
         f"drop {c.group('dropped:')}",
         f"pend {c.pending}",
     ]
-    restarts = plant.source_restarts + plant.poster_restarts
-    if restarts:
-        parts.append(f"restarts {restarts}")
     if plant.sequence is not None:  # VDA 5050: what the robots' headerIds say went missing
         seq = plant.sequence
         parts.append(f"lost {seq.lost} robot-restarts {seq.restarts}")
+    restarts = plant.source_restarts + plant.poster_restarts
+    if restarts:
+        parts.append(f"restarts {restarts}")
     line = f"STATS {plant.name}: mqtt {plant.mqtt} | " + " ".join(parts)
     return line + "".join(f" | WARN {w}" for w in plant.warnings)
 

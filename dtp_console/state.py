@@ -80,6 +80,8 @@ class DeviceState:
     vendor_y: float | None = None
     battery: float | None = None
     moving: bool = False
+    robot: RobotFacts | None = None
+    """What the robot says about itself (VDA 5050 robots only; None for other formats)."""
     messages: int = 0
     last_message_at: float | None = None
     """Monotonic time of the last message."""
@@ -100,8 +102,6 @@ class DeviceState:
     last_error: str | None = None
     clock: ClockEstimate = field(default_factory=ClockEstimate)
     """Offset of the vendor's clock from our receive time (reports with a vendor timestamp)."""
-    robot: RobotFacts | None = None
-    """What the robot says about itself (VDA 5050 robots only; None for other formats)."""
 
     @property
     def clock_offset_ms(self) -> int | None:
@@ -117,6 +117,7 @@ class DeviceState:
             "y": self.y,
             "battery": self.battery,
             "moving": self.moving,
+            **({} if self.robot is None else {"robot": self.robot.as_dict()}),
             "messages": self.messages,
             "posts_ok": self.posts_ok,
             "posts_failed": self.posts_failed,
@@ -126,7 +127,121 @@ class DeviceState:
             "last_error": self.last_error,
             "clock_offset_ms": self.clock.offset_ms,
             "clock_samples": self.clock.samples,
-            **({} if self.robot is None else {"robot": self.robot.as_dict()}),
+        }
+
+
+@dataclass(slots=True)
+class PlantState:
+    """One plant's bridge as readers see it."""
+
+    name: str
+    mqtt: str = "stopped"
+    """`connecting`, `connected`, `disconnected` or `stopped`."""
+    mqtt_detail: str = ""
+    connects: int = 0
+    counters: PlantCounters = field(default_factory=PlantCounters)
+    devices: dict[str, DeviceState] = field(default_factory=dict)
+    """By vendor id."""
+    unknown: Counter[str] = field(default_factory=Counter)
+    """Unknown vendor ids seen, with message counts (at most `MAX_UNKNOWN_IDS` ids)."""
+    out_of_bounds: int = 0
+    """Positions outside the floor bounds (forwarded unless the plant drops them)."""
+    timestamps_converted: Counter[str] = field(default_factory=Counter)
+    """Vendor timestamps read in a unit other than milliseconds, by unit (`s`, `us`, `ns`)."""
+    clock_restamped: Counter[str] = field(default_factory=Counter)
+    """Reports posted with the receive time because the vendor clock lied (`ahead`, `behind`)."""
+    sequence: SequenceCounters | None = None
+    """VDA 5050 plants: lost, restarted and repeated messages (None for other formats)."""
+    warnings: list[str] = field(default_factory=list)
+    """Standing warnings about how this plant runs (TLS verification off, a plaintext
+    password), repeated by every reader for as long as they hold, not once at start."""
+    source_restarts: int = 0
+    """Times the MQTT source task died and was restarted."""
+    poster_restarts: int = 0
+    """Times the posting task died and was restarted."""
+
+    def note_unknown(self, vendor_id: str) -> bool:
+        """Count an unknown id; True the first time it is seen."""
+        if vendor_id in self.unknown:
+            self.unknown[vendor_id] += 1
+            return False
+        if len(self.unknown) < MAX_UNKNOWN_IDS:
+            self.unknown[vendor_id] = 1
+        return True
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready plant state."""
+        return {
+            "mqtt": self.mqtt,
+            "mqtt_detail": self.mqtt_detail,
+            "connects": self.connects,
+            **self.counters.as_dict(),
+            "out_of_bounds": self.out_of_bounds,
+            "timestamps_converted": dict(sorted(self.timestamps_converted.items())),
+            "clock_restamped": dict(sorted(self.clock_restamped.items())),
+            **({} if self.sequence is None else {"sequence": self.sequence.as_dict()}),
+            "warnings": list(self.warnings),
+            "source_restarts": self.source_restarts,
+            "poster_restarts": self.poster_restarts,
+            "unknown_devices": dict(self.unknown.most_common(50)),
+            "devices": {d.login: d.as_dict() for d in self.devices.values()},
+        }
+
+
+@dataclass(slots=True)
+class AuthState:
+    """Token facts of one twinzo device login (never the token itself)."""
+
+    login: str
+    status: TokenStatus = "none"
+    expires_at: float | None = None
+    """Epoch seconds."""
+    last_result: str | None = None
+    """`200`, `401`, `timeout`, …"""
+    last_error: str | None = None
+    authentications: int = 0
+    refreshes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready token facts."""
+        return {
+            "status": self.status,
+            "expires_at": self.expires_at,
+            "last_result": self.last_result,
+            "last_error": self.last_error,
+            "authentications": self.authentications,
+            "refreshes": self.refreshes,
+        }
+
+
+@dataclass(slots=True)
+class EngineState:
+    """Everything the engine exposes to readers."""
+
+    plants: dict[str, PlantState] = field(default_factory=dict)
+    auth: dict[str, AuthState] = field(default_factory=dict)
+    twinzo_url: str = ""
+    started_at: float = 0.0
+    platform_topics: Counter[str] = field(default_factory=Counter)
+    """Messages seen per topic on the platform broker (`dtp/#`)."""
+    store_stats: Callable[[], dict[str, Any]] | None = None
+    """Reads the stores' spool counters and health (set by the engine while stores run)."""
+
+    def auth_for(self, login: str) -> AuthState:
+        """The token facts of `login`, created on first use."""
+        state = self.auth.get(login)
+        if state is None:
+            state = self.auth[login] = AuthState(login)
+        return state
+
+    def as_dict(self) -> dict[str, Any]:
+        """The final stats JSON (`--stats-json`)."""
+        return {
+            "twinzo_url": self.twinzo_url,
+            "plants": {name: plant.as_dict() for name, plant in self.plants.items()},
+            "auth": {login: a.as_dict() for login, a in sorted(self.auth.items())},
+            "platform_topics": dict(sorted(self.platform_topics.items())),
+            "stores": self.store_stats() if self.store_stats is not None else None,
         }
 
 
@@ -207,119 +322,4 @@ class SequenceCounters:
             "restarts": self.restarts,
             "duplicates": self.duplicates,
             "unknown_maps": dict(self.unknown_maps.most_common(50)),
-        }
-
-
-@dataclass(slots=True)
-class PlantState:
-    """One plant's bridge as readers see it."""
-
-    name: str
-    mqtt: str = "stopped"
-    """`connecting`, `connected`, `disconnected` or `stopped`."""
-    mqtt_detail: str = ""
-    connects: int = 0
-    counters: PlantCounters = field(default_factory=PlantCounters)
-    devices: dict[str, DeviceState] = field(default_factory=dict)
-    """By vendor id."""
-    unknown: Counter[str] = field(default_factory=Counter)
-    """Unknown vendor ids seen, with message counts (at most `MAX_UNKNOWN_IDS` ids)."""
-    out_of_bounds: int = 0
-    """Positions outside the floor bounds (forwarded unless the plant drops them)."""
-    timestamps_converted: Counter[str] = field(default_factory=Counter)
-    """Vendor timestamps read in a unit other than milliseconds, by unit (`s`, `us`, `ns`)."""
-    clock_restamped: Counter[str] = field(default_factory=Counter)
-    """Reports posted with the receive time because the vendor clock lied (`ahead`, `behind`)."""
-    warnings: list[str] = field(default_factory=list)
-    """Standing warnings about how this plant runs (TLS verification off, a plaintext
-    password), repeated by every reader for as long as they hold, not once at start."""
-    source_restarts: int = 0
-    """Times the MQTT source task died and was restarted."""
-    poster_restarts: int = 0
-    """Times the posting task died and was restarted."""
-    sequence: SequenceCounters | None = None
-    """VDA 5050 plants: lost, restarted and repeated messages (None for other formats)."""
-
-    def note_unknown(self, vendor_id: str) -> bool:
-        """Count an unknown id; True the first time it is seen."""
-        if vendor_id in self.unknown:
-            self.unknown[vendor_id] += 1
-            return False
-        if len(self.unknown) < MAX_UNKNOWN_IDS:
-            self.unknown[vendor_id] = 1
-        return True
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready plant state."""
-        return {
-            "mqtt": self.mqtt,
-            "mqtt_detail": self.mqtt_detail,
-            "connects": self.connects,
-            **self.counters.as_dict(),
-            "out_of_bounds": self.out_of_bounds,
-            "timestamps_converted": dict(sorted(self.timestamps_converted.items())),
-            "clock_restamped": dict(sorted(self.clock_restamped.items())),
-            "warnings": list(self.warnings),
-            "source_restarts": self.source_restarts,
-            "poster_restarts": self.poster_restarts,
-            "unknown_devices": dict(self.unknown.most_common(50)),
-            "devices": {d.login: d.as_dict() for d in self.devices.values()},
-            **({} if self.sequence is None else {"sequence": self.sequence.as_dict()}),
-        }
-
-
-@dataclass(slots=True)
-class AuthState:
-    """Token facts of one twinzo device login (never the token itself)."""
-
-    login: str
-    status: TokenStatus = "none"
-    expires_at: float | None = None
-    """Epoch seconds."""
-    last_result: str | None = None
-    """`200`, `401`, `timeout`, …"""
-    last_error: str | None = None
-    authentications: int = 0
-    refreshes: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready token facts."""
-        return {
-            "status": self.status,
-            "expires_at": self.expires_at,
-            "last_result": self.last_result,
-            "last_error": self.last_error,
-            "authentications": self.authentications,
-            "refreshes": self.refreshes,
-        }
-
-
-@dataclass(slots=True)
-class EngineState:
-    """Everything the engine exposes to readers."""
-
-    plants: dict[str, PlantState] = field(default_factory=dict)
-    auth: dict[str, AuthState] = field(default_factory=dict)
-    twinzo_url: str = ""
-    started_at: float = 0.0
-    platform_topics: Counter[str] = field(default_factory=Counter)
-    """Messages seen per topic on the platform broker (`dtp/#`)."""
-    store_stats: Callable[[], dict[str, Any]] | None = None
-    """Reads the stores' spool counters and health (set by the engine while stores run)."""
-
-    def auth_for(self, login: str) -> AuthState:
-        """The token facts of `login`, created on first use."""
-        state = self.auth.get(login)
-        if state is None:
-            state = self.auth[login] = AuthState(login)
-        return state
-
-    def as_dict(self) -> dict[str, Any]:
-        """The final stats JSON (`--stats-json`)."""
-        return {
-            "twinzo_url": self.twinzo_url,
-            "plants": {name: plant.as_dict() for name, plant in self.plants.items()},
-            "auth": {login: a.as_dict() for login, a in sorted(self.auth.items())},
-            "platform_topics": dict(sorted(self.platform_topics.items())),
-            "stores": self.store_stats() if self.store_stats is not None else None,
         }

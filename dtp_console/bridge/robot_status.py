@@ -29,6 +29,7 @@ __all__ = [
     "map_sector",
     "position_is_behind",
     "position_verdict",
+    "track_sequences",
 ]
 
 #: A forward jump of the `headerId` larger than this is a renumbering, not loss.
@@ -50,7 +51,8 @@ def judge_sequence(last: int | None, header_id: int) -> tuple[SequenceVerdict, i
     return "reset", 0
 
 
-def _sequence(plant: PlantState) -> SequenceCounters:
+def track_sequences(plant: PlantState) -> SequenceCounters:
+    """The plant's sequence counters, created on first use (they show in stats from then)."""
     if plant.sequence is None:
         plant.sequence = SequenceCounters()
     return plant.sequence
@@ -67,7 +69,7 @@ def apply_report(
     robot = device.robot
     if robot is None:
         robot = device.robot = RobotFacts()
-    counters = _sequence(plant)
+    counters = track_sequences(plant)
     will = report.connection == "CONNECTIONBROKEN"
     if report.header_id is not None and not will:
         verdict, missing = judge_sequence(robot.header_ids.get(report.topic), report.header_id)
@@ -138,7 +140,7 @@ def map_sector(plant: PlantConfig, state: PlantState, map_id: str | None) -> int
         return None
     sector = plant.vda5050.map_sectors.get(map_id)
     if sector is None:
-        unknown = _sequence(state).unknown_maps
+        unknown = track_sequences(state).unknown_maps
         if map_id in unknown or len(unknown) < MAX_UNKNOWN_IDS:
             unknown[map_id] += 1
     return sector

@@ -20,10 +20,15 @@ from dtp_console.bridge.mqtt import raise_if_cancelling, run_source
 from dtp_console.bridge.outbox import Location, Outbox
 from dtp_console.bridge.parse import Reading, Rejection, StatusOnly, parser_for
 from dtp_console.bridge.poster import Poster
-from dtp_console.bridge.robot_status import apply_report, position_is_behind, position_verdict
+from dtp_console.bridge.robot_status import (
+    apply_report,
+    position_is_behind,
+    position_verdict,
+    track_sequences,
+)
 from dtp_console.config.model import Affine, PlantConfig, TwinzoConfig
 from dtp_console.events import OpsLog
-from dtp_console.state import DeviceState, PlantState, SequenceCounters
+from dtp_console.state import DeviceState, PlantState
 from dtp_console.twinzo.client import TwinzoClient
 
 __all__ = ["QUIET_REJECTIONS", "Bridge"]
@@ -57,6 +62,8 @@ class Bridge:
         self.state = state
         self._log = log
         self._parse = parser_for(plant)
+        if plant.format == "vda5050":
+            track_sequences(state)
         self._address = address or (plant.broker.host, plant.broker.port)
         self.device_map: dict[str, str] = dict(plant.device_map)
         self.affine: Affine = plant.affine
@@ -75,8 +82,6 @@ class Bridge:
         self._handled = 0
         self._drain_timeout = twinzo.drain_timeout_s
         self._wall_clock = wall_clock
-        if plant.format == "vda5050" and state.sequence is None:
-            state.sequence = SequenceCounters()
 
     @property
     def name(self) -> str:
