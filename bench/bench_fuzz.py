@@ -9,7 +9,8 @@ A seeded generator (repeatable: same `--seed`, same payloads) mixes
 - arbitrary JSON values, arbitrary bytes, payloads of the other formats,
 - hostile shapes: 10,000-level nesting, 1 MB payloads, huge numbers.
 
-Each target — `parse_ati`, `parse_hitech`, `parse_generic` and one `Bridge.handle`
+Each target — `parse_ati`, `parse_hitech`, `parse_generic`, `parse_vda5050` and one
+`Bridge.handle`
 per format (a bridge whose twinzo client is never called; `handle` does no I/O) —
 gets `--count` payloads. Reported per target: outcomes and rejection reasons,
 exceptions that escaped (must be 0; for the bridge also `rejected:internal_error`,
@@ -47,6 +48,7 @@ from dtp_console.bridge.parse import (
     parse_ati,
     parse_generic,
     parse_hitech,
+    parser_for,
 )
 from dtp_console.bridge.worker import Bridge
 from dtp_console.config.model import GenericFields, PlantConfig, TwinzoConfig
@@ -58,6 +60,12 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_fuzz.json"
 IDS = ["r1", "r2", "r3", "ati_amr_001", "hitech-amr-001", "7", " r1 ", "", "ghost"]
 DEVICE_MAP = {"r1": "tug-1", "r2": "tug-2", "r3": "tug-3", "ati_amr_001": "tug-4", "7": "tug-7"}
 DEVICE_MAP["hitech-amr-001"] = "tug-5"
+DEVICE_MAP["acme/AGV-1"] = "tug-8"
+DEVICE_MAP["acme/AGV-2"] = "tug-9"
+#: VDA 5050 serial numbers (the manufacturer is `acme`): mapped, unmapped, hostile.
+VDA_SERIALS = ["AGV-1", "AGV-2", "AGV-3", " AGV-1", "", "ロボ\x1b[2J", "s" * 200]
+VDA_TOPICS = ["visualization", "visualization", "state", "connection", "order"]
+FORMATS = ("ati_sherpa", "hitech", "generic", "vda5050")
 GENERIC = GenericFields(
     id="data.0.id", x="pos.x", y="pos.y", z="pos.z", battery="bat", timestamp="ts"
 )
@@ -107,6 +115,8 @@ class Generator:
         self.fmt = fmt
         self.rng = random.Random(f"{seed}:{fmt}")  # fuzzing, not security
         self.ts = 1_700_000_000_000
+        self.header_id = 0
+        self.serial = VDA_SERIALS[0]
 
     # -- valid bodies --------------------------------------------------------------
 
@@ -147,12 +157,51 @@ class Generator:
             if rng.random() < 0.7:
                 body["timestamp"] = self.ts
             return body
+        if fmt == "vda5050":
+            return self._vda()
         return {
             "data": [{"id": rng.choice(IDS)}],
             "pos": {"x": self._number(), "y": self._number(), "z": 0},
             "bat": rng.uniform(0, 100),
             "ts": self.ts,
         }
+
+    def _vda(self) -> dict[str, Any]:
+        """A VDA 5050 visualization/state/connection body (the topic decides which is read)."""
+        rng = self.rng
+        self.header_id += rng.choice([1, 1, 1, 1, 2, 0, -5, 1000])
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.ts / 1000))
+        stamp += rng.choice(["Z", ".123Z", ".5+01:00", "", "-05:00", ".123456789Z"])
+        body: dict[str, Any] = {
+            "headerId": max(0, self.header_id),
+            "timestamp": stamp,
+            "version": "2.1.0",
+            "manufacturer": "acme",
+            "serialNumber": self.serial if rng.random() < 0.95 else rng.choice(VDA_SERIALS),
+            "agvPosition": {
+                "x": self._number(),
+                "y": self._number(),
+                "theta": rng.uniform(-3.2, 3.2),
+                "mapId": rng.choice(["hall-1", "hall-2", ""]),
+                "positionInitialized": rng.random() < 0.9,
+                "localizationScore": rng.uniform(0, 1),
+            },
+            "connectionState": rng.choice(["ONLINE", "OFFLINE", "CONNECTIONBROKEN", "gone"]),
+        }
+        if rng.random() < 0.5:
+            body.update(
+                {
+                    "driving": rng.random() < 0.5,
+                    "operatingMode": rng.choice(["AUTOMATIC", "MANUAL", "SERVICE"]),
+                    "batteryState": {"batteryCharge": rng.uniform(0, 100), "charging": False},
+                    "errors": [
+                        {"errorType": "e", "errorLevel": rng.choice(["WARNING", "FATAL"])}
+                        for _ in range(rng.randint(0, 3))
+                    ],
+                    "safetyState": {"eStop": rng.choice(["NONE", "AUTOACK", "MANUAL"])},
+                }
+            )
+        return body
 
     def _corrupt(self, node: Any) -> Any:
         """Delete or replace 1-3 random fields, nested ones included."""
@@ -259,9 +308,11 @@ class Generator:
     def next(self) -> tuple[str, str, bytes]:
         """(kind, topic, payload)."""
         rng = self.rng
-        topic = rng.choice(
-            ["ati_fm/sherpa/status", f"hitech/amr/{rng.choice(IDS)}/position", "", "a/b/c/d/e"]
-        )
+        topics = ["ati_fm/sherpa/status", f"hitech/amr/{rng.choice(IDS)}/position", "", "a/b/c/d/e"]
+        if self.fmt == "vda5050":
+            self.serial = rng.choice(VDA_SERIALS)
+            topics += [f"uagv/v2/acme/{self.serial}/{rng.choice(VDA_TOPICS)}"] * 8
+        topic = rng.choice(topics)
         r = rng.random()
         if r < 0.3:
             return "valid", topic, self._encode(self._valid(self.fmt))
@@ -274,7 +325,7 @@ class Generator:
         if r < 0.9:
             return "random_bytes", topic, rng.randbytes(rng.randint(0, 300))
         if r < 0.95:
-            other = rng.choice([f for f in ("ati_sherpa", "hitech", "generic") if f != self.fmt])
+            other = rng.choice([f for f in FORMATS if f != self.fmt])
             return "other_format", topic, self._encode(self._valid(other))
         kind, payload = self._hostile()
         return kind, topic, payload
@@ -410,9 +461,10 @@ def main() -> int:
         ("parse_ati", parse_ati, "ati_sherpa"),
         ("parse_hitech", parse_hitech, "hitech"),
         ("parse_generic", generic, "generic"),
+        ("parse_vda5050", parser_for(_plant("vda5050")), "vda5050"),
     ):
         results.append(run_parser(name, parse, fmt, args.count, args.seed))
-    for fmt in ("ati_sherpa", "hitech", "generic"):
+    for fmt in FORMATS:
         results.append(run_bridge(fmt, args.count, args.seed))
 
     total = sum(r["payloads"] for r in results)

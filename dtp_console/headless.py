@@ -39,6 +39,9 @@ def stats_line(plant: PlantState, rate: float | None = None) -> str:
         f"drop {c.group('dropped:')}",
         f"pend {c.pending}",
     ]
+    if plant.sequence is not None:  # VDA 5050: what the robots' headerIds say went missing
+        seq = plant.sequence
+        parts.append(f"lost {seq.lost} robot-restarts {seq.restarts}")
     restarts = plant.source_restarts + plant.poster_restarts
     if restarts:
         parts.append(f"restarts {restarts}")

@@ -29,6 +29,8 @@ __all__ = [
     "Histogram",
     "PlantCounters",
     "PlantState",
+    "RobotFacts",
+    "SequenceCounters",
     "TokenStatus",
 ]
 
@@ -123,6 +125,8 @@ class DeviceState:
     vendor_y: float | None = None
     battery: float | None = None
     moving: bool = False
+    robot: RobotFacts | None = None
+    """What the robot says about itself (VDA 5050 robots only; None for other formats)."""
     messages: int = 0
     last_message_at: float | None = None
     """Monotonic time of the last message."""
@@ -158,6 +162,7 @@ class DeviceState:
             "y": self.y,
             "battery": self.battery,
             "moving": self.moving,
+            **({} if self.robot is None else {"robot": self.robot.as_dict()}),
             "messages": self.messages,
             "posts_ok": self.posts_ok,
             "posts_failed": self.posts_failed,
@@ -195,6 +200,8 @@ class PlantState:
     """Vendor timestamps read in a unit other than milliseconds, by unit (`s`, `us`, `ns`)."""
     clock_restamped: Counter[str] = field(default_factory=Counter)
     """Reports posted with the receive time because the vendor clock lied (`ahead`, `behind`)."""
+    sequence: SequenceCounters | None = None
+    """VDA 5050 plants: lost, restarted and repeated messages (None for other formats)."""
     warnings: list[str] = field(default_factory=list)
     """Standing warnings about how this plant runs (TLS verification off, a plaintext
     password), repeated by every reader for as long as they hold, not once at start."""
@@ -230,6 +237,7 @@ class PlantState:
             "out_of_bounds": self.out_of_bounds,
             "timestamps_converted": dict(sorted(self.timestamps_converted.items())),
             "clock_restamped": dict(sorted(self.clock_restamped.items())),
+            **({} if self.sequence is None else {"sequence": self.sequence.as_dict()}),
             "warnings": list(self.warnings),
             "source_restarts": self.source_restarts,
             "poster_restarts": self.poster_restarts,
@@ -301,4 +309,84 @@ class EngineState:
             "auth": {login: a.as_dict() for login, a in sorted(self.auth.items())},
             "platform_topics": dict(sorted(self.platform_topics.items())),
             "stores": self.store_stats() if self.store_stats is not None else None,
+        }
+
+
+@dataclass(slots=True)
+class RobotFacts:
+    """A VDA 5050 robot's own account: presence, status and its message sequence."""
+
+    connection: str | None = None
+    """`ONLINE`, `OFFLINE` or `CONNECTIONBROKEN`; None until a `connection` message."""
+    driving: bool | None = None
+    operating_mode: str | None = None
+    e_stop: str | None = None
+    errors: tuple[tuple[str, str], ...] = ()
+    """`(errorLevel, text)` of the robot's current errors (from its last `state`)."""
+    map_id: str | None = None
+    localization_score: float | None = None
+    header_ids: dict[str, int] = field(default_factory=dict)
+    """The last `headerId` seen per VDA 5050 topic."""
+    lost: int = 0
+    """Messages missing from the `headerId` sequence (gaps)."""
+    restarts: int = 0
+    """Sequence resets (back to 0 or backwards): the robot restarted."""
+    duplicates: int = 0
+    """Messages whose `headerId` repeated the last one."""
+
+    @property
+    def offline(self) -> bool:
+        """Whether the robot said it is gone (`OFFLINE`, or its last will `CONNECTIONBROKEN`)."""
+        return self.connection in ("OFFLINE", "CONNECTIONBROKEN")
+
+    @property
+    def worst_error(self) -> str | None:
+        """`FATAL`, `WARNING` or another level of the worst current error; None without."""
+        levels = {level for level, _ in self.errors}
+        for level in ("FATAL", "WARNING"):
+            if level in levels:
+                return level
+        return next(iter(sorted(levels)), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready robot facts."""
+        return {
+            "connection": self.connection,
+            "driving": self.driving,
+            "operating_mode": self.operating_mode,
+            "e_stop": self.e_stop,
+            "errors": [list(error) for error in self.errors],
+            "map_id": self.map_id,
+            "localization_score": self.localization_score,
+            "lost": self.lost,
+            "restarts": self.restarts,
+            "duplicates": self.duplicates,
+        }
+
+
+@dataclass(slots=True)
+class SequenceCounters:
+    """A plant's VDA 5050 message accounting beyond outcomes: what never arrived.
+
+    Lost messages have no outcome (they were never received), so these sit beside
+    `PlantCounters` and `received == sum(outcomes)` still holds.
+    """
+
+    lost: int = 0
+    """Messages missing from robots' `headerId` sequences."""
+    restarts: int = 0
+    """Sequence resets (robot restarts), not counted as loss."""
+    duplicates: int = 0
+    """Messages that repeated their robot's last `headerId`."""
+    unknown_maps: Counter[str] = field(default_factory=Counter)
+    """Positions per map id that `vda5050.map_sectors` does not list (at most
+    `MAX_UNKNOWN_IDS` ids)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready sequence counters."""
+        return {
+            "lost": self.lost,
+            "restarts": self.restarts,
+            "duplicates": self.duplicates,
+            "unknown_maps": dict(self.unknown_maps.most_common(50)),
         }

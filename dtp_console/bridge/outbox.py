@@ -44,6 +44,8 @@ class Location:
     received_at: float
     """Monotonic receive time (for latency figures)."""
     attempts: int = 0
+    sector_id: int | None = None
+    """The twinzo sector of this position (VDA 5050 map table); the plant's when None."""
 
     def payload(self, sector_id: int) -> dict[str, Any]:
         """The twinzo v3 location object, typed as twinzo's SDK declares it.
@@ -55,7 +57,7 @@ class Location:
         """
         return {
             "Timestamp": int(self.timestamp_ms),
-            "SectorId": int(sector_id),
+            "SectorId": int(sector_id if self.sector_id is None else self.sector_id),
             "X": round(self.x, 1),
             "Y": round(self.y, 1),
             "Z": round(self.z, 1),
@@ -72,6 +74,8 @@ class _Slot:
     pending: Location | None = None
     in_flight: bool = False
     next_allowed: float = 0.0
+    gone: str | None = None
+    """Set by `discard`: the outcome of a retry that comes back for a device that left."""
 
 
 class Outbox:
@@ -99,8 +103,23 @@ class Outbox:
             slot = self._slots[location.login] = _Slot()
         if slot.pending is not None:
             self._counters.count("coalesced")
-        slot.pending = location
+        slot.pending, slot.gone = location, None
         self._dirty[location.login] = None
+
+    def discard(self, login: str, outcome: str) -> int:
+        """Forget `login`'s pending location (counted as `outcome`), and its in-flight one
+        if that comes back for a retry: the device left (a VDA 5050 robot went OFFLINE),
+        its last position must not be posted again. Returns locations discarded now."""
+        slot = self._slots.get(login)
+        if slot is None:
+            return 0
+        slot.gone = outcome
+        self._dirty.pop(login, None)
+        if slot.pending is None:
+            return 0
+        slot.pending = None
+        self._counters.count(outcome)
+        return 1
 
     def take_ready(self, now: float, limit: int | None = None) -> list[Location]:
         """Pending locations whose device may be posted now; they become in flight."""
@@ -137,7 +156,9 @@ class Outbox:
         slot = self._slots[location.login]
         slot.in_flight = False
         slot.next_allowed = now + delay_s
-        if slot.pending is None:
+        if slot.gone is not None and slot.pending is None:
+            self._counters.count(slot.gone)
+        elif slot.pending is None:
             location.attempts += 1
             slot.pending = location
             self._dirty[location.login] = None

@@ -23,12 +23,39 @@ __all__ = [
     "Parser",
     "Reading",
     "Rejection",
+    "RobotReport",
     "StatusOnly",
     "parse_ati",
     "parse_generic",
     "parse_hitech",
     "parser_for",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class RobotReport:
+    """What a VDA 5050 message says beside a position: sequence, localization, status.
+
+    Fields a message does not carry are None (a `visualization` says nothing about
+    errors, so its `errors` is None, not "no errors").
+    """
+
+    topic: str
+    """The VDA 5050 topic: `visualization`, `state` or `connection`."""
+    header_id: int | None = None
+    """`headerId`: +1 per message and topic; None when the message has none."""
+    map_id: str | None = None
+    localized: bool | None = None
+    """`agvPosition.positionInitialized` (3.0: `mobileRobotPosition.localized`)."""
+    localization_score: float | None = None
+    driving: bool | None = None
+    operating_mode: str | None = None
+    errors: tuple[tuple[str, str], ...] | None = None
+    """`(errorLevel, errorType: description)` of each error (a bounded number)."""
+    e_stop: str | None = None
+    """`safetyState.eStop` (3.0: `activeEmergencyStop`): `NONE`, `AUTOACK`, `MANUAL`, …"""
+    connection: str | None = None
+    """`connectionState`: `ONLINE`, `OFFLINE` or `CONNECTIONBROKEN`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +71,8 @@ class Reading:
     """The vendor's own timestamp in unix ms; None when the payload has none."""
     timestamp_unit: str | None = None
     """The unit the vendor's timestamp was read in (`s`, `ms`, `us`, `ns`)."""
+    report: RobotReport | None = None
+    """VDA 5050 only: sequence, localization and robot status."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +82,10 @@ class StatusOnly:
     vendor_id: str
     battery: float | None = None
     status: str | None = None
+    timestamp_ms: int | None = None
+    """The vendor's own timestamp in unix ms (VDA 5050); None when absent."""
+    report: RobotReport | None = None
+    """VDA 5050 only: sequence, connection and robot status."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +317,11 @@ def parse_generic(fields: GenericFields, unit: TimestampUnit = "auto") -> Parser
 
 def parser_for(plant: PlantConfig) -> Parser:
     """The parser of a plant's payload format."""
+    if plant.format == "vda5050":
+        # Imported here: the VDA 5050 module builds on this one's helpers.
+        from dtp_console.bridge.vda5050 import parse_vda5050
+
+        return functools.partial(parse_vda5050, plant=plant)
     if plant.format == "ati_sherpa":
         return parse_ati
     if plant.format == "hitech":

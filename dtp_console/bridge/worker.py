@@ -20,6 +20,12 @@ from dtp_console.bridge.mqtt import raise_if_cancelling, run_source
 from dtp_console.bridge.outbox import Location, Outbox
 from dtp_console.bridge.parse import Reading, Rejection, StatusOnly, parser_for
 from dtp_console.bridge.poster import Poster
+from dtp_console.bridge.robot_status import (
+    apply_report,
+    position_is_behind,
+    position_verdict,
+    track_sequences,
+)
 from dtp_console.config.model import Affine, PlantConfig, TwinzoConfig
 from dtp_console.events import OpsLog
 from dtp_console.state import DeviceState, PlantState
@@ -28,7 +34,7 @@ from dtp_console.twinzo.client import TwinzoClient
 __all__ = ["QUIET_REJECTIONS", "Bridge"]
 
 #: Rejections that are a robot's normal state, counted but not logged.
-QUIET_REJECTIONS = frozenset({"not_in_fleet", "disabled", "no_pose", "duplicate"})
+QUIET_REJECTIONS = frozenset({"not_in_fleet", "disabled", "no_pose", "duplicate", "not_localized"})
 
 _MAX_INTERVAL_MS = 60_000
 #: Positions beyond ±100 km after the affine are garbage, however finite (twinzo keeps
@@ -56,6 +62,8 @@ class Bridge:
         self.state = state
         self._log = log
         self._parse = parser_for(plant)
+        if plant.format == "vda5050":
+            track_sequences(state)
         self._address = address or (plant.broker.host, plant.broker.port)
         self.device_map: dict[str, str] = dict(plant.device_map)
         self.affine: Affine = plant.affine
@@ -152,11 +160,29 @@ class Bridge:
             device = state.devices[vendor_id] = DeviceState(vendor_id, login)
         device.messages += 1
         device.last_message_at = now
+        report = result.report
+        if report is not None:
+            if not apply_report(report, device, state, self._log, plant.label):
+                detail = f"{report.topic} headerId {report.header_id} repeated"
+                return self._reject("duplicate", detail, vendor_id)
+            if result.battery is not None:  # a state's battery counts even without a position
+                device.battery = result.battery
+            if report.connection is not None and device.robot and device.robot.offline:
+                # It left: its last position must not go out (again) as if it were there.
+                self.outbox.discard(login, "dropped:offline")
         if isinstance(result, StatusOnly):
             if result.battery is not None:
                 device.battery = result.battery
             state.counters.count("status_only")
             return "status_only"
+        sector: int | None = None
+        if report is not None:
+            sector, problem = position_verdict(plant, state, report)
+            if problem is not None:
+                return self._reject(*problem, vendor_id)
+            if position_is_behind(report, result.timestamp_ms, device.last_vendor_timestamp_ms):
+                state.counters.count("status_only")
+                return "status_only"
         stamped = self._timestamp(result, device, vendor_id)
         if isinstance(stamped, str):
             return stamped
@@ -197,6 +223,7 @@ class Bridge:
                 moving=device.moving,
                 interval_ms=max(0, interval),
                 received_at=now,
+                sector_id=sector,
             )
         )
         return "queued"

@@ -13,8 +13,10 @@ import aiomqtt
 from dtp_console.bridge.geometry import apply_affine
 from dtp_console.bridge.mqtt import client_kwargs, describe_mqtt_error
 from dtp_console.bridge.parse import Reading, Rejection, StatusOnly, parser_for
+from dtp_console.bridge.robot_status import position_verdict
 from dtp_console.cli.common import add_config_arg, load_or_exit, parse_duration
 from dtp_console.config.model import PlantConfig
+from dtp_console.state import PlantState
 from dtp_console.textsafe import safe_text
 
 __all__ = ["describe", "register"]
@@ -53,9 +55,38 @@ def describe(plant: PlantConfig, topic: str, payload: bytes) -> str:
                 assert isinstance(result, Reading)
                 x, y = apply_affine(plant.affine, result.x, result.y)
                 verdict = f"{who} at ({x:.0f}, {y:.0f}) mm"
+            if result.report is not None:
+                verdict = _vda_verdict(plant, result, verdict)
     # Topic, payload, ids and parse details are the vendor's: each printed line is
     # escaped whole, so a newline or ESC in any of them is shown, never obeyed.
     return f"{safe_text(f'{topic}  {shown}')}\n    => {safe_text(verdict)}"
+
+
+def _vda_verdict(plant: PlantConfig, result: Reading | StatusOnly, verdict: str) -> str:
+    """A VDA 5050 message's verdict with its topic, headerId and what the robot says."""
+    report = result.report
+    assert report is not None
+    parts = [
+        f"{report.topic} #{report.header_id}" if report.header_id is not None else report.topic
+    ]
+    if report.connection is not None:
+        parts.append(report.connection)
+    if isinstance(result, Reading):
+        sector, problem = position_verdict(plant, PlantState(plant.name), report)
+        if problem is not None:
+            verdict = f"{verdict}, rejected:{problem[0]} ({problem[1]})"
+        else:
+            shown = plant.twinzo.sector_id if sector is None else sector
+            parts.append(f"map {report.map_id} -> sector {shown}")
+    if report.operating_mode is not None:
+        parts.append(report.operating_mode)
+    if report.driving is not None:
+        parts.append("driving" if report.driving else "standing")
+    if report.e_stop not in (None, "NONE"):
+        parts.append(f"E-STOP {report.e_stop}")
+    if report.errors:
+        parts.append("errors " + "; ".join(f"{level} {text}" for level, text in report.errors))
+    return f"{verdict} [{', '.join(parts)}]"
 
 
 def _sniff(args: argparse.Namespace) -> int:

@@ -46,19 +46,27 @@ __all__ = [
     "SandboxFaults",
     "TopicFilter",
     "TwinzoConfig",
+    "Vda5050Config",
     "header_problem",
 ]
 
-PayloadFormat = Literal["ati_sherpa", "hitech", "generic"]
+PayloadFormat = Literal["ati_sherpa", "hitech", "generic", "vda5050"]
 
 #: The vendor label used in log lines when a plant does not set one.
-DEFAULT_VENDOR_LABEL: dict[str, str] = {"ati_sherpa": "ATI", "hitech": "HiTech", "generic": "MQTT"}
-#: The topic subscribed to when a plant does not list any.
+DEFAULT_VENDOR_LABEL: dict[str, str] = {
+    "ati_sherpa": "ATI",
+    "hitech": "HiTech",
+    "generic": "MQTT",
+    "vda5050": "VDA 5050",
+}
+#: The topic subscribed to when a plant does not list any (`vda5050`: see `Vda5050Config`).
 DEFAULT_TOPICS: dict[str, list[str]] = {
     "ati_sherpa": ["ati_fm/sherpa/status"],
     "hitech": ["hitech/amr/+/position"],
     "generic": ["#"],
 }
+#: The VDA 5050 topics a bridge reads (`order`, `instantActions`, `factsheet` are not positions).
+VDA5050_TOPICS = ("visualization", "state", "connection")
 
 
 class _Model(BaseModel):
@@ -309,6 +317,63 @@ class GenericFields(_Model):
     """Take the device id from this topic level (0-based) instead of the payload."""
 
 
+def _topic_level(value: str, field: str) -> str:
+    """A single MQTT topic level (no `/`, `+` or `#`), or ValueError naming the field."""
+    problem = _mqtt_text_problem(value)
+    if not value or problem is not None or any(c in value for c in "/+#"):
+        msg = f"{field} must be one non-empty MQTT topic level without `/`, `+` or `#`"
+        raise ValueError(msg)
+    return value
+
+
+class Vda5050Config(_Model):
+    """Settings of the `vda5050` format (VDA 5050 v2.1.0; the 3.0 draft's names too).
+
+    Topics are `interfaceName/majorVersion/manufacturer/serialNumber/topic`; the
+    device id the device map maps is `manufacturer/serialNumber`.
+    """
+
+    interface_name: str | None = None
+    """The `interfaceName` topic level (often `uagv`); any (`+`) when unset."""
+    major_version: str = "v2"
+    """The `majorVersion` topic level (`v2` for 2.x)."""
+    min_localization_score: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
+    """Positions whose `localizationScore` (0.0-1.0) is below this are counted as
+    `rejected:low_localization`; 0 accepts every score. `positionInitialized: false`
+    (3.0: `localized: false`) is always `rejected:not_localized`."""
+    map_sectors: dict[str, int] = Field(default_factory=dict)
+    """`agvPosition.mapId` → twinzo sector id. A map id not listed here is posted to the
+    plant's `twinzo.sector_id` and counted per map id (`unknown_maps` in the stats)."""
+    drop_unknown_maps: bool = False
+    """Reject positions on a map id that `map_sectors` does not list
+    (`rejected:unknown_map`) instead of posting them to the plant's sector."""
+
+    @field_validator("interface_name")
+    @classmethod
+    def _interface_level(cls, value: str | None) -> str | None:
+        return None if value is None else _topic_level(value, "interface_name")
+
+    @field_validator("major_version")
+    @classmethod
+    def _version_level(cls, value: str) -> str:
+        return _topic_level(value, "major_version")
+
+    @field_validator("map_sectors")
+    @classmethod
+    def _sector_ids(cls, value: dict[str, int]) -> dict[str, int]:
+        for map_id, sector in value.items():
+            if sector < 0:
+                msg = f"map {map_id!r}: a sector id is not negative"
+                raise ValueError(msg)
+        return value
+
+    @property
+    def topics(self) -> list[str]:
+        """The default subscriptions: visualization, state and connection of every robot."""
+        prefix = f"{self.interface_name or '+'}/{self.major_version}/+/+"
+        return [f"{prefix}/{topic}" for topic in VDA5050_TOPICS]
+
+
 class PlantTwinzo(_Model):
     """How a plant's robots appear in twinzo."""
 
@@ -391,13 +456,15 @@ class PlantConfig(_Model):
     enabled: bool = True
     """Run this plant's bridge."""
     format: PayloadFormat
-    """Payload format: `ati_sherpa`, `hitech` or `generic`."""
+    """Payload format: `ati_sherpa`, `hitech`, `generic` or `vda5050`."""
     vendor_label: str | None = None
     """Vendor label in log lines (`ATI`, `HiTech`, …); derived from the format when unset."""
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     """The vendor's MQTT broker."""
     generic: GenericFields = Field(default_factory=GenericFields)
     """Field paths for the `generic` format."""
+    vda5050: Vda5050Config = Field(default_factory=Vda5050Config)
+    """Interface name, version, localization floor and map table of the `vda5050` format."""
     device_map: dict[str, str] = Field(default_factory=dict)
     """Vendor device id → twinzo device login."""
     twinzo: PlantTwinzo
@@ -452,7 +519,11 @@ class PlantConfig(_Model):
     @property
     def topics(self) -> list[str]:
         """The topics to subscribe to."""
-        return [*self.broker.topics] or DEFAULT_TOPICS[self.format]
+        if self.broker.topics:
+            return [*self.broker.topics]
+        if self.format == "vda5050":
+            return self.vda5050.topics
+        return DEFAULT_TOPICS[self.format]
 
     @model_validator(mode="after")
     def _batch_needs_branch(self) -> PlantConfig:

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from dtp_console.simulator.config import PlantSimulatorConfig
 from dtp_console.simulator.faults import FaultInjector, Message
-from dtp_console.simulator.payloads import Codec, RobotSnapshot, RobotState
+from dtp_console.simulator.payloads import Codec, RobotSnapshot, RobotState, encode
 from dtp_console.simulator.routes import DEFAULT_BOUNDS, FloorBounds, FloorPlan, Point
+from dtp_console.simulator.vda5050 import MANUFACTURER
 
 if TYPE_CHECKING:
     from dtp_console.config.model import PlantConfig
@@ -181,11 +182,15 @@ class Robot:
             self._arrive()
 
 
+#: Invented robot ids per format (VDA 5050 ids are `manufacturer/serialNumber`).
+_ID_PREFIX = {"ati_sherpa": "ati_amr_", "hitech": "hitech-amr-", "vda5050": f"{MANUFACTURER}/agv-"}
+
+
 def robot_ids(plant: PlantConfig, cfg: PlantSimulatorConfig) -> list[str]:
     """The fleet's vendor ids: mapped ones from the device map first, then invented ones."""
     unmapped = min(cfg.unmapped, cfg.robots)
     ids = list(plant.device_map)[: cfg.robots - unmapped]
-    prefix = {"ati_sherpa": "ati_amr_", "hitech": "hitech-amr-"}.get(plant.format, "amr-")
+    prefix = _ID_PREFIX.get(plant.format, "amr-")
     number = 1
     while len(ids) < cfg.robots:
         candidate = f"{prefix}{number:03d}"
@@ -263,9 +268,14 @@ class AmrFleet:
             if due <= self.time_s:
                 # One message per robot per step: reports missed by a long step would all
                 # carry this step's position and timestamp (duplicates), so they are skipped.
-                encoded = self.codec.encode(robot.snapshot(), stamp)
+                snapshot = robot.snapshot()
+                companions = self.codec.companions(snapshot, stamp)
+                encoded = self.codec.encode(snapshot, stamp)
+                # VDA 5050: `connection` goes before the position report, `state` after.
+                out.extend((t, encode(p)) for t, p in companions if t.endswith("/connection"))
                 if encoded is not None:
                     out.extend(self.faults.apply(vendor_id, *encoded))
+                out.extend((t, encode(p)) for t, p in companions if not t.endswith("/connection"))
                 due += self._period
             self._due[vendor_id] = due if due > self.time_s else self.time_s + self._period
         return out

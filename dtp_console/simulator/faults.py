@@ -16,6 +16,7 @@ from collections.abc import Collection, Sequence
 
 from dtp_console.simulator.config import FaultKind
 from dtp_console.simulator.payloads import Codec, Payload, encode
+from dtp_console.simulator.vda5050 import MANUFACTURER
 
 __all__ = ["FaultInjector", "Message"]
 
@@ -47,6 +48,8 @@ class FaultInjector:
     @staticmethod
     def _ghosts(fmt: str, known: set[str]) -> list[str]:
         prefix = {"ati_sherpa": "ati_amr_", "hitech": "hitech-amr-"}.get(fmt, "amr-")
+        if fmt == "vda5050":
+            prefix = f"{MANUFACTURER}/agv-"
         ghosts: list[str] = []
         number = 999
         while len(ghosts) < _GHOSTS and number > 0:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
+from dtp_console.simulator.vda5050 import VdaEncoder
+
 if TYPE_CHECKING:
     from dtp_console.config.model import Affine, PlantConfig
 
@@ -106,9 +108,12 @@ class Codec:
         self.id_field = {"ati_sherpa": "sherpa_name", "hitech": "device_id"}.get(
             plant.format, plant.generic.id
         )
+        self._vda = VdaEncoder(plant, self._inverse) if plant.format == "vda5050" else None
 
     def topic(self, vendor_id: str) -> str:
         """The topic a robot publishes on."""
+        if self._vda is not None:
+            return self._vda.topic(vendor_id)
         if self.format == "ati_sherpa":
             wild = "+" in self._template or "#" in self._template
             return ATI_TOPIC if wild else self._template
@@ -120,6 +125,8 @@ class Codec:
             return self.topic(robot.vendor_id), self._ati(robot)
         if robot.state == "disconnected":
             return None  # the robot itself is off the network: silence
+        if self._vda is not None:
+            return self._vda.visualization(robot, now_ms)
         if self.format == "hitech":
             return self.topic(robot.vendor_id), self._hitech(robot, now_ms)
         return self.topic(robot.vendor_id), self._generic(robot, now_ms)
@@ -173,9 +180,23 @@ class Codec:
             _set_path(data, fields.timestamp, stamp)
         return data
 
+    def companions(self, robot: RobotSnapshot, now_ms: int) -> list[tuple[str, Payload]]:
+        """Messages a robot sends besides its position report: VDA 5050 `connection`
+        (before the report) and `state` (after); none in the other formats."""
+        if self._vda is None:
+            return []
+        out = self._vda.presence(robot, now_ms)
+        if robot.state != "disconnected":
+            out += self._vda.state(robot, now_ms)
+        return out
+
     def with_id(self, payload: Payload, vendor_id: str) -> tuple[str, Payload]:
         """A copy of `payload` as if sent by another robot, and that robot's topic."""
         copy = orjson.loads(orjson.dumps(payload))
+        if self._vda is not None:
+            manufacturer, _, serial = vendor_id.partition("/")
+            copy["manufacturer"], copy["serialNumber"] = manufacturer, serial or manufacturer
+            return self.topic(vendor_id), copy
         if self.format != "generic" or self._plant.generic.id_topic_level is None:
             _set_path(copy, self.id_field, vendor_id)
         return self.topic(vendor_id), copy
@@ -188,6 +209,8 @@ class Codec:
             copy["pose"] = [nan, *copy["pose"][1:]] if copy.get("pose") else [nan, 0.0, 0.0]
         elif self.format == "hitech":
             copy["position"]["x"] = nan
+        elif self._vda is not None:
+            copy["agvPosition"]["x"] = nan
         else:
             _set_path(copy, self._plant.generic.x, nan)
         return copy

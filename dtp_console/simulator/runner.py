@@ -26,6 +26,7 @@ from dtp_console.simulator.amr import AmrFleet
 from dtp_console.simulator.config import PlantSimulatorConfig
 from dtp_console.simulator.faults import Message
 from dtp_console.simulator.generators import TwinGenerators
+from dtp_console.simulator.vda5050 import retained
 
 if TYPE_CHECKING:
     from dtp_console.config.model import ConsoleConfig, PlantConfig
@@ -188,7 +189,7 @@ async def _publish_loop(
                     now = loop.time()
                     dt, last = min(now - last, _MAX_DT_S), now
                     for topic, payload in source.step(dt, time.time_ns() // 1_000_000):
-                        await client.publish(topic, payload, qos=0)
+                        await client.publish(topic, payload, qos=0, retain=retained(topic))
                         counts[topic] += 1
                     await _wait(stop, tick_s)
         except (aiomqtt.MqttError, OSError) as exc:

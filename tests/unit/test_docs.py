@@ -23,6 +23,6 @@ def test_demo_config_loads() -> None:
     from dtp_console.config import load_config
 
     config = load_config(ROOT / "config" / "console.yaml", environ={})
-    assert [p.name for p in config.plants] == ["Old Plant", "HiTech Plant"]
+    assert [p.name for p in config.plants] == ["Old Plant", "HiTech Plant", "VDA Plant"]
     assert config.sandbox.enabled
     assert all(p.broker.embedded for p in config.plants)

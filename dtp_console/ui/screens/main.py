@@ -29,6 +29,7 @@ from dtp_console.ui.widgets.badges import HealthBadges, badge_infos
 from dtp_console.ui.widgets.floor_map import FloorMap
 from dtp_console.ui.widgets.log_panel import LogPanel
 from dtp_console.ui.widgets.registry_panel import RegistryPanel
+from dtp_console.ui.widgets.vda_table import VdaAmrTable
 
 __all__ = ["MainScreen", "PlantPane"]
 
@@ -42,7 +43,8 @@ class PlantPane(Horizontal):
 
     def compose(self) -> ComposeResult:
         """Table, then map."""
-        yield AmrTable(
+        table = VdaAmrTable if self.plant.format == "vda5050" else AmrTable
+        yield table(
             self.plant.stale_after_s,
             clock_tolerance_s=self.plant.clock_tolerance_s,
             id=f"amr-{self.id}",
