@@ -119,6 +119,9 @@ class DeviceState:
     clock: ClockEstimate = field(default_factory=ClockEstimate)
     """Offset of the vendor's clock from our receive time (reports with a vendor timestamp)."""
     # Robots that go quiet: twinzo's side of the two ages, ghost flags, plausibility.
+    last_heard_at: float | None = None
+    """Monotonic time of the last message naming this robot, rejected ones included (an
+    ATI robot out of fleet mode still reports: it is not quiet)."""
     last_accepted_at: float | None = None
     """Monotonic time twinzo last accepted a position of this robot."""
     refusing_since: float | None = None
@@ -149,6 +152,11 @@ class DeviceState:
     def message_age_s(self, now: float) -> float | None:
         """Seconds since the robot's last vendor message (monotonic `now`)."""
         return None if self.last_message_at is None else max(0.0, now - self.last_message_at)
+
+    def heard_age_s(self, now: float) -> float | None:
+        """Seconds since any message naming the robot (rejected ones included)."""
+        heard = self.last_heard_at if self.last_heard_at is not None else self.last_message_at
+        return None if heard is None else max(0.0, now - heard)
 
     def accepted_age_s(self, now: float) -> float | None:
         """Seconds since twinzo last accepted a position of the robot (monotonic `now`)."""

@@ -31,7 +31,7 @@ def ghost_kind(
     `plant_alive`: another robot of the plant reported within `stale_after_s`.
     A quiet ghost stays one until the robot reports again, whatever the plant does.
     """
-    age = device.message_age_s(now)
+    age = device.heard_age_s(now)
     if age is None:
         return None
     flowing = age <= plant.stale_after_s
@@ -51,7 +51,7 @@ def update_ghosts(plant: PlantConfig, state: PlantState, log: OpsLog, now: float
     fresh = [
         d.vendor_id
         for d in devices.values()
-        if d.last_message_at is not None and now - d.last_message_at <= plant.stale_after_s
+        if (age := d.heard_age_s(now)) is not None and age <= plant.stale_after_s
     ]
     for device in devices.values():
         alive = len(fresh) > 1 or (len(fresh) == 1 and fresh[0] != device.vendor_id)
@@ -76,7 +76,7 @@ def _started(
     plant: PlantConfig, device: DeviceState, log: OpsLog, kind: GhostKind, now: float
 ) -> None:
     if kind == "quiet":
-        age = device.message_age_s(now) or 0.0
+        age = device.heard_age_s(now) or 0.0
         text = (
             f"Ghost robot {_who(plant, device)}: no message for {age:.0f}s while its plant reports"
         )

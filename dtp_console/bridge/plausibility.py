@@ -15,12 +15,21 @@ import math
 from dtp_console.config.model import PlantConfig
 from dtp_console.state import DeviceState, Jump, PlantState
 
-__all__ = ["NOISE_MM", "RECEIVE_JITTER_S", "check_jump", "implausible_speed"]
+__all__ = [
+    "JUMP_SHOWN_S",
+    "NOISE_MM",
+    "RECEIVE_JITTER_S",
+    "check_jump",
+    "implausible_speed",
+    "recent_jump",
+]
 
 #: Localization noise a position may show on top of the robot's real motion.
 NOISE_MM = 100.0
 #: Added to the time between two receive times: messages queue, then arrive together.
 RECEIVE_JITTER_S = 1.0
+#: How long the AMR table and the floor map show a robot's last implausible jump.
+JUMP_SHOWN_S = 60.0
 
 #: (x mm, y mm, monotonic receive time, sane vendor stamp in ms or None)
 Fix = tuple[float, float, float, int | None]
@@ -43,6 +52,12 @@ def implausible_speed(max_speed_mm_s: float, start: Fix, end: Fix, gap_s: float)
     if distance <= max_speed_mm_s * dt + NOISE_MM:
         return None
     return distance / dt
+
+
+def recent_jump(device: DeviceState, now: float) -> Jump | None:
+    """The robot's last implausible jump while it is shown (`JUMP_SHOWN_S`), else None."""
+    jump = device.last_jump
+    return jump if jump is not None and now - jump.at < JUMP_SHOWN_S else None
 
 
 def check_jump(

@@ -134,6 +134,9 @@ class Bridge:
             return self._reject("oversize", f"{len(payload)} bytes", topic)
         result = self._parse(topic, payload)
         if isinstance(result, Rejection):
+            known = self.state.devices.get(result.vendor_id) if result.vendor_id else None
+            if known is not None:
+                known.last_heard_at = now  # rejected, yet the robot is there
             return self._reject(result.reason, result.detail, result.vendor_id or topic)
         vendor_id = result.vendor_id
         login = self.device_map.get(vendor_id)
@@ -155,7 +158,7 @@ class Bridge:
         if device is None:
             device = state.devices[vendor_id] = DeviceState(vendor_id, login)
         device.messages += 1
-        device.last_message_at = now
+        device.last_message_at = device.last_heard_at = now
         if isinstance(result, StatusOnly):
             if result.battery is not None:
                 device.battery = result.battery
