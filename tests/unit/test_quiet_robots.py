@@ -20,6 +20,7 @@ from dtp_console.bridge.worker import Bridge
 from dtp_console.config import ConfigError, load_config
 from dtp_console.config.model import ConsoleConfig, PlantConfig, TwinzoConfig
 from dtp_console.events import Bus, LogLine, OpsLog
+from dtp_console.headless import stats_line
 from dtp_console.simulator.amr import DEFAULT_START_MS, AmrFleet
 from dtp_console.state import PlantState
 from dtp_console.twinzo.client import TwinzoClient
@@ -409,3 +410,16 @@ def _accounted(rig: Rig) -> None:
     counters = rig.state.counters
     assert counters.pending == 0
     assert counters.received == sum(counters.outcomes.values())
+
+
+def test_stats_line_shows_silence_ghosts_and_jumps_only_when_there_are_any() -> None:
+    rig = Rig(_plant(refused_after_s=0))
+    rig.run(2)
+    assert "ghosts" not in stats_line(rig.state) and "SILENT" not in stats_line(rig.state)
+    rig.silenced.add("hitech-amr-001")
+    _teleport(rig, "hitech-amr-002", 60_000)
+    rig.run(31)
+    rig.state.silent, rig.state.silence_reconnects = True, 2
+    line = stats_line(rig.state)
+    assert line.startswith("STATS HiTech Plant: mqtt stopped (SILENT) | rx ")
+    assert line.endswith(" ghosts 1 jumps 1 silence-reconnects 2")
