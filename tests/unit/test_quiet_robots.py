@@ -423,3 +423,20 @@ def test_stats_line_shows_silence_ghosts_and_jumps_only_when_there_are_any() -> 
     line = stats_line(rig.state)
     assert line.startswith("STATS HiTech Plant: mqtt stopped (SILENT) | rx ")
     assert line.endswith(" ghosts 1 jumps 1 silence-reconnects 2")
+
+
+def test_hostile_ids_reach_ghost_and_jump_lines_as_escaped_text() -> None:
+    hostile = "[b]amr-ü\u202e"
+    plant = _plant(
+        device_map={hostile: "tugger-09", "hitech-amr-002": "tugger-02"}, refused_after_s=0
+    )
+    rig = Rig(plant)
+    rig.run(2)
+    _teleport(rig, hostile, 60_000)
+    rig.run(1)
+    rig.silenced.add(hostile)
+    rig.run(31)
+    assert rig.state.devices[hostile].ghost == "quiet"
+    text = [t for t in rig.text() if "Ghost robot" in t or "Implausible jump" in t]
+    assert len(text) == 2
+    assert all("[b]amr-ü\\u202e" in t and "\u202e" not in t for t in text), text
