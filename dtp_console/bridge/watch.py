@@ -44,8 +44,10 @@ class PlantWatch:
     @property
     def tick_s(self) -> float:
         """How often it looks: a quarter of the shortest bound, within 0.05–1 s."""
-        bounds = [b for b in (self.plant.silence_reconnect_s, self.plant.ghost_after_s) if b > 0]
-        return max(_TICK_MIN_S, min([_TICK_MAX_S, *(b / 4 for b in bounds)]))
+        plant = self.plant
+        bounds = (plant.silence_reconnect_s, plant.ghost_after_s, plant.refused_after_s)
+        quarters = [b / 4 for b in bounds if b > 0]
+        return max(_TICK_MIN_S, min([_TICK_MAX_S, *quarters]))
 
     def tick(self, now: float | None = None) -> None:
         """Look once, as of monotonic `now`."""

@@ -440,3 +440,11 @@ def test_hostile_ids_reach_ghost_and_jump_lines_as_escaped_text() -> None:
     text = [t for t in rig.text() if "Ghost robot" in t or "Implausible jump" in t]
     assert len(text) == 2
     assert all("[b]amr-ü\\u202e" in t and "\u202e" not in t for t in text), text
+
+
+def test_the_watch_looks_a_few_times_per_shortest_bound() -> None:
+    assert Rig(_plant()).bridge.watch.tick_s == 1.0
+    assert Rig(_plant(refused_after_s=2)).bridge.watch.tick_s == 0.5
+    off = _plant(silence_reconnect_s=0, ghost_after_s=0, refused_after_s=0)
+    assert Rig(off).bridge.watch.tick_s == 1.0
+    assert Rig(_plant(ghost_after_s=0.1)).bridge.watch.tick_s == 0.05
