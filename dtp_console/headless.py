@@ -24,7 +24,8 @@ __all__ = ["HeadlessRenderer", "stats_line", "stores_stats_line"]
 def stats_line(plant: PlantState, rate: float | None = None) -> str:
     """`STATS <plant>: mqtt … | rx … fwd … coal … unk … rej … fail … pend …`.
 
-    Worker restarts follow when there were any, and standing warnings (TLS
+    Worker restarts, ghost robots, implausible jumps and silence reconnects follow
+    when there were any (a silent plant shows `(SILENT)`), and standing warnings (TLS
     verification off, a plaintext password) end every line while they hold.
     """
     c = plant.counters
@@ -45,7 +46,15 @@ def stats_line(plant: PlantState, rate: float | None = None) -> str:
     restarts = plant.source_restarts + plant.poster_restarts
     if restarts:
         parts.append(f"restarts {restarts}")
-    line = f"STATS {plant.name}: mqtt {plant.mqtt} | " + " ".join(parts)
+    ghosts = sum(1 for d in plant.devices.values() if d.ghost is not None)
+    if ghosts:
+        parts.append(f"ghosts {ghosts}")
+    if plant.implausible_jumps:
+        parts.append(f"jumps {plant.implausible_jumps}")
+    if plant.silence_reconnects:
+        parts.append(f"silence-reconnects {plant.silence_reconnects}")
+    mqtt = f"{plant.mqtt} (SILENT)" if plant.silent else plant.mqtt
+    line = f"STATS {plant.name}: mqtt {mqtt} | " + " ".join(parts)
     return line + "".join(f" | WARN {w}" for w in plant.warnings)
 
 

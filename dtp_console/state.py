@@ -26,7 +26,9 @@ __all__ = [
     "AuthState",
     "DeviceState",
     "EngineState",
+    "GhostKind",
     "Histogram",
+    "Jump",
     "PlantCounters",
     "PlantState",
     "RobotFacts",
@@ -35,6 +37,9 @@ __all__ = [
 ]
 
 TokenStatus = Literal["none", "valid", "refreshing", "failed"]
+GhostKind = Literal["quiet", "refused"]
+"""`quiet`: its messages stopped while its plant reports; `refused`: its messages flow
+but twinzo keeps refusing its positions."""
 
 #: How many distinct unknown vendor ids a plant remembers (the rest are still counted).
 MAX_UNKNOWN_IDS = 1_000
@@ -110,6 +115,20 @@ class PlantCounters:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Jump:
+    """An implausible jump between two positions of one robot (twinzo mm)."""
+
+    start: tuple[float, float]
+    end: tuple[float, float]
+    speed_mm_s: float
+    """The speed the jump would take (distance over time between the two reports)."""
+    at: float
+    """Monotonic receive time of the report that jumped."""
+    dropped: bool
+    """Rejected as `rejected:implausible_jump` rather than forwarded."""
+
+
 @dataclass(slots=True)
 class DeviceState:
     """What the bridge knows about one mapped robot."""
@@ -147,14 +166,54 @@ class DeviceState:
     last_error: str | None = None
     clock: ClockEstimate = field(default_factory=ClockEstimate)
     """Offset of the vendor's clock from our receive time (reports with a vendor timestamp)."""
+    # Robots that go quiet: twinzo's side of the two ages, ghost flags, plausibility.
+    last_heard_at: float | None = None
+    """Monotonic time of the last message naming this robot, rejected ones included (an
+    ATI robot out of fleet mode still reports: it is not quiet)."""
+    last_accepted_at: float | None = None
+    """Monotonic time twinzo last accepted a position of this robot."""
+    refusing_since: float | None = None
+    """Monotonic time of twinzo's first refusal since it last accepted a position."""
+    ghost: GhostKind | None = None
+    """The ghost flag while an episode lasts (set by the plant's watch)."""
+    ghost_since: float | None = None
+    """Monotonic time the current ghost episode started."""
+    ghost_episodes: Counter[str] = field(default_factory=Counter)
+    """Ghost episodes of this robot, by kind."""
+    implausible_jumps: int = 0
+    """Positions that jumped faster than the plant's `max_speed_mm_s`."""
+    last_jump: Jump | None = None
+    """The latest implausible jump (the map draws it while it is recent)."""
+    position_at: float | None = None
+    """Monotonic receive time of the last accepted position (the jump reference)."""
+    position_stamp_ms: int | None = None
+    """Its sane vendor timestamp; None when it had none or it lied."""
+    jump_candidate: tuple[float, float, float, int | None] | None = None
+    """A dropped jump's (x, y, received at, stamp): a report consistent with it is a robot
+    that really moved, accepted rather than frozen out."""
 
     @property
     def clock_offset_ms(self) -> int | None:
         """Robust estimate of `vendor timestamp − receive time` in ms; None without stamps."""
         return self.clock.offset_ms
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready device facts."""
+    def message_age_s(self, now: float) -> float | None:
+        """Seconds since the robot's last vendor message (monotonic `now`)."""
+        return None if self.last_message_at is None else max(0.0, now - self.last_message_at)
+
+    def heard_age_s(self, now: float) -> float | None:
+        """Seconds since any message naming the robot (rejected ones included)."""
+        heard = self.last_heard_at if self.last_heard_at is not None else self.last_message_at
+        return None if heard is None else max(0.0, now - heard)
+
+    def accepted_age_s(self, now: float) -> float | None:
+        """Seconds since twinzo last accepted a position of the robot (monotonic `now`)."""
+        return None if self.last_accepted_at is None else max(0.0, now - self.last_accepted_at)
+
+    def as_dict(self, now: float | None = None) -> dict[str, Any]:
+        """JSON-ready device facts; ages as of monotonic `now` (the current time when None)."""
+        now = time.monotonic() if now is None else now
+        message_age, accepted_age = self.message_age_s(now), self.accepted_age_s(now)
         return {
             "vendor_id": self.vendor_id,
             "login": self.login,
@@ -172,6 +231,11 @@ class DeviceState:
             "last_error": self.last_error,
             "clock_offset_ms": self.clock.offset_ms,
             "clock_samples": self.clock.samples,
+            "message_age_s": None if message_age is None else round(message_age, 3),
+            "accepted_age_s": None if accepted_age is None else round(accepted_age, 3),
+            "ghost": self.ghost,
+            "ghost_episodes": dict(sorted(self.ghost_episodes.items())),
+            "implausible_jumps": self.implausible_jumps,
         }
 
 
@@ -209,6 +273,15 @@ class PlantState:
     """Times the MQTT source task died and was restarted."""
     poster_restarts: int = 0
     """Times the posting task died and was restarted."""
+    silent: bool = False
+    """No message at all for longer than the plant's `silence_reconnect_s` although robots
+    were reporting before (readiness reads this); False again with the next message."""
+    silence_reconnects: int = 0
+    """Times the silence watchdog dropped a connection that delivered nothing and reconnected."""
+    ghost_episodes: Counter[str] = field(default_factory=Counter)
+    """Ghost episodes of this plant's robots, by kind (`quiet`, `refused`)."""
+    implausible_jumps: int = 0
+    """Implausible jumps of this plant's robots (forwarded flagged or dropped)."""
 
     def set_mqtt(self, status: str, detail: str = "") -> None:
         """Move the MQTT state; remembers since when it is up or down, and why it went down."""
@@ -227,8 +300,9 @@ class PlantState:
             self.unknown[vendor_id] = 1
         return True
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready plant state."""
+    def as_dict(self, now: float | None = None) -> dict[str, Any]:
+        """JSON-ready plant state; device ages as of monotonic `now` (the current time)."""
+        now = time.monotonic() if now is None else now
         return {
             "mqtt": self.mqtt,
             "mqtt_detail": self.mqtt_detail,
@@ -241,8 +315,13 @@ class PlantState:
             "warnings": list(self.warnings),
             "source_restarts": self.source_restarts,
             "poster_restarts": self.poster_restarts,
+            "silent": self.silent,
+            "silence_reconnects": self.silence_reconnects,
+            "ghost_episodes": dict(sorted(self.ghost_episodes.items())),
+            "ghosts": sorted(d.login for d in self.devices.values() if d.ghost is not None),
+            "implausible_jumps": self.implausible_jumps,
             "unknown_devices": dict(self.unknown.most_common(50)),
-            "devices": {d.login: d.as_dict() for d in self.devices.values()},
+            "devices": {d.login: d.as_dict(now) for d in self.devices.values()},
         }
 
 

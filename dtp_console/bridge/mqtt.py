@@ -227,15 +227,19 @@ async def run_source(
     handle: Handler,
     state: PlantState,
     log: OpsLog,
+    *,
+    reconnect: asyncio.Event | None = None,
 ) -> None:
     """Connect, subscribe and hand messages to `handle` until cancelled; reconnect forever.
 
     Messages still queued when a connection ends (error or cancellation) are
-    handed to `handle` too, so a disconnect loses nothing that arrived.
+    handed to `handle` too, so a disconnect loses nothing that arrived. Setting
+    `reconnect` (the silence watchdog does) drops a connection that is up and
+    opens a new one at once, subscriptions and all; it is cleared on connect.
     """
     queues: list[MessageQueue] = []
     try:
-        await _connect_loop(plant, address, handle, state, log, queues)
+        await _connect_loop(plant, address, handle, state, log, queues, reconnect)
     finally:
         _hand_over_leftovers(queues, handle)
 
@@ -258,6 +262,40 @@ def _drain_burst(queue: MessageQueue, handle: Handler) -> None:
             return
         handle(message.topic.value, _payload_bytes(message.payload))
         queue.in_hand = None
+
+
+async def _pump(client: aiomqtt.Client, queue: MessageQueue | None, handle: Handler) -> None:
+    async for message in client.messages:
+        handle(message.topic.value, _payload_bytes(message.payload))
+        if queue is not None:
+            queue.in_hand = None
+            _drain_burst(queue, handle)
+
+
+async def _receive(
+    client: aiomqtt.Client,
+    queue: MessageQueue | None,
+    handle: Handler,
+    reconnect: asyncio.Event | None,
+) -> bool:
+    """Hand messages to `handle` until the connection ends (its error raised) or
+    `reconnect` is set: True then, and the caller leaves the client to reconnect."""
+    if reconnect is None:
+        await _pump(client, queue, handle)
+        return False
+    pump = asyncio.ensure_future(_pump(client, queue, handle))
+    asked = asyncio.ensure_future(reconnect.wait())
+    try:
+        done, _ = await asyncio.wait({pump, asked}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # A message the pump had taken but not handled stays in `queue.in_hand`.
+        pump.cancel()
+        asked.cancel()
+        await asyncio.wait({pump, asked})
+    if pump in done:
+        pump.result()  # the connection's error, as before the watchdog
+        return False
+    return True
 
 
 def _hand_over_leftovers(queues: list[MessageQueue], handle: Handler) -> None:
@@ -284,6 +322,7 @@ async def _connect_loop(
     state: PlantState,
     log: OpsLog,
     queues: list[MessageQueue],
+    reconnect: asyncio.Event | None = None,
 ) -> None:
     broker = plant.broker
     host, port = address
@@ -294,7 +333,7 @@ async def _connect_loop(
         log.emit("WARN", warning, plant.name)
     while True:
         state.set_mqtt("connecting", f"{host}:{port}")
-        connecting = True
+        connecting, forced = True, False
         try:
             kwargs = client_kwargs(plant, host, port, state.counters, queues, session=True)
             async with aiomqtt.Client(**kwargs) as client:
@@ -303,6 +342,8 @@ async def _connect_loop(
                     await client.subscribe(topic, qos=broker.qos)
                 state.set_mqtt("connected", f"{host}:{port}")
                 state.connects += 1
+                if reconnect is not None:
+                    reconnect.clear()
                 backoff.reset()
                 topics = ", ".join(plant.topics)
                 session = " (persistent session)" if broker.persistent else ""
@@ -312,11 +353,9 @@ async def _connect_loop(
                     plant.name,
                 )
                 queue = queues[-1] if queues else None
-                async for message in client.messages:
-                    handle(message.topic.value, _payload_bytes(message.payload))
-                    if queue is not None:
-                        queue.in_hand = None
-                        _drain_burst(queue, handle)
+                forced = await _receive(client, queue, handle, reconnect)
+            if forced:
+                _hand_over_leftovers(queues, handle)
         except asyncio.CancelledError:
             state.set_mqtt("stopped")
             raise
@@ -324,6 +363,12 @@ async def _connect_loop(
             # Not only MqttError: a CA file deleted after load, a filter paho refuses or
             # a bug must show as a disconnected plant that retries, never a dead task.
             raise_if_cancelling(exc)
+            if forced:
+                # The watchdog's disconnect of a connection that delivered nothing may time
+                # out on a dead path: that is the point of reconnecting, not a new failure.
+                _logger.debug("MQTT %s: forced disconnect failed", plant.name, exc_info=True)
+                _hand_over_leftovers(queues, handle)
+                continue
             delay = backoff.next()
             if isinstance(exc, aiomqtt.MqttError):
                 reason = describe_mqtt_error(exc, tls=broker.tls if connecting else None)

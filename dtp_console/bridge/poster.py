@@ -231,6 +231,7 @@ class Poster:
             self._state.counters.count("forwarded")
             if device is not None:
                 device.posts_ok += 1
+                device.last_accepted_at, device.refusing_since = now, None
             self.latencies_ms.append((now - location.received_at) * 1000.0)
             self._successes += 1
             if self._successes % self._log_every_n == 1 or self._log_every_n == 1:
@@ -239,6 +240,9 @@ class Poster:
         if device is not None:
             device.posts_failed += 1
             device.last_error = result.error
+            # A refusal of this robot (401, Success: false, a 4xx), not an outage retried through.
+            if not result.retryable and device.refusing_since is None:
+                device.refusing_since = now
         login = location.login
         if result.auth_failed:
             self._log.limited(

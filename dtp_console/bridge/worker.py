@@ -19,6 +19,7 @@ from dtp_console.bridge.geometry import apply_affine, moved
 from dtp_console.bridge.mqtt import raise_if_cancelling, run_source
 from dtp_console.bridge.outbox import Location, Outbox
 from dtp_console.bridge.parse import Reading, Rejection, StatusOnly, parser_for
+from dtp_console.bridge.plausibility import check_jump
 from dtp_console.bridge.poster import Poster
 from dtp_console.bridge.robot_status import (
     apply_report,
@@ -26,9 +27,10 @@ from dtp_console.bridge.robot_status import (
     position_verdict,
     track_sequences,
 )
+from dtp_console.bridge.watch import PlantWatch
 from dtp_console.config.model import Affine, PlantConfig, TwinzoConfig
 from dtp_console.events import OpsLog
-from dtp_console.state import DeviceState, PlantState
+from dtp_console.state import DeviceState, Jump, PlantState
 from dtp_console.twinzo.client import TwinzoClient
 
 __all__ = ["QUIET_REJECTIONS", "Bridge"]
@@ -79,6 +81,8 @@ class Bridge:
             backlog=lambda: self.intake_backlog,
             taken_in=lambda: self._handled,
         )
+        self.watch = PlantWatch(plant, state, log)
+        """The silence watchdog and the ghost flags (its task runs with `run()`)."""
         self._handled = 0
         self._drain_timeout = twinzo.drain_timeout_s
         self._wall_clock = wall_clock
@@ -138,6 +142,9 @@ class Bridge:
             return self._reject("oversize", f"{len(payload)} bytes", topic)
         result = self._parse(topic, payload)
         if isinstance(result, Rejection):
+            known = self.state.devices.get(result.vendor_id) if result.vendor_id else None
+            if known is not None:
+                known.last_heard_at = now  # rejected, yet the robot is there
             return self._reject(result.reason, result.detail, result.vendor_id or topic)
         vendor_id = result.vendor_id
         login = self.device_map.get(vendor_id)
@@ -159,7 +166,7 @@ class Bridge:
         if device is None:
             device = state.devices[vendor_id] = DeviceState(vendor_id, login)
         device.messages += 1
-        device.last_message_at = now
+        device.last_message_at = device.last_heard_at = now
         report = result.report
         if report is not None:
             if not apply_report(report, device, state, self._log, plant.label):
@@ -201,7 +208,11 @@ class Bridge:
             state.out_of_bounds += 1
             if plant.drop_out_of_bounds:
                 return self._reject("out_of_bounds", f"({x:.0f}, {y:.0f})", vendor_id)
+        jump = check_jump(plant, state, device, (x, y), now, sane_stamp)
+        if jump is not None and (outcome := self._jumped(jump, device)) is not None:
+            return outcome
         previous = (device.x, device.y) if device.x is not None and device.y is not None else None
+        device.position_at, device.position_stamp_ms = now, sane_stamp
         device.moving = moved(previous, (x, y), plant.movement_threshold_mm)
         device.x, device.y, device.z = x, y, result.z
         device.vendor_x, device.vendor_y = result.x, result.y
@@ -227,6 +238,24 @@ class Bridge:
             )
         )
         return "queued"
+
+    def _jumped(self, jump: Jump, device: DeviceState) -> str | None:
+        """Say what an implausible jump cost: its rejection with `drop_implausible`, else None
+        (forwarded, flagged)."""
+        (x0, y0), (x1, y1) = jump.start, jump.end
+        metres = math.hypot(x1 - x0, y1 - y0) / 1000
+        limit = self.plant.max_speed_mm_s / 1000
+        detail = f"{metres:.1f} m at {jump.speed_mm_s / 1000:.1f} m/s, max {limit:g} m/s"
+        if jump.dropped:
+            return self._reject("implausible_jump", detail, device.vendor_id)
+        self._log.limited(
+            "WARN",
+            f"jump:{self.name}:{device.vendor_id}",
+            f"Implausible jump of {device.vendor_id} ({device.login}) in {self.name}: {detail};"
+            " forwarded, flagged",
+            self.name,
+        )
+        return None
 
     def _timestamp(
         self, result: Reading, device: DeviceState, vendor_id: str
@@ -292,7 +321,14 @@ class Bridge:
         source = asyncio.create_task(
             _keep_running(
                 f"MQTT source of {self.name}",
-                lambda: run_source(self.plant, self._address, self.handle, state, self._log),
+                lambda: run_source(
+                    self.plant,
+                    self._address,
+                    self.handle,
+                    state,
+                    self._log,
+                    reconnect=self.watch.silence.reconnect,
+                ),
                 stop,
                 self._log,
                 self.name,
@@ -311,15 +347,28 @@ class Bridge:
             ),
             name=f"poster:{self.name}",
         )
+        watch = asyncio.create_task(
+            _keep_running(
+                f"watch of {self.name}",
+                lambda: self.watch.run(stop),
+                stop,
+                self._log,
+                self.name,
+                lambda _reason: None,
+            ),
+            name=f"watch:{self.name}",
+        )
         try:
             await stop.wait()
         finally:
+            watch.cancel()
             source.cancel()
             # aiomqtt's graceful disconnect can wait on a broker that is gone; bound it.
             await asyncio.wait({source}, timeout=_SOURCE_STOP_TIMEOUT_S)
             if not source.done():
                 self._log.emit("WARN", f"MQTT {self.name}: disconnect did not finish", self.name)
             await poster
+            await asyncio.gather(watch, return_exceptions=True)
             await self.poster.drain(self._drain_timeout)
             self.state.set_mqtt("stopped", self.state.mqtt_detail)
 

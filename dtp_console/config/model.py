@@ -500,8 +500,40 @@ class PlantConfig(_Model):
     `rejected:clock_behind` (it cannot be told from a stale, replayed or queued report,
     and posting it as current would put the robot where it was), `restamp` posts it
     with the receive time."""
+    silence_reconnect_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
+    """Silent-connection watchdog: when no message at all has arrived for this long while
+    robots were reporting before, the MQTT connection is dropped, re-opened and the
+    topics subscribed again (a broker can keep a connection up and deliver nothing). Logged
+    once per silent episode, counted in `silence_reconnects`; repeated while the silence
+    lasts, the wait doubling up to 8× this. `0` turns it off; otherwise at least 1 s."""
+    ghost_after_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
+    """A robot with no message for this long while other robots of its plant still report
+    (within `stale_after_s`) is a quiet ghost: flagged in the table and on the map, logged
+    when the episode starts and ends, counted. `0` turns it off."""
+    refused_after_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
+    """A robot whose messages keep arriving but whose positions twinzo has refused (401,
+    `Success: false`, a 4xx; not an outage twinzo retries through) for this long is a
+    refused ghost, flagged, logged and counted like a quiet one. `0` turns it off."""
+    max_speed_mm_s: float = Field(default=3000.0, ge=0, allow_inf_nan=False)
+    """Plausibility: a position further from the robot's last accepted one than this speed
+    allows (plus 100 mm of localization noise) is an implausible jump, flagged and counted
+    per robot. The time between the two is taken from the vendor's timestamps when both
+    are sane, else from the receive times plus 1 s of delivery jitter. A first position,
+    or one after more than `stale_after_s` without one, is never a jump. `0` turns it off."""
+    drop_implausible: bool = False
+    """Reject implausible jumps (`rejected:implausible_jump`) instead of forwarding them
+    flagged. A robot that really moved (relocalized, carried) is accepted again from its
+    second report at the new place, so it is never frozen."""
     simulator: PlantSimulatorConfig | None = None
     """Simulated robots publishing into this plant's broker (demo and tests)."""
+
+    @field_validator("silence_reconnect_s")
+    @classmethod
+    def _watchdog_bound(cls, value: float) -> float:
+        if 0 < value < 1:
+            msg = "use 0 to turn the watchdog off, or at least 1 s (it reconnects every bound)"
+            raise ValueError(msg)
+        return value
 
     @field_validator("device_map")
     @classmethod

@@ -17,6 +17,7 @@ __all__ = [
     "GREEN",
     "LEVEL_COLOURS",
     "MUTED",
+    "PURPLE",
     "RED",
     "TEXT",
     "FixedClock",
@@ -37,6 +38,8 @@ BLUE = "#58a6ff"
 MUTED = "#8b949e"
 DIM = "#484f58"
 TEXT = "#c9d1d9"
+PURPLE = "#bc8cff"
+"""Quiet ghost robots (their messages stopped while their plant reports)."""
 LEVEL_COLOURS = {"OK": GREEN, "WARN": AMBER, "FAIL": RED, "INFO": BLUE}
 
 

@@ -1,9 +1,10 @@
-"""A private Mosquitto per test: free port on 127.0.0.1, optional TLS and password file."""
+"""A private Mosquitto per test: free port on 127.0.0.1, optional TLS, password and ACL files."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -79,10 +80,17 @@ class MosquittoServer:
         tls: TlsFiles | None = None,
         users: dict[str, str] | None = None,
         port: int | None = None,
+        acl: str | None = None,
     ) -> None:
         self.directory = directory
         self.tls = tls
         self.users = users
+        self.acl_file: Path | None = None
+        """The ACL file (`acl_file`) when `acl` was given: rewrite it, then `reload()`."""
+        if acl is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.acl_file = directory / "acl"
+            self.acl_file.write_text(acl)
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
@@ -104,6 +112,8 @@ class MosquittoServer:
                     capture_output=True,
                 )
             lines += ["allow_anonymous false", f"password_file {passwd}"]
+            if self.acl_file is not None:
+                lines.append(f"acl_file {self.acl_file}")
         else:
             lines.append("allow_anonymous true")
         if self.tls:
@@ -135,6 +145,11 @@ class MosquittoServer:
             self.process.kill()
             self.process.wait(timeout=5)
         self.process = None
+
+    def reload(self) -> None:
+        """SIGHUP the broker this object started: it re-reads its password and ACL files."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGHUP)
 
     def kill(self) -> None:
         """SIGKILL the broker (a crash, for fault tests)."""

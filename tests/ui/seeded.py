@@ -145,6 +145,7 @@ class SeededEngine(Engine):
                     bridge.handle(topic, payload, now=now)
                 for location in bridge.outbox.take_all():
                     self.answer(bridge, location, now)
+                bridge.watch.tick(now)  # ghost flags and the silence watchdog, on this clock
         self._seed_auth()
         self.republish_lines()
 
@@ -162,6 +163,8 @@ class SeededEngine(Engine):
         if location.login == FAILING_LOGIN:
             state.counters.count("failed:auth")
             device.posts_failed += 1
+            if device.refusing_since is None:
+                device.refusing_since = now
             device.last_post_status = "401"
             device.last_post_ok = False
             device.last_error = "Invalid login or password"
@@ -170,6 +173,7 @@ class SeededEngine(Engine):
             return
         state.counters.count("forwarded")
         device.posts_ok += 1
+        device.last_accepted_at, device.refusing_since = now, None
         device.last_post_status = "200"
         device.last_post_ok = True
         if device.posts_ok % 25 == 1:

@@ -1,16 +1,24 @@
-"""Live AMR table of one plant: one row per mapped robot, stale robots stand out."""
+"""Live AMR table of one plant: one row per mapped robot, stale robots stand out.
+
+Ghost robots carry a flag (`ghost`: its messages stopped while its plant
+reports; `refused`: twinzo keeps refusing it while its messages arrive), and a
+robot that jumped implausibly lately shows `jump`. Two ages per robot: `age`
+since its last vendor message, `acc` since twinzo last accepted a position.
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from typing import ClassVar
 
+from dtp_console.bridge.plausibility import recent_jump
 from dtp_console.state import DeviceState, PlantState
 from dtp_console.ui.display import (
     AMBER,
     DIM,
     GREEN,
     MUTED,
+    PURPLE,
     RED,
     TEXT,
     fmt_age,
@@ -27,7 +35,8 @@ _STALE = f"{AMBER} italic"
 
 
 class AmrTable(KeyedTable):
-    """Login, vendor id, X/Y (mm), moving, battery, age, vendor clock offset, last POST, msgs/s."""
+    """Login, flag, vendor id, X/Y (mm), moving, battery, message age, accepted age,
+    vendor clock offset, last POST, msgs/s."""
 
     DEFAULT_CSS = """
     AmrTable {
@@ -38,12 +47,14 @@ class AmrTable(KeyedTable):
 
     COLUMNS: ClassVar[list[Column]] = [
         ("login", "login", 13),
+        ("flag", "flag", 7),
         ("vendor", "vendor id", 14),
         ("x", "X mm", 7),
         ("y", "Y mm", 7),
         ("moving", "mov", 3),
         ("battery", "bat", 4),
         ("age", "age", 5),
+        ("accepted", "acc", 5),
         ("clock", "clk", 5),
         ("post", "POST", 10),
         ("rate", "msg/s", 5),
@@ -64,6 +75,11 @@ class AmrTable(KeyedTable):
         return [
             key for key in self.row_keys if self.cell_style(key, "age").startswith("bold " + AMBER)
         ]
+
+    @property
+    def flagged_rows(self) -> dict[str, str]:
+        """Vendor id → flag shown (`ghost`, `refused`, `jump`) of the rows with one."""
+        return {k: self.cell_text(k, "flag") for k in self.row_keys if self.cell_text(k, "flag")}
 
     def refresh_from(self, plant: PlantState, now: float) -> int:
         """Show `plant`'s devices as of monotonic time `now`; returns cells written."""
@@ -90,18 +106,36 @@ class AmrTable(KeyedTable):
         stale = age is None or age > self.stale_after_s
         base = _STALE if stale else TEXT
         rate = self._rate(d, now)
+        flag = _flag(d, now)
+        login_style = (
+            f"bold {RED}" if d.ghost == "refused" else f"bold {AMBER}" if stale else f"bold {TEXT}"
+        )
         return [
-            (d.login, f"bold {AMBER}" if stale else f"bold {TEXT}"),
+            (d.login, login_style),
+            flag,
             (d.vendor_id, MUTED if not stale else _STALE),
             (_mm(d.x), base),
             (_mm(d.y), base),
             ("yes" if d.moving else "–", GREEN if d.moving and not stale else base),
             (_battery(d.battery), _battery_style(d.battery)),
             (_age(age), f"bold {AMBER}" if stale else base),
+            self._accepted(d, now, base),
             self._clock(d.clock_offset_ms, base),
             _post(d),
             ("–" if rate is None else f"{rate:.1f}", base),
         ]
+
+    def _accepted(self, d: DeviceState, now: float, base: str) -> Cell:
+        """Age of twinzo's last accepted position: red while twinzo refuses the robot,
+        amber once older than the stale bound."""
+        age = d.accepted_age_s(now)
+        if d.ghost == "refused" or (d.refusing_since is not None and age is None):
+            style = f"bold {RED}"
+        elif age is None:
+            style = DIM
+        else:
+            style = AMBER if age > self.stale_after_s else base
+        return (_age(age), style)
 
     def _clock(self, offset_ms: int | None, base: str) -> Cell:
         """The vendor clock's offset from our receive time: red past the tolerance,
@@ -134,6 +168,17 @@ def fmt_offset(seconds: float) -> str:
         if size < below:
             return f"{sign}{size / unit:.{decimals}f}{suffix}"
     return f"{sign}{min(999, max(1, round(size / (365 * 86_400))))}y"
+
+
+def _flag(d: DeviceState, now: float) -> Cell:
+    """The robot's flag: a ghost kind first, else a recent implausible jump."""
+    if d.ghost == "quiet":
+        return ("ghost", f"bold italic {PURPLE}")
+    if d.ghost == "refused":
+        return ("refused", f"bold reverse {RED}")
+    if recent_jump(d, now) is not None:
+        return ("jump", f"bold {AMBER}")
+    return ("", TEXT)
 
 
 def _age(seconds: float | None) -> str:

@@ -1,5 +1,9 @@
 """A plant's floor drawn in braille: the bounds, each robot a labelled marker with a fading trail.
 
+Ghost robots have markers of their own (`◌` in purple: its messages stopped
+while the plant reports; `×` in red: twinzo keeps refusing it), and a recent
+implausible jump is drawn as an amber segment with a `!` before the label.
+
 A line-API widget (`render_line` → `Strip`): the frame is rebuilt only when a
 robot moved or the size changed, and each line is then served from the cache.
 Braille gives 2×4 dots per cell but one colour per cell, so trails take the
@@ -20,10 +24,11 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
+from dtp_console.bridge.plausibility import recent_jump
 from dtp_console.config.model import Bounds
-from dtp_console.state import PlantState
+from dtp_console.state import GhostKind, PlantState
 from dtp_console.textsafe import safe_text
-from dtp_console.ui.display import MUTED, map_labels
+from dtp_console.ui.display import AMBER, MUTED, PURPLE, RED, map_labels
 
 __all__ = ["BrailleCanvas", "FloorMap"]
 
@@ -68,6 +73,9 @@ class _Track:
     colour: str
     trail: deque[tuple[float, float]]
     stale: bool = False
+    ghost: GhostKind | None = None
+    jump: tuple[tuple[float, float], tuple[float, float]] | None = None
+    """A recent implausible jump (from, to), drawn as a warning."""
 
 
 @dataclass(slots=True)
@@ -184,6 +192,11 @@ class FloorMap(Widget):
         """Per vendor id: label, trail (oldest first), stale (tests read the map through this)."""
         return {k: (t.label, list(t.trail), t.stale) for k, t in self._tracks.items()}
 
+    @property
+    def flags(self) -> dict[str, tuple[GhostKind | None, bool]]:
+        """Per vendor id: ghost kind and whether a recent jump is drawn (for tests)."""
+        return {k: (t.ghost, t.jump is not None) for k, t in self._tracks.items()}
+
     def refresh_from(
         self, plant: PlantState, now: float, stale_after_s: float, *, selected: str | None = None
     ) -> bool:
@@ -222,6 +235,11 @@ class FloorMap(Widget):
             stale = age is None or age > stale_after_s
             if stale != track.stale or label != track.label:
                 track.stale, track.label = stale, label
+                changed = True
+            jump = recent_jump(device, now)
+            segment = None if jump is None else (jump.start, jump.end)
+            if device.ghost != track.ghost or segment != track.jump:
+                track.ghost, track.jump = device.ghost, segment
                 changed = True
         if changed:
             self._redraw()
@@ -298,6 +316,9 @@ class FloorMap(Widget):
                 fade = 0.85 * (1 - i / max(1, n - 1))
                 colour = _blend(_STALE if track.stale else track.colour, _FADE_TO, fade)
                 canvas.line(points[i - 1], points[i], colour, i)
+        for track in self._tracks.values():
+            if track.jump is not None:
+                canvas.line(px(*track.jump[0]), px(*track.jump[1]), AMBER, 1_000_000)
         # Markers first, then labels where they overlap nothing already written:
         # on a crowded floor a label gives way rather than garble its neighbours.
         chosen = self._tracks.get(self.selected) if self.selected is not None else None
@@ -310,6 +331,10 @@ class FloorMap(Widget):
             cx, cy = min(max(mx // 2, 0), width - 1), min(max(my // 4, 0), height - 1)
             if track is chosen:
                 canvas.write(cx, cy, "◉", f"bold {_SELECTED}")
+            elif track.ghost == "quiet":
+                canvas.write(cx, cy, "◌", f"bold {PURPLE}")
+            elif track.ghost == "refused":
+                canvas.write(cx, cy, "×", f"bold {RED}")
             else:
                 colour = _STALE if track.stale else track.colour
                 canvas.write(cx, cy, "○" if track.stale else "●", f"bold {colour}")
@@ -319,8 +344,13 @@ class FloorMap(Widget):
         for track, cx, cy in placed:
             if track is chosen:
                 label, style = f" {track.label} ", f"bold {_SELECTED_TEXT} on {_SELECTED}"
+            elif track.ghost is not None:
+                label = track.label
+                style = f"italic {PURPLE}" if track.ghost == "quiet" else f"bold {RED}"
             else:
                 label, style = track.label, MUTED if track.stale else track.colour
+            if track.jump is not None and track is not chosen:
+                label, style = f"!{label}", f"bold {AMBER}"
             _place_label(canvas, cx, cy, label, style)
         return self._strips(canvas)
 
