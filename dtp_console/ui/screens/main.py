@@ -68,7 +68,7 @@ class MainScreen(Screen[None]):
 
     CSS_PATH = Path(__file__).with_name("main.tcss")
     # Textual's Screen types these as plain attributes, so no ClassVar here.
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]  # noqa: RUF012
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("m", "edit_device_map", "Device map"),

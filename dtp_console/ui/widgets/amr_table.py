@@ -46,8 +46,8 @@ class AmrTable(KeyedTable):
     """
 
     COLUMNS: ClassVar[list[Column]] = [
-        ("login", "login", 13),
-        ("flag", "flag", 7),
+        ("login", "login", 12),
+        ("flag", "!", 1),
         ("vendor", "vendor id", 14),
         ("x", "X mm", 7),
         ("y", "Y mm", 7),
@@ -79,7 +79,11 @@ class AmrTable(KeyedTable):
     @property
     def flagged_rows(self) -> dict[str, str]:
         """Vendor id → flag shown (`ghost`, `refused`, `jump`) of the rows with one."""
-        return {k: self.cell_text(k, "flag") for k in self.row_keys if self.cell_text(k, "flag")}
+        return {
+            k: FLAG_NAMES[self.cell_text(k, "flag")]
+            for k in self.row_keys
+            if self.cell_text(k, "flag") in FLAG_NAMES
+        }
 
     def refresh_from(self, plant: PlantState, now: float) -> int:
         """Show `plant`'s devices as of monotonic time `now`; returns cells written."""
@@ -170,14 +174,22 @@ def fmt_offset(seconds: float) -> str:
     return f"{sign}{min(999, max(1, round(size / (365 * 86_400))))}y"
 
 
+#: The one-cell flags (the same glyphs as on the floor map) and what each means.
+FLAG_NAMES = {"◌": "ghost", "×": "refused", "!": "jump"}
+
+
 def _flag(d: DeviceState, now: float) -> Cell:
-    """The robot's flag: a ghost kind first, else a recent implausible jump."""
+    """The robot's flag in one cell: a ghost kind first, else a recent implausible jump.
+
+    One cell, not a word: the table has to stay beside the map at 120 columns; the
+    log line of the episode and the help say what the glyph means.
+    """
     if d.ghost == "quiet":
-        return ("ghost", f"bold italic {PURPLE}")
+        return ("◌", f"bold {PURPLE}")
     if d.ghost == "refused":
-        return ("refused", f"bold reverse {RED}")
+        return ("×", f"bold reverse {RED}")
     if recent_jump(d, now) is not None:
-        return ("jump", f"bold {AMBER}")
+        return ("!", f"bold {AMBER}")
     return ("", TEXT)
 
 

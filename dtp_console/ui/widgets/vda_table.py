@@ -18,6 +18,8 @@ from dtp_console.ui.widgets.keyed_table import Cell, Column
 
 __all__ = ["VdaAmrTable", "robot_cell"]
 
+_LEFT_OUT = ("moving", "rate")
+
 #: Operating modes in at most five cells.
 _MODES = {
     "AUTOMATIC": "AUTO",
@@ -51,25 +53,27 @@ def robot_cell(robot: RobotFacts | None) -> Cell:
 class VdaAmrTable(AmrTable):
     """`AmrTable` plus `lost` and `robot`; offline robots are `off`, never stale."""
 
+    #: `AmrTable`'s columns without `mov` and `msg/s` (the robot column shows `▸`
+    #: while it drives), plus `lost` and `robot`: still beside the map at 120 columns.
     COLUMNS: ClassVar[list[Column]] = [
-        ("login", "login", 12),
-        ("vendor", "vendor id", 13),
-        *AmrTable.COLUMNS[2:],
+        *(c for c in AmrTable.COLUMNS if c[0] not in _LEFT_OUT),
         ("lost", "lost", 4),
         ("robot", "robot", 6),
     ]
 
     def _row(self, d: DeviceState, now: float) -> list[Cell]:
-        cells = super()._row(d, now)
+        keys = [key for key, _, _ in AmrTable.COLUMNS]
+        cells = dict(zip(keys, super()._row(d, now), strict=True))
         robot = d.robot
         if robot is not None and robot.offline:
             # Gone on purpose (or by its last will): dim, not the amber of a silent robot.
-            cells = [(text, DIM) for text, _ in cells]
-            cells[0] = (d.login, f"bold {MUTED}")
-            cells[6] = ("off", DIM)
+            cells = {key: (text, DIM) for key, (text, _) in cells.items()}
+            cells["login"] = (d.login, f"bold {MUTED}")
+            cells["age"] = ("off", DIM)
         lost = 0 if robot is None else robot.lost
-        lost_cell = ("–", DIM) if robot is None else (_count(lost), AMBER if lost else DIM)
-        return [*cells, lost_cell, robot_cell(robot)]
+        cells["lost"] = ("–", DIM) if robot is None else (_count(lost), AMBER if lost else DIM)
+        cells["robot"] = robot_cell(robot)
+        return [cells[key] for key, _, _ in self.COLUMNS]
 
 
 def _count(value: int) -> str:
