@@ -218,6 +218,8 @@ class EngineState:
     """Messages seen per topic on the platform broker (`dtp/#`)."""
     store_stats: Callable[[], dict[str, Any]] | None = None
     """Reads the stores' spool counters and health (set by the engine while stores run)."""
+    platform_stats: Callable[[], dict[str, Any]] | None = None
+    """Reads the platform worker's counters (set by the engine while it runs)."""
 
     def auth_for(self, login: str) -> AuthState:
         """The token facts of `login`, created on first use."""
@@ -234,4 +236,5 @@ class EngineState:
             "auth": {login: a.as_dict() for login, a in sorted(self.auth.items())},
             "platform_topics": dict(sorted(self.platform_topics.items())),
             "stores": self.store_stats() if self.store_stats is not None else None,
+            "platform": self.platform_stats() if self.platform_stats is not None else None,
         }
