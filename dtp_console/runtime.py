@@ -225,6 +225,7 @@ class Engine:
         )
         worker.stores = self.stores
         self.platform = worker
+        self.state.platform = worker.state
         self.state.platform_stats = worker.stats_dict
 
     async def _run_platform(self, stop: asyncio.Event) -> None:

@@ -218,6 +218,8 @@ class EngineState:
     """Messages seen per topic on the platform broker (`dtp/#`)."""
     store_stats: Callable[[], dict[str, Any]] | None = None
     """Reads the stores' spool counters and health (set by the engine while stores run)."""
+    platform: PlantState | None = None
+    """The platform worker's connection and totals (set by the engine while it runs)."""
     platform_stats: Callable[[], dict[str, Any]] | None = None
     """Reads the platform worker's counters (set by the engine while it runs)."""
 

@@ -38,7 +38,7 @@ class StreamRing:
     threshold: float | None = None
     """Alert threshold from the stream's config or the latest alert naming one."""
     last_seen: float = 0.0
-    """Wall-clock time the last value arrived (epoch seconds)."""
+    """When the last value arrived (epoch seconds, the receive time)."""
 
     def latest(self) -> float | None:
         """The latest value, or None."""
@@ -98,7 +98,7 @@ class Rings:
         if threshold is not None:
             ring.threshold = threshold
         ring.points.append((ts, value))
-        ring.last_seen = time.time()
+        ring.last_seen = ts
 
     def event(self, entry: EventEntry) -> None:
         """Remember one event of its topic; an alert naming a threshold sets its streams'."""

@@ -20,6 +20,7 @@ from typing import Any
 import aiomqtt
 import asyncpg
 import pytest
+from pydantic import SecretStr
 
 from dtp_console.config.model import ConsoleConfig
 from dtp_console.runtime import Engine
@@ -207,7 +208,7 @@ async def test_wrong_password_is_a_disconnected_badge_not_a_crash(
     platform = config.platform.model_copy(
         update={
             "broker": config.platform.broker.model_copy(
-                update={"password": config.platform.broker.password.__class__("test-wrong")}
+                update={"password": SecretStr("test-wrong")}
             )
         }
     )
