@@ -21,6 +21,7 @@ import datetime as dt
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from dtp_console.bridge.mqtt import run_source
@@ -60,6 +61,7 @@ class PlatformWorker:
         *,
         reading_topics: frozenset[str] = frozenset(),
         topic_counts: Counter[str] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.log = log
@@ -72,6 +74,8 @@ class PlatformWorker:
         self.stores: _Sink | None = None
         """Where mapped records go (the store service), when stores run."""
         self.restarts = 0
+        self.wall_clock = wall_clock
+        """Receive time of messages (epoch seconds); tests and snapshots pin it."""
         self._mapper = PlatformMapper(reading_topics=reading_topics)
         self._streams = StreamMapper(config.streams)
         self._topics = topic_counts if topic_counts is not None else Counter()
@@ -136,7 +140,7 @@ class PlatformWorker:
     def _handle(self, topic: str, payload: bytes) -> str:
         if len(payload) > self.config.max_payload_bytes:
             return "rejected:too_large"
-        now = time.time()
+        now = self.wall_clock()
         received = dt.datetime.fromtimestamp(now, tz=dt.UTC)
         stream = self._streams.stream_for(topic)
         if self.config.mapping == "platform":

@@ -131,7 +131,7 @@ class MainScreen(Screen[None]):
         if engine.registry is not self._registry_source:
             # The registry started (or restarted): read every twin once, then events.
             self._registry_source = engine.registry
-            self.run_worker(registry.reload(), group="registry-reload", exclusive=True)
+            registry.request_reload()
         tab = self.active_tab
         if tab in self.plant_tabs:
             self.query_one(f"#{tab} PlantPane", PlantPane).refresh_from(engine, mono)

@@ -21,6 +21,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
+from textual.worker import WorkType
 
 from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import AMBER, BLUE, GREEN, MUTED, RED, TEXT, UiClock, fmt_age
@@ -34,11 +35,13 @@ if TYPE_CHECKING:
 
 __all__ = ["TwinScreen", "TwinStreams"]
 
-#: Characters left of the sparkline: name, value and unit, age.
-_LABEL = 30
+#: Characters left of the sparkline (name, value and unit; age): at least, at most.
+_LABEL_MIN, _LABEL_MAX = 30, 44
 _SEVERITY = {0: ("info", MUTED), 1: ("note", BLUE), 2: ("alert", AMBER), 3: ("fail", RED)}
 _HEALTH = {"healthy": GREEN, "degraded": AMBER, "unhealthy": RED}
 _LIVE_S = 1.0
+#: Lines per stream (the sparkline's height: 4 levels a line).
+_ROWS = 3
 _REGISTRY_S = 5.0
 
 
@@ -58,7 +61,7 @@ def _cut(text: str, width: int) -> str:
 
 
 class TwinStreams(Widget):
-    """The twin's streams, two lines each: label and value, then age; sparkline right."""
+    """The twin's streams, three lines each: label and value, then age; sparkline right."""
 
     DEFAULT_CSS = """
     TwinStreams { height: auto; min-height: 1; }
@@ -78,8 +81,8 @@ class TwinStreams(Widget):
         self.refresh(layout=grown)
 
     def get_content_height(self, container: Any, viewport: Any, width: int) -> int:  # noqa: ARG002
-        """Two lines per stream (one when there is none)."""
-        return max(1, 2 * len(self.streams))
+        """`_ROWS` lines per stream (one when there is none)."""
+        return max(1, _ROWS * len(self.streams))
 
     def is_stale(self, stream: StreamRing) -> bool:
         """Whether the stream has had no value for `stale_after_s`."""
@@ -90,13 +93,14 @@ class TwinStreams(Widget):
         if not self.streams:
             return Text("no data streams seen yet on the platform broker", style=f"italic {MUTED}")
         now = self._clock.wall()
-        spark_w = max(8, self.size.width - _LABEL - 1)
+        label_w = min(_LABEL_MAX, max(_LABEL_MIN, self.size.width // 3))
+        spark_w = max(8, self.size.width - label_w - 1)
         out = Text()
         for index, stream in enumerate(self.streams):
             stale = self.is_stale(stream)
             values = stream.window(self._window_s, now)
             colour = MUTED if stale else GREEN
-            spark = braille_spark(values, spark_w, 2, threshold=stream.threshold, colour=colour)
+            spark = braille_spark(values, spark_w, _ROWS, threshold=stream.threshold, colour=colour)
             name_style = f"italic {MUTED}" if stale else f"bold {TEXT}"
             latest = stream.latest()
             unit = safe_text(stream.unit or "", 12)
@@ -104,9 +108,9 @@ class TwinStreams(Widget):
             over = (
                 stream.threshold is not None and latest is not None and latest >= stream.threshold
             )
-            name = _cut(safe_text(stream.name, 80), _LABEL - len(value) - 2)
+            name = _cut(safe_text(stream.name, 80), label_w - len(value) - 2)
             line1 = Text(name, style=name_style)
-            line1.append(" " * max(1, _LABEL - 1 - len(name) - len(value)))
+            line1.append(" " * max(1, label_w - 1 - len(name) - len(value)))
             line1.append(value, style=RED if over else (MUTED if stale else TEXT))
             line1.append(" ")
             age = fmt_age(max(0.0, now - stream.last_seen))
@@ -114,7 +118,7 @@ class TwinStreams(Widget):
             line2 = Text(status, style=f"bold {AMBER}" if stale else MUTED)
             if stream.threshold is not None:
                 line2.append(f"  alert ≥ {_fmt_value(stream.threshold)}", style=AMBER)
-            line2.truncate(_LABEL - 1, pad=True)
+            line2.truncate(label_w - 1, pad=True)
             line2.append(" ")
             if index:
                 out.append("\n")
@@ -123,6 +127,9 @@ class TwinStreams(Widget):
             out.append("\n")
             out.append_text(line2)
             out.append_text(spark[1])
+            for row in spark[2:]:
+                out.append("\n" + " " * label_w)
+                out.append_text(row)
         return out
 
 
@@ -220,7 +227,8 @@ class TwinScreen(Screen[None]):
     # -- registry data --------------------------------------------------------------------
 
     def _reload(self) -> None:
-        self.run_worker(self._load_registry(), group="twin-registry", exclusive=True)
+        work: WorkType[None] = self._load_registry  # a method: a cancelled request never starts
+        self.run_worker(work, group="twin-registry", exclusive=True)
 
     async def _load_registry(self) -> None:
         service = self.engine.registry

@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
+from textual.worker import WorkType
 
 from dtp_console.events import TwinDeleted, TwinUpdated
 from dtp_console.registry.lifecycle import STATUSES, TwinStatus
@@ -137,7 +138,7 @@ class RegistryPanel(Widget):
     def on_mount(self) -> None:
         self.add_class("-offline")
         self.set_interval(_AGE_REFRESH_S, self._refresh_ages)
-        self.run_worker(self.reload(), group="registry-reload", exclusive=True)
+        self.request_reload()
 
     # -- public view ---------------------------------------------------------------
 
@@ -192,11 +193,20 @@ class RegistryPanel(Widget):
         self.remove_class("-offline")
         self._rebuild()
 
+    def request_reload(self) -> None:
+        """Read every twin again in a worker (the latest request wins).
+
+        The worker gets the method, not a coroutine: a request cancelled before it
+        started would leave its coroutine never awaited.
+        """
+        work: WorkType[None] = self.reload
+        self.run_worker(work, group="registry-reload", exclusive=True)
+
     def apply_event(self, event: object) -> bool:
         """Update the one row `event` (`TwinUpdated` / `TwinDeleted`) is about; False if ignored."""
         if isinstance(event, TwinUpdated) or (isinstance(event, TwinDeleted) and not event.hard):
             if not self._loaded:  # the registry came up since: read everything once
-                self.run_worker(self.reload(), group="registry-reload", exclusive=True)
+                self.request_reload()
                 return True
             self._put(event.twin)
             return True
