@@ -28,15 +28,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
+from _common import BenchBroker, percentile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._common import BenchBroker, percentile
 from dtp_console.config.model import PlatformConfig
 from dtp_console.events import Bus, OpsLog
 from dtp_console.ingest.worker import PlatformWorker
@@ -118,6 +117,13 @@ def _publish(port: int, rate: float, seconds: float, lifts: int) -> None:
 # -- the console side ----------------------------------------------------------------------
 
 
+async def _until(condition: Callable[[], bool], timeout_s: float) -> None:
+    """Poll `condition` (counters, not events: the worker has none to wait on)."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
 async def _admin(dsn: str, sql: str) -> Any:
     conn = await asyncpg.connect(dsn, timeout=5)
     try:
@@ -172,9 +178,7 @@ async def _mqtt_path(args: argparse.Namespace, dsn: str, folder: Path) -> dict[s
             asyncio.create_task(service.run(stop)),
             asyncio.create_task(worker.run(("127.0.0.1", broker.port), stop)),
         ]
-        async with asyncio.timeout(20):
-            while worker.state.mqtt != "connected":
-                await asyncio.sleep(0.02)
+        await _until(lambda: worker.state.mqtt == "connected", 20)
         child = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "publish", "--port", str(broker.port),
             "--rate", str(args.rate), "--seconds", str(args.seconds), "--lifts", str(args.lifts),
@@ -198,15 +202,11 @@ async def _mqtt_path(args: argparse.Namespace, dsn: str, folder: Path) -> dict[s
         await child.wait()
         report = json.loads((await child.stdout.read()).decode().strip().splitlines()[-1])
         sent = int(report["sent"])
-        async with asyncio.timeout(60):
-            while worker.state.counters.outcomes.total() < sent:
-                await asyncio.sleep(0.05)
+        await _until(lambda: worker.state.counters.outcomes.total() >= sent, 60)
         await asyncio.sleep(0.02)
         watcher.cancel()
         intake_s = max(1e-9, marks[1] - marks[0])
-        async with asyncio.timeout(120):
-            while any(s.pending for s in service.stats()):
-                await asyncio.sleep(0.05)
+        await _until(lambda: not any(s.pending for s in service.stats()), 120)
         stop.set()
         await asyncio.gather(*tasks)
         await service.__aexit__(None, None, None)
@@ -247,9 +247,7 @@ async def _direct_path(args: argparse.Namespace, dsn: str, folder: Path, n: int)
         if seq % 1000 == 0:
             await asyncio.sleep(0)  # the spools' flush tasks run in between, as in the console
     intake_s = time.perf_counter() - started
-    async with asyncio.timeout(120):
-        while any(s.pending for s in service.stats()):
-            await asyncio.sleep(0.05)
+    await _until(lambda: not any(s.pending for s in service.stats()), 120)
     total_s = time.perf_counter() - started
     stop.set()
     await runner
