@@ -153,3 +153,33 @@ def test_legacy_room_topic_is_read_as_a_reading() -> None:
     )
     worker.handle("factory/room7/temp", b'{"value": 20.5, "unit": "degC", "name": "Room 7"}')
     assert worker.totals().outcomes == {"mapped:reading": 1}
+
+
+def test_stats_line_counts_and_escapes_hostile_families() -> None:
+    from dtp_console.headless import platform_stats_line
+
+    worker, _ = _worker()
+    worker.handle("dtp/lift/L1/vibration", b'{"value": 1}')
+    worker.handle("dtp/\x1b]0;pwned\x07/x", b"{}")
+    worker.state.counters.count("dropped:queue_full")  # the queue counts its drops
+    worker._dropped("dtp/lift/L1/vibration")
+    worker.state.counters.received = 3  # and every arrival
+    line = platform_stats_line(worker.stats_dict())
+    assert line.startswith(
+        "STATS platform: mqtt stopped | rx 3 mapped 1 rej 1 drop 1 fail 0 pend 0"
+    )
+    assert "\x1b" not in line and "\x07" not in line
+    assert "dtp/lift 2" in line
+
+
+def test_config_show_masks_the_platform_password(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    from dtp_console.cli import main
+
+    path = tmp_path / "console.yaml"
+    path.write_text("platform: {broker: {host: 127.0.0.1, password: test-platform-secret}}\n")
+    main(["-c", str(path), "config", "show", "--json"])
+    out = capsys.readouterr().out
+    assert "test-platform-secret" not in out
+    assert '"platform"' in out
