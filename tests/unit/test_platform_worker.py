@@ -183,3 +183,28 @@ def test_config_show_masks_the_platform_password(
     out = capsys.readouterr().out
     assert "test-platform-secret" not in out
     assert '"platform"' in out
+
+
+def test_the_sources_full_queue_tells_the_worker_each_dropped_topic() -> None:
+    import aiomqtt
+
+    from dtp_console.bridge.mqtt import client_kwargs
+
+    worker, _ = _worker(broker={"host": "127.0.0.1", "queue_size": 10})
+    kwargs = client_kwargs(
+        worker.config, "127.0.0.1", 1883, worker.state.counters, session=True,
+        on_drop=worker._dropped,
+    )  # fmt: skip
+    queue = kwargs["queue_type"](2)
+    for i in range(5):
+        queue.put_nowait(
+            aiomqtt.Message(f"dtp/lift/L{i}/vibration", b'{"value": 1}', 0, False, 0, None)
+        )
+    while not queue.empty():
+        message = queue.get_nowait()
+        worker.handle(message.topic.value, message.payload)
+    lift = worker.families["dtp/lift"]
+    assert worker.state.counters.received == lift.received == 5
+    assert lift.outcomes == {"mapped:lift_vibration": 2, "dropped:queue_full": 3}
+    assert worker.state.counters.outcomes == lift.outcomes
+    assert kwargs["identifier"].startswith("dtp-console-platform-")
