@@ -223,3 +223,43 @@ async def test_wrong_password_is_a_disconnected_badge_not_a_crash(
     assert "test-wrong" not in engine.platform.state.mqtt_detail
     stop.set()
     await asyncio.wait_for(task, 30)
+
+
+async def test_a_crashed_platform_worker_is_restarted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dtp_console.events import LogLine
+    from dtp_console.ingest.worker import PlatformWorker
+
+    real = PlatformWorker.run
+    calls = [0]
+
+    async def flaky(self: PlatformWorker, address: tuple[str, int], stop: asyncio.Event) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            msg = "boom"
+            raise RuntimeError(msg)
+        await real(self, address, stop)
+
+    monkeypatch.setattr(PlatformWorker, "run", flaky)
+    config = ConsoleConfig.model_validate(
+        {
+            "twinzo": {"client": "demo", "password": "change-me", "api_key": "change-me"},
+            "sandbox": {"enabled": True},
+            "registry": {"enabled": False},
+            "stores": {"enabled": False},
+            "platform": {"enabled": True},
+        }
+    )
+    engine = Engine(config, simulate=False)
+    lines = engine.bus.subscribe()
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    await asyncio.wait_for(engine.ready.wait(), 20)
+    await _until(lambda: engine.platform.state.mqtt == "connected")
+    assert calls[0] == 2
+    texts = [e.text for e in lines.drain() if isinstance(e, LogLine)]
+    assert any("platform crashed" in t and "boom" in t for t in texts)
+    assert any("embedded platform broker" in t for t in texts)
+    stop.set()
+    await asyncio.wait_for(task, 30)
