@@ -1,8 +1,9 @@
 """The supervisor: builds the workers from the config, runs them, stops them in order.
 
 The same start-up and shutdown path serves the UI and `--no-ui`. Start order:
-sandbox (when enabled) and embedded brokers, the shared HTTP client, then
-bridges and the simulator. On stop, intake ends first, then every bridge
+sandbox (when enabled) and embedded brokers (the platform's too), the shared
+HTTP client, the stores, then bridges, the platform worker (`dtp/#`) and the
+simulator. On stop, intake ends first, then every bridge
 drains its outbox, then clients and servers close. A worker that crashes is
 restarted with backoff and the operator is told; the others keep running.
 """
