@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 BENCHES: dict[str, list[str]] = {
     "bench_bridge": ["--quick"],
     "bench_stores": [],
+    "bench_platform": ["--seconds", "10"],
     "bench_registry_scan": ["--repeat", "1"],
     "bench_metrics": ["--repeat", "20"],
     "bench_sse": ["--seconds", "5"],

@@ -152,9 +152,8 @@ class HeadlessRenderer:
             self._write(stats_line(plant, rate))
         if self._state.store_stats is not None:
             self._write(stores_stats_line(self._state.store_stats()))
-        if self._state.platform_topics:
-            topics = " ".join(f"{t} {n}" for t, n in sorted(self._state.platform_topics.items()))
-            self._write(f"STATS platform: {topics}")
+        if self._state.platform_stats is not None:
+            self._write(platform_stats_line(self._state.platform_stats()))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Render until `stop`; then print what is left (the caller prints final stats)."""
@@ -175,3 +174,18 @@ class HeadlessRenderer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def platform_stats_line(stats: dict[str, Any]) -> str:
+    """`STATS platform: mqtt connected | rx 90 mapped 85 rej 5 drop 0 pend 0 | dtp/lift 82 …`."""
+    outcomes: dict[str, int] = stats["outcomes"]
+
+    def group(prefix: str) -> int:
+        return sum(n for k, n in outcomes.items() if k.startswith(prefix))
+
+    families = " ".join(f"{name} {c['received']}" for name, c in stats["families"].items())
+    return safe_text(
+        f"STATS platform: mqtt {stats['mqtt']} | rx {stats['received']} "
+        f"mapped {group('mapped:')} rej {group('rejected:')} drop {group('dropped:')} "
+        f"fail {group('failed:')} pend {stats['pending']}" + (f" | {families}" if families else "")
+    )

@@ -1,8 +1,9 @@
 """The supervisor: builds the workers from the config, runs them, stops them in order.
 
 The same start-up and shutdown path serves the UI and `--no-ui`. Start order:
-the HTTP API (when enabled), sandbox (when enabled) and embedded brokers, the
-shared HTTP client, then bridges and the simulator. On stop, intake ends first, then every bridge
+the HTTP API (when enabled), sandbox (when enabled) and embedded brokers (the
+platform's too), the shared HTTP client, the stores, then bridges, the platform
+worker (`dtp/#`) and the simulator. On stop, intake ends first, then every bridge
 drains its outbox, then clients and servers close. A worker that crashes is
 restarted with backoff and the operator is told; the others keep running.
 """
@@ -26,7 +27,6 @@ from dtp_console.bridge.worker import Bridge
 from dtp_console.config.loader import ConfigError, load_config
 from dtp_console.config.model import ConsoleConfig, PlantConfig
 from dtp_console.events import Bus, LogLine, OpsLog, Subscription, TwinDeleted, TwinUpdated
-from dtp_console.platform_topics import watch_platform
 from dtp_console.state import EngineState, PlantState
 from dtp_console.stores.records import EventRecord
 from dtp_console.twinzo.client import TwinzoClient
@@ -63,7 +63,9 @@ class Engine:
         self.addresses: dict[str, tuple[str, int]] = {}
         """Broker address each plant actually uses (embedded ones resolved)."""
         self.platform_address: tuple[str, int] | None = None
-        """The platform broker (twin generators' topics), when the simulator runs."""
+        """The platform broker (`dtp/#`), when the platform worker or the simulator runs."""
+        self.platform: Any = None
+        """The `PlatformWorker` while it runs (`platform.enabled`, or the simulator)."""
         self.stores: Any = None
         """The `StoreService` while it runs (`stores.enabled`)."""
         self.registry: Any = None
@@ -95,6 +97,7 @@ class Engine:
             if self.stores is None and store_feed is not None:
                 store_feed.close()
                 store_feed = None
+            self._make_platform()
             client = TwinzoClient(http, twinzo, base_url=base_url, state=self.state)
             # Masked at the source: the banner, the UI and the stats JSON all read this.
             self.state.twinzo_url = mask_url(client.base_url)
@@ -139,8 +142,10 @@ class Engine:
                     group.create_task(
                         self._supervise("registry", self._run_registry, stop), name="registry"
                     )
-                if self.platform_address is not None:
-                    group.create_task(self._watch_platform(stop), name="platform-topics")
+                if self.platform is not None:
+                    group.create_task(
+                        self._supervise("platform", self._run_platform, stop), name="platform"
+                    )
                 group.create_task(self._housekeeping(stop), name="housekeeping")
                 self.ready.set()
                 self.log.emit("INFO", self._banner())
@@ -230,12 +235,21 @@ class Engine:
             self.addresses[plant.name] = ("127.0.0.1", port)
             self.log.emit("INFO", f"embedded MQTT broker for {plant.name} on 127.0.0.1:{port}")
 
+    def _platform_wanted(self) -> bool:
+        """Whether the platform worker runs: `platform.enabled`, by default with the simulator."""
+        enabled = self.config.platform.enabled
+        return self.simulate if enabled is None else enabled
+
     async def _start_platform_broker(self, stack: contextlib.AsyncExitStack) -> None:
-        if not self.simulate:
+        if not (self.simulate or self._platform_wanted()):
             return
-        platform = self.config.simulator.broker
+        if "broker" in self.config.simulator.model_fields_set:
+            self.log.emit(
+                "WARN", "simulator.broker is deprecated: it is platform.broker now (same fields)"
+            )
+        platform = self.config.platform.broker
         if not platform.embedded:
-            self.platform_address = (platform.host, platform.port or 1883)
+            self.platform_address = (platform.host, platform.port)
             return
         from dtp_console.simulator.broker import EmbeddedBroker
 
@@ -245,27 +259,27 @@ class Engine:
         self.platform_address = ("127.0.0.1", port)
         self.log.emit("INFO", f"embedded platform broker (dtp/#) on 127.0.0.1:{port}")
 
-    async def _watch_platform(self, stop: asyncio.Event) -> None:
-        assert self.platform_address is not None
-        platform = self.config.simulator.broker
-        watcher = asyncio.create_task(
-            watch_platform(
-                self.platform_address,
-                self.state,
-                self.log,
-                on_message=self.stores.submit_mqtt if self.stores is not None else None,
-                username=None if platform.embedded else platform.username,
-                password=(
-                    platform.password.get_secret_value()
-                    if platform.password and not platform.embedded
-                    else None
-                ),
-            )
+    def _make_platform(self) -> None:
+        if not self._platform_wanted() or self.platform_address is None:
+            return
+        from dtp_console.ingest.worker import PlatformWorker
+
+        room = self.config.simulator.generators.room.topic
+        worker = PlatformWorker(
+            self.config.platform,
+            self.log,
+            reading_topics=frozenset({room}),
+            topic_counts=self.state.platform_topics,
         )
-        await stop.wait()
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        worker.stores = self.stores
+        self.platform = worker
+        self.state.platform = worker.state
+        self.state.platform_stats = worker.stats_dict
+
+    async def _run_platform(self, stop: asyncio.Event) -> None:
+        assert self.platform is not None
+        assert self.platform_address is not None
+        await self.platform.run(self.platform_address, stop)
 
     async def _open_stores(self, stack: contextlib.AsyncExitStack) -> None:
         self._warn_plaintext_registry()

@@ -363,6 +363,11 @@ class EngineState:
     """Messages seen per topic on the platform broker (`dtp/#`)."""
     store_stats: Callable[[], dict[str, Any]] | None = None
     """Reads the stores' spool counters and health (set by the engine while stores run)."""
+    platform: PlantState | None = None
+    """The platform worker's connection and totals (set by the engine while it runs)."""
+    platform_stats: Callable[[], dict[str, Any]] | None = None
+    """Reads the platform worker's counters (set by the engine while it runs)."""
+
     post_seconds: dict[str, Histogram] = field(default_factory=dict)
     """Duration of every twinzo POST attempt (a failed one too), by API path."""
 
@@ -388,6 +393,7 @@ class EngineState:
             "auth": {login: a.as_dict() for login, a in sorted(self.auth.items())},
             "platform_topics": dict(sorted(self.platform_topics.items())),
             "stores": self.store_stats() if self.store_stats is not None else None,
+            "platform": self.platform_stats() if self.platform_stats is not None else None,
         }
 
 

@@ -22,7 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.ui.harness import SCREENS, Shot, make_app, prepare
+from tests.ui.harness import SCREENS, TWIN_SCREENS, Shot, make_app, prepare
+
+ALL_SCREENS = {**SCREENS, **TWIN_SCREENS}
 
 _TEXT = re.compile(r'<text ([^>]*?)x="([\d.]+)"([^>]*?)textLength="([\d.]+)"([^>]*)>([^<]*)</text>')
 _BRAILLE = re.compile("[\u2800-\u28ff]")
@@ -50,7 +52,7 @@ def fix_svg(svg: str) -> str:
 async def render(name: str, shot: Shot, out: Path) -> Path:
     """Save one screen as `out/NAME.svg`."""
     with tempfile.TemporaryDirectory() as folder:
-        app = make_app(Path(folder))
+        app = make_app(Path(folder), twins=shot.twins)
         async with app.run_test(size=shot.size) as pilot:
             await prepare(pilot, shot)
             path = out / f"{name}.svg"
@@ -73,14 +75,14 @@ def main() -> int:
     """Render the chosen (default: all) screens."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("screenshots"))
-    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(SCREENS))
+    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(ALL_SCREENS))
     args = parser.parse_args()
-    unknown = sorted(set(args.names) - set(SCREENS))
+    unknown = sorted(set(args.names) - set(ALL_SCREENS))
     if unknown:
         parser.error(f"unknown screen(s): {', '.join(unknown)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    for name in args.names or list(SCREENS):
-        svg = asyncio.run(render(name, SCREENS[name], args.out))
+    for name in args.names or list(ALL_SCREENS):
+        svg = asyncio.run(render(name, ALL_SCREENS[name], args.out))
         png = to_png(svg)
         print(svg, png or "(no rsvg-convert: apt install librsvg2-bin)")
     return 0

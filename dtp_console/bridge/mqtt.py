@@ -14,21 +14,23 @@ import ipaddress
 import logging
 import ssl
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from dtp_console.backoff import Backoff
-from dtp_console.config.model import BrokerConfig, PlantConfig
+from dtp_console.config.model import BrokerConfig
 from dtp_console.events import OpsLog
 from dtp_console.state import PlantCounters, PlantState
 
 __all__ = [
+    "DropHook",
     "Handler",
     "MessageQueue",
+    "SourceConfig",
     "broker_warnings",
     "client_kwargs",
     "describe_mqtt_error",
@@ -38,6 +40,20 @@ __all__ = [
 ]
 
 Handler = Callable[[str, bytes], object]
+#: Told the topic of each message the full queue dropped (already counted as dropped).
+DropHook = Callable[[str], object]
+
+
+class SourceConfig(Protocol):
+    """What a source needs of its config: a plant, or the platform worker's section."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def broker(self) -> BrokerConfig: ...
+    @property
+    def topics(self) -> Sequence[str]: ...
+
 
 _logger = logging.getLogger("dtp_console.mqtt")
 
@@ -69,7 +85,9 @@ class MessageQueue(asyncio.Queue[aiomqtt.Message]):
         return item
 
 
-def _counting_queue(counters: PlantCounters, created: list[MessageQueue]) -> type[MessageQueue]:
+def _counting_queue(
+    counters: PlantCounters, created: list[MessageQueue], on_drop: DropHook | None = None
+) -> type[MessageQueue]:
     class _CountingQueue(MessageQueue):
         """Counts every arrival; a full queue drops (and counts) instead of raising."""
 
@@ -84,18 +102,21 @@ def _counting_queue(counters: PlantCounters, created: list[MessageQueue]) -> typ
                 super().put_nowait(item)
             except asyncio.QueueFull:
                 counters.count("dropped:queue_full")
+                if on_drop is not None:
+                    on_drop(item.topic.value)
 
     return _CountingQueue
 
 
 def client_kwargs(
-    plant: PlantConfig,
+    plant: SourceConfig,
     host: str,
     port: int,
     counters: PlantCounters | None = None,
     queues: list[MessageQueue] | None = None,
     *,
     session: bool = False,
+    on_drop: DropHook | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for `aiomqtt.Client` from a plant's broker settings.
 
@@ -134,7 +155,7 @@ def client_kwargs(
     else:
         kwargs["clean_session"] = not persistent
     if counters is not None:
-        kwargs["queue_type"] = _counting_queue(counters, [] if queues is None else queues)
+        kwargs["queue_type"] = _counting_queue(counters, [] if queues is None else queues, on_drop)
     if broker.tls:
         kwargs["tls_context"] = tls_context(broker)
         if not broker.verify:
@@ -151,7 +172,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def broker_warnings(plant: PlantConfig, address: tuple[str, int] | None = None) -> list[str]:
+def broker_warnings(plant: SourceConfig, address: tuple[str, int] | None = None) -> list[str]:
     """What is unsafe about how this plant talks to its broker (shown for as long as it runs).
 
     A password over plain MQTT is readable by anyone on the path unless the broker is
@@ -222,13 +243,14 @@ def describe_mqtt_error(exc: BaseException, *, tls: bool | None = None) -> str:
 
 
 async def run_source(
-    plant: PlantConfig,
+    plant: SourceConfig,
     address: tuple[str, int],
     handle: Handler,
     state: PlantState,
     log: OpsLog,
     *,
     reconnect: asyncio.Event | None = None,
+    on_drop: DropHook | None = None,
 ) -> None:
     """Connect, subscribe and hand messages to `handle` until cancelled; reconnect forever.
 
@@ -239,7 +261,9 @@ async def run_source(
     """
     queues: list[MessageQueue] = []
     try:
-        await _connect_loop(plant, address, handle, state, log, queues, reconnect)
+        await _connect_loop(
+            plant, address, handle, state, log, queues, reconnect=reconnect, on_drop=on_drop
+        )
     finally:
         _hand_over_leftovers(queues, handle)
 
@@ -316,13 +340,15 @@ def _payload_bytes(payload: Any) -> bytes:
 
 
 async def _connect_loop(
-    plant: PlantConfig,
+    plant: SourceConfig,
     address: tuple[str, int],
     handle: Handler,
     state: PlantState,
     log: OpsLog,
     queues: list[MessageQueue],
+    *,
     reconnect: asyncio.Event | None = None,
+    on_drop: DropHook | None = None,
 ) -> None:
     broker = plant.broker
     host, port = address
@@ -335,7 +361,9 @@ async def _connect_loop(
         state.set_mqtt("connecting", f"{host}:{port}")
         connecting, forced = True, False
         try:
-            kwargs = client_kwargs(plant, host, port, state.counters, queues, session=True)
+            kwargs = client_kwargs(
+                plant, host, port, state.counters, queues, session=True, on_drop=on_drop
+            )
             async with aiomqtt.Client(**kwargs) as client:
                 connecting = False
                 for topic in plant.topics:

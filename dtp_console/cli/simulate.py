@@ -135,12 +135,12 @@ async def _main(config: ConsoleConfig, args: argparse.Namespace) -> SimStats:
                 addresses[plant.name] = (plant.broker.host, plant.broker.port)
         platform: tuple[str, int] | None = None
         gens = not args.no_generators and config.simulator.generators.enabled
-        if gens and config.simulator.broker.embedded:
+        if gens and config.platform.broker.embedded:
             platform = await _start_broker(
-                brokers, config.simulator.broker.port, "the twin generators"
+                brokers, config.platform.broker.port, "the twin generators"
             )
         elif gens:
-            platform = (config.simulator.broker.host, config.simulator.broker.port)
+            platform = (config.platform.broker.host, config.platform.broker.port)
         if args.duration is not None:
             loop.call_later(args.duration, stop.set)
         await run_simulator(

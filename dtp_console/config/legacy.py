@@ -16,6 +16,13 @@ leaves it unset, so an explicit YAML value always wins:
 | `ATI_MQTT_TOPIC`           | `broker.topics` of every `ati_sherpa` plant         |
 | `AFFINE_A` … `AFFINE_TY`   | `affine` of every `ati_sherpa` plant                |
 | `hivemq_config.json`       | `broker.*` of every `hitech` plant (TLS on for 8883)|
+| `MQTT_TOPIC`               | `simulator.generators.room.topic` (+ `platform.topics`) |
+| `PUBLISH_INTERVAL_SEC`     | `simulator.generators.room.interval_s`              |
+| `SIM_SIGNAL_NAME`          | `simulator.generators.room.name`                    |
+| `SIM_SIGNAL_UNIT`          | `simulator.generators.room.unit`                    |
+
+The last four are the platform simulator's: one signal published every
+`PUBLISH_INTERVAL_SEC` on `MQTT_TOPIC`, which the platform worker ingests.
 """
 
 from __future__ import annotations
@@ -87,6 +94,8 @@ def apply_legacy(
         _fill(logging, "log_every_n", env["LOG_EVERY_N"])
         data["logging"] = logging
 
+    _legacy_platform_simulator(data, env)
+
     plants = data.get("plants")
     if not isinstance(plants, list):
         return data
@@ -96,6 +105,36 @@ def apply_legacy(
         hivemq = _read_hivemq(json_path) if json_path else None
     data["plants"] = [_legacy_plant(p, env, hivemq) for p in plants]
     return data
+
+
+_ROOM_SIGNAL = {
+    "MQTT_TOPIC": "topic",
+    "PUBLISH_INTERVAL_SEC": "interval_s",
+    "SIM_SIGNAL_NAME": "name",
+    "SIM_SIGNAL_UNIT": "unit",
+}
+
+
+def _legacy_platform_simulator(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """The platform simulator's signal keys → the room sensor generator and the platform."""
+    if not any(env.get(var) for var in _ROOM_SIGNAL):
+        return
+    simulator = _section(data.get("simulator"))
+    generators = _section(simulator.get("generators")) if simulator is not None else None
+    room = _section(generators.get("room")) if generators is not None else None
+    if simulator is None or generators is None or room is None:
+        return  # not mappings: validation names the field
+    for var, key in _ROOM_SIGNAL.items():
+        _fill(room, key, env.get(var))
+    generators["room"] = room
+    simulator["generators"] = generators
+    data["simulator"] = simulator
+    topic = env.get("MQTT_TOPIC")
+    if topic and not topic.startswith("dtp/"):
+        platform = _section(data.get("platform"))
+        if platform is not None and "topics" not in platform:
+            platform["topics"] = ["dtp/#", topic]
+            data["platform"] = platform
 
 
 def _section(value: Any) -> dict[str, Any] | None:

@@ -42,6 +42,9 @@ __all__ = [
     "PayloadFormat",
     "PlantConfig",
     "PlantTwinzo",
+    "PlatformBrokerSettings",
+    "PlatformConfig",
+    "PlatformStream",
     "SandboxConfig",
     "SandboxFaults",
     "TopicFilter",
@@ -676,6 +679,88 @@ class LoggingConfig(_Model):
     """Also write log lines (with timestamps) to this file."""
 
 
+class PlatformBrokerSettings(BrokerConfig):
+    """The platform broker (`dtp/#`): a broker like a plant's, embedded by default."""
+
+    host: str = "embedded"
+    """Broker host name or IP address, or `embedded` for the in-process broker the
+    simulator's twin generators publish to."""
+    qos: Literal[0, 1, 2] = 0
+    """Subscription QoS (the generators publish at QoS 0)."""
+
+    @field_validator("topics")
+    @classmethod
+    def _no_broker_topics(cls, value: list[TopicFilter]) -> list[TopicFilter]:
+        if value:
+            msg = "the platform's topics are `platform.topics`, not `platform.broker.topics`"
+            raise ValueError(msg)
+        return value
+
+
+class PlatformStream(_FiniteModel):
+    """One generic field-path mapping: messages on `topic` become observations or events."""
+
+    topic: TopicFilter
+    """Topic filter of the stream (`+` and `#` allowed)."""
+    kind: Literal["observation", "event"] = "observation"
+    """What a message becomes: an `observation` (a number) or an `event`."""
+    value: str = "value"
+    """Dotted path of the number (observations)."""
+    ts: str = "ts"
+    """Dotted path of the timestamp (ISO 8601 or epoch s/ms); the receive time when missing."""
+    name: str | None = None
+    """Signal name; the topic when unset."""
+    unit: str | None = None
+    """Unit of the observations."""
+    severity: Literal[0, 1, 2, 3] = 1
+    """Severity of the events."""
+    twin: str | None = None
+    """Twin id the stream belongs to in the twin view; the twin whose data stream matches
+    the topic when unset."""
+    threshold: float | None = None
+    """Alert threshold drawn on the stream's sparkline."""
+
+    @field_validator("value", "ts")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value or any(not part for part in value.split(".")):
+            msg = "a dotted field path like `data.value` (no empty part)"
+            raise ValueError(msg)
+        return value
+
+
+class PlatformConfig(_Model):
+    """The platform's own data: the `dtp/#` broker, mapped to observations and events."""
+
+    enabled: bool | None = None
+    """Run the platform worker. When unset: on while the simulator runs (its twin
+    generators publish there); set `true` in production, where the platform's real twin
+    generators publish to a real broker and no simulator runs."""
+    broker: PlatformBrokerSettings = Field(default_factory=PlatformBrokerSettings)
+    """The platform broker: host (or `embedded`), port, TLS (verification on by default),
+    user name and password, client id, persistent session, queue bound."""
+    topics: list[TopicFilter] = Field(default_factory=lambda: [TopicFilter("dtp/#")])
+    """Topic filters to subscribe to."""
+    mapping: Literal["platform", "generic"] = "platform"
+    """Topic → record mapping: `platform` (lift vibration and alerts, energy/HVAC, room
+    sensors, then the `streams`), or `generic` (only the `streams`)."""
+    streams: list[PlatformStream] = Field(default_factory=list)
+    """Generic field-path mappings for other twins' topics (first match wins)."""
+    max_payload_bytes: int = Field(default=65_536, ge=64)
+    """Larger payloads are rejected unparsed."""
+    ring_window_s: float = Field(default=600.0, gt=0, le=86_400)
+    """How far back the twin view's per-stream ring reaches."""
+    ring_points: int = Field(default=600, ge=10, le=100_000)
+    """Most points kept per stream (the ring's bound, whatever the stream's rate)."""
+    stale_after_s: float = Field(default=30.0, gt=0)
+    """A stream with no value for this long is shown as stale."""
+
+    @property
+    def name(self) -> str:
+        """The worker's name in logs and stats."""
+        return "platform"
+
+
 class ConsoleConfig(_Model):
     """The whole console."""
 
@@ -689,6 +774,9 @@ class ConsoleConfig(_Model):
     """Twin generators and simulator-wide settings."""
     plants: list[PlantConfig] = Field(default_factory=list)
     """The plants, each with its own bridge."""
+    platform: PlatformConfig = Field(default_factory=PlatformConfig)
+    """The platform worker: ingests the twins' `dtp/#` topics into the stores and the
+    twin view (`simulator.broker` is its deprecated alias)."""
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     """The twin registry: twin files, their watch, and where twins are kept."""
     stores: StoresConfig = Field(default_factory=StoresConfig)
@@ -742,6 +830,27 @@ class ConsoleConfig(_Model):
             return False
         branches = (one.twinzo.branch, other.twinzo.branch)
         return None in branches or branches[0] == branches[1]
+
+    @model_validator(mode="after")
+    def _platform_broker_alias(self) -> ConsoleConfig:
+        # `simulator.broker` was the platform broker before `platform.broker` existed.
+        if "broker" not in self.simulator.model_fields_set:
+            return self
+        legacy = self.simulator.broker
+        old = {k: getattr(legacy, k) for k in legacy.model_fields_set}
+        if "broker" in self.platform.model_fields_set:
+            new = self.platform.broker
+            differ = sorted(k for k, v in old.items() if getattr(new, k) != v)
+            if differ:
+                fields = ", ".join(f"simulator.broker.{k} / platform.broker.{k}" for k in differ)
+                msg = (
+                    f"simulator.broker is the deprecated alias of platform.broker and the two "
+                    f"differ ({fields}); keep platform.broker only"
+                )
+                raise ValueError(msg)
+            return self
+        self.platform.broker = PlatformBrokerSettings.model_validate(old)
+        return self
 
     def plant(self, name: str) -> PlantConfig:
         """The plant called `name` (case-insensitive); KeyError naming the known ones."""

@@ -102,7 +102,7 @@ class PlantSimulatorConfig(_Model):
 
 
 class PlatformBrokerConfig(_Model):
-    """The platform's MQTT broker, where the twin generators publish."""
+    """Deprecated alias of `platform.broker` (host, port, username, password only)."""
 
     host: str = "embedded"
     """Broker host, or `embedded` for the in-process demo broker."""
@@ -172,6 +172,8 @@ class RoomSensorConfig(_Model):
     """Topic of the readings."""
     name: str = "room1 temperature"
     """Signal name in readings."""
+    unit: str = "°C"
+    """Unit of the readings (`SIM_SIGNAL_UNIT`)."""
     signal_id: uuid.UUID | None = None
     """Signal UUID; a stable one derived from `topic` when unset."""
     interval_s: float = Field(default=5.0, gt=0)
@@ -212,6 +214,7 @@ class SimulatorConfig(_Model):
     enabled: bool = False
     """Run the simulated fleets and twin generators inside the console."""
     broker: PlatformBrokerConfig = Field(default_factory=PlatformBrokerConfig)
-    """The platform broker the twin generators publish to."""
+    """Deprecated: use `platform.broker` (the twin generators publish there). Still read
+    when `platform.broker` is unset; refused when the two differ."""
     generators: GeneratorsConfig = Field(default_factory=GeneratorsConfig)
     """Twin generators and their settings."""

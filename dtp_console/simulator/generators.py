@@ -210,7 +210,7 @@ class RoomSensor(_Periodic):
         reading = {
             "signal_id": self.signal_id,
             "name": cfg.name,
-            "unit": "°C",
+            "unit": cfg.unit,
             "value": round(value, 2),
             "ts": iso_ts(epoch_s),
         }

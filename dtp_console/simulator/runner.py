@@ -29,7 +29,7 @@ from dtp_console.simulator.generators import TwinGenerators
 from dtp_console.simulator.vda5050 import retained
 
 if TYPE_CHECKING:
-    from dtp_console.config.model import ConsoleConfig, PlantConfig
+    from dtp_console.config.model import BrokerConfig, ConsoleConfig, PlantConfig
 
 __all__ = ["GENERATORS", "SimStats", "run_simulator", "select_plants", "with_simulated"]
 
@@ -121,9 +121,13 @@ def with_simulated(config: ConsoleConfig, plants: Collection[str]) -> ConsoleCon
 
 
 def _plant_target(plant: PlantConfig, address: tuple[str, int]) -> _Target:
-    broker = plant.broker
+    return broker_target(plant.name, plant.broker, address)
+
+
+def broker_target(name: str, broker: BrokerConfig, address: tuple[str, int]) -> _Target:
+    """Where a publisher connects: `address`, with the broker's TLS and login unless embedded."""
     if broker.embedded:
-        return _Target(plant.name, *address)
+        return _Target(name, *address)
     tls: ssl.SSLContext | None = None
     if broker.tls:
         tls = ssl.create_default_context(cafile=str(broker.ca_file) if broker.ca_file else None)
@@ -131,7 +135,7 @@ def _plant_target(plant: PlantConfig, address: tuple[str, int]) -> _Target:
             tls.check_hostname = False
             tls.verify_mode = ssl.CERT_NONE
     return _Target(
-        plant.name,
+        name,
         *address,
         username=broker.username,
         password=broker.password.get_secret_value() if broker.password else None,
@@ -259,17 +263,7 @@ async def run_simulator(
             )
     gen_cfg = config.simulator.generators
     if generators and gen_cfg.enabled and platform_address is not None:
-        platform = config.simulator.broker
-        target = _Target(
-            GENERATORS,
-            *platform_address,
-            username=None if platform.embedded else platform.username,
-            password=(
-                platform.password.get_secret_value()
-                if platform.password and not platform.embedded
-                else None
-            ),
-        )
+        target = broker_target(GENERATORS, config.platform.broker, platform_address)
         jobs.append((target, TwinGenerators(gen_cfg, start_s=start_ms / 1000), 0.1))
     if not jobs:
         if log is not None:

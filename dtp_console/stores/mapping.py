@@ -64,6 +64,8 @@ class Mapped:
     events: list[EventRecord] = field(default_factory=list)
     rejected: str | None = None
     """Why the message was rejected; None when it mapped."""
+    kind: str | None = None
+    """What it mapped as (`room_temp`, `lift_alert`, …); None when rejected."""
 
 
 def parse_ts(value: Any, default: dt.datetime | None = None) -> dt.datetime:
@@ -152,7 +154,9 @@ def _signal_id(data: dict[str, Any], fallback: uuid.UUID) -> uuid.UUID:
 class PlatformMapper:
     """Maps platform MQTT messages to records and counts every outcome."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, reading_topics: frozenset[str] = frozenset()) -> None:
+        self._reading_topics = reading_topics
+        """Further topics carrying `{value, ts, name, unit}` readings (a renamed room sensor)."""
         self.mapped: Counter[str] = Counter()
         """Messages mapped, per kind (`room_temp`, `lift_vibration`, `lift_alert`, …)."""
         self.rejected: Counter[str] = Counter()
@@ -170,6 +174,7 @@ class PlatformMapper:
             self.rejected[reason] += 1
             return Mapped(rejected=reason)
         self.mapped[kind] += 1
+        out.kind = kind
         return out
 
     def _map(self, topic: str, payload: bytes, received: dt.datetime | None) -> tuple[str, Mapped]:
@@ -183,6 +188,9 @@ class PlatformMapper:
             data = {**data, "signal_id": None}
             out = self._reading(data, received, stable_signal_id(topic), f"{match[1]} vibration")
             return "lift_vibration", out
+        if topic in self._reading_topics:
+            data = _object(payload)
+            return "reading", self._reading(data, received, stable_signal_id(topic), topic)
         if topic == _LIFT_ALERTS:
             data = _object(payload)
             source = _text(data, "source", "lift")

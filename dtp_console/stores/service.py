@@ -29,7 +29,7 @@ from dtp_console import yamlsafe
 from dtp_console.events import Bus, Event, LogLine, OpsLog, StoreHealth, TwinDeleted, TwinUpdated
 from dtp_console.registry.model import TwinRecord, default_twin_id
 from dtp_console.stores.config import StoresConfig
-from dtp_console.stores.mapping import PlatformMapper, event_from_log, event_from_registry
+from dtp_console.stores.mapping import Mapped, PlatformMapper, event_from_log, event_from_registry
 from dtp_console.stores.plan import StorePlan, plan_stores
 from dtp_console.stores.protocols import (
     BlobStore,
@@ -256,8 +256,11 @@ class StoreService:
         """Map one platform message and queue its records (rejections are counted)."""
         if self.plan is None:
             return
-        mapped = self.mapper.map(topic, payload)
-        if mapped.rejected is not None:
+        self.submit_mapped(self.mapper.map(topic, payload))
+
+    def submit_mapped(self, mapped: Mapped) -> None:
+        """Queue the records of one message the platform worker already mapped."""
+        if self.plan is None or mapped.rejected is not None:
             return
         fresh = [s for s in mapped.signals if self._signals.get(s.signal_id) != s]
         for signal in fresh:

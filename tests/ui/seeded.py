@@ -10,8 +10,10 @@ the log panel is the same on every run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -91,6 +93,7 @@ class SeededEngine(Engine):
         clock: FixedClock | None = None,
         steps: int = 40,
         dt: float = 0.5,
+        twins: bool = False,
     ) -> None:
         super().__init__(load_config(config_path), config_path=config_path, simulate=False)
         self.clock = clock or FixedClock()
@@ -101,15 +104,30 @@ class SeededEngine(Engine):
         # Repeats fold for an hour: each warning shows once, whatever the machine's speed.
         self._oplog = OpsLog(self._private, 3600.0)
         self._posted = 0
+        self.seed_twins = twins
+        self._feeds: list[Callable[[float], None]] = []
+        """Also seed a registry of the demo twins and the platform worker's rings."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Seed the state, then idle until `stop` (no sockets, no workers)."""
-        async with httpx.AsyncClient() as http:
+        async with contextlib.AsyncExitStack() as stack:
+            http = await stack.enter_async_context(httpx.AsyncClient())
+            if self.seed_twins:
+                await self._seed_twins(stack)
             self.build(http)
             self.advance(self.seed_steps, self.seed_dt)
             self._publish_store_health()
             self.ready.set()
             await stop.wait()
+
+    async def _seed_twins(self, stack: contextlib.AsyncExitStack) -> None:
+        from tests.ui.seeded_twins import open_seeded_registry, seed_platform
+
+        assert self.config_path is not None
+        service, repo = await open_seeded_registry(self.config_path.parent, self.bus, self.clock)
+        stack.push_async_callback(repo.close)
+        self.registry = service
+        self._feeds.append(seed_platform(self, self.clock))
 
     def build(self, http: httpx.AsyncClient) -> None:
         """Real bridges (never started) and a seeded fleet per plant."""
@@ -146,6 +164,8 @@ class SeededEngine(Engine):
                 for location in bridge.outbox.take_all():
                     self.answer(bridge, location, now)
                 bridge.watch.tick(now)  # ghost flags and the silence watchdog, on this clock
+            for feed in self._feeds:
+                feed(dt)
         self._seed_auth()
         self.republish_lines()
 

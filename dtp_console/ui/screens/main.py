@@ -23,6 +23,7 @@ from dtp_console.runtime import Engine
 from dtp_console.ui.display import UiClock
 from dtp_console.ui.screens.calibration import CalibrationScreen
 from dtp_console.ui.screens.device_map import DeviceMapEditor
+from dtp_console.ui.screens.twin import TwinScreen
 from dtp_console.ui.widgets.amr_table import AmrTable
 from dtp_console.ui.widgets.auth_panel import AuthPanel
 from dtp_console.ui.widgets.badges import HealthBadges, badge_infos
@@ -98,7 +99,11 @@ class MainScreen(Screen[None]):
             with TabPane("twinzo", id="tab-twinzo"):
                 yield AuthPanel(id="auth")
             with TabPane("registry", id="tab-registry"):
-                yield RegistryPanel(lambda: self.engine.registry, clock=self._utc_now)
+                yield RegistryPanel(
+                    lambda: self.engine.registry,
+                    clock=self._utc_now,
+                    twin_view=lambda twin: TwinScreen(self.engine, twin, self.clock),
+                )
         yield LogPanel([p.name for p in self.engine.plants], clock=self.clock, id="log")
         yield Footer()
 
@@ -128,7 +133,7 @@ class MainScreen(Screen[None]):
         if engine.registry is not self._registry_source:
             # The registry started (or restarted): read every twin once, then events.
             self._registry_source = engine.registry
-            self.run_worker(registry.reload(), group="registry-reload", exclusive=True)
+            registry.request_reload()
         tab = self.active_tab
         if tab in self.plant_tabs:
             self.query_one(f"#{tab} PlantPane", PlantPane).refresh_from(engine, mono)

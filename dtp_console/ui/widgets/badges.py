@@ -133,6 +133,33 @@ def _plant_badges(state: EngineState, cfg: ConsoleConfig, mono_now: float) -> li
     return out
 
 
+def _platform_badges(state: EngineState, cfg: ConsoleConfig) -> list[BadgeInfo]:
+    """The platform worker's broker (`dtp/#`): connection and messages received."""
+    ps = state.platform
+    if ps is None:
+        return []
+    level: BadgeLevel = {"connected": "ok", "connecting": "warn", "disconnected": "fail"}.get(
+        ps.mqtt, "off"
+    )  # type: ignore[assignment]
+    counters = ps.counters
+    rejected = counters.group("rejected:") + counters.group("dropped:")
+    detail = f"{counters.received}" + (f" ({rejected} rej)" if rejected else "")
+    out = [BadgeInfo("platform", "dtp/#", level, detail, ps.mqtt_detail or None, short="dtp")]
+    broker = cfg.platform.broker
+    if broker.tls and not broker.verify:
+        out.append(
+            BadgeInfo(
+                "tls:platform",
+                "⚠ platform TLS verify OFF",
+                "fail",
+                error=f"platform broker {broker.host}: certificate is not verified"
+                " (platform.broker.verify: false)",
+                short="⚠ TLS verify OFF",
+            )
+        )
+    return out
+
+
 def _twinzo_badge(state: EngineState, cfg: ConsoleConfig, mono_now: float) -> list[BadgeInfo]:
     devices = [d for p in state.plants.values() for d in p.devices.values() if d.last_post_status]
     ok = [d for d in devices if d.last_post_ok]
@@ -173,10 +200,12 @@ def badge_infos(
     wall_now: float,
     mono_now: float,
 ) -> list[BadgeInfo]:
-    """Every badge, in display order: stores, plants' MQTT (and TLS warnings), twinzo."""
+    """Every badge, in display order: stores, plants' MQTT (and TLS warnings), the platform
+    broker, twinzo."""
     return [
         *_store_badges(health, cfg, wall_now),
         *_plant_badges(state, cfg, mono_now),
+        *_platform_badges(state, cfg),
         *_twinzo_badge(state, cfg, mono_now),
     ]
 

@@ -3,7 +3,7 @@
 The panel holds every twin it knows (`reload()` reads them all once) and shows
 those matching the tenant/status filter. Registry events update one row in
 place; deprecate (`x`) and delete (`D`) ask first and report failures as
-notifications.
+notifications; `enter` on a twin opens its twin view (its data, alerts, lifecycle).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
+from textual.worker import WorkType
 
 from dtp_console.events import TwinDeleted, TwinUpdated
 from dtp_console.registry.lifecycle import STATUSES, TwinStatus
@@ -25,6 +26,8 @@ from dtp_console.ui.display import BLUE, GREEN, MUTED, TEXT, fmt_age
 from dtp_console.ui.screens.confirm import ConfirmScreen
 
 if TYPE_CHECKING:
+    from textual.screen import Screen
+
     from dtp_console.registry.model import TwinRecord
     from dtp_console.registry.service import RegistryService
 
@@ -107,10 +110,12 @@ class RegistryPanel(Widget):
         registry_getter: Callable[[], Any],
         *,
         clock: Callable[[], dt.datetime] | None = None,
+        twin_view: Callable[[TwinRecord], Screen[None]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._registry_getter = registry_getter
+        self._twin_view = twin_view
         self._clock = clock or _utcnow
         self._twins: dict[str, TwinRecord] = {}
         self._cells: dict[str, list[_Cell]] = {}  # shown rows, in display order
@@ -133,7 +138,7 @@ class RegistryPanel(Widget):
     def on_mount(self) -> None:
         self.add_class("-offline")
         self.set_interval(_AGE_REFRESH_S, self._refresh_ages)
-        self.run_worker(self.reload(), group="registry-reload", exclusive=True)
+        self.request_reload()
 
     # -- public view ---------------------------------------------------------------
 
@@ -188,11 +193,20 @@ class RegistryPanel(Widget):
         self.remove_class("-offline")
         self._rebuild()
 
+    def request_reload(self) -> None:
+        """Read every twin again in a worker (the latest request wins).
+
+        The worker gets the method, not a coroutine: a request cancelled before it
+        started would leave its coroutine never awaited.
+        """
+        work: WorkType[None] = self.reload
+        self.run_worker(work, group="registry-reload", exclusive=True)
+
     def apply_event(self, event: object) -> bool:
         """Update the one row `event` (`TwinUpdated` / `TwinDeleted`) is about; False if ignored."""
         if isinstance(event, TwinUpdated) or (isinstance(event, TwinDeleted) and not event.hard):
             if not self._loaded:  # the registry came up since: read everything once
-                self.run_worker(self.reload(), group="registry-reload", exclusive=True)
+                self.request_reload()
                 return True
             self._put(event.twin)
             return True
@@ -208,6 +222,18 @@ class RegistryPanel(Widget):
         self._rebuild()
 
     # -- actions -------------------------------------------------------------------
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """`enter` on a twin: open its twin view."""
+        event.stop()
+        self.open_twin(event.row_key.value)
+
+    def open_twin(self, twin_id: str | None = None) -> None:
+        """Open the twin view of `twin_id` (default: the selected twin)."""
+        twin = self._twins.get(twin_id or self.selected_id or "")
+        if twin is None or self._twin_view is None:
+            return
+        self.app.push_screen(self._twin_view(twin))
 
     def action_cycle_tenant(self) -> None:
         """Next tenant filter: all → each known tenant → all."""
