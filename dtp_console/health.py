@@ -61,13 +61,20 @@ def liveness(engine: Engine) -> dict[str, Any]:
 def plant_silence(engine: Engine, plant: str) -> str | None:
     """Why `plant` counts as silent past its bound, or None when it is not (or not known).
 
-    HOOK for the silence watchdog (not implemented yet): when it lands, return
-    its "no message for longer than the plant's bound" verdict here, e.g.
-    `"no message for 312 s (bound 300 s)"`. A plant with a reason is not ready,
-    and the reason shows in the bridge's `silent` field and in `not_ready`.
+    The bridge's silence watchdog sets `PlantState.silent` while no message has
+    arrived for `silence_reconnect_s` although robots were reporting before (it
+    also reconnects). A silent plant is not ready, unlike health checks that stay
+    green with no data; the reason shows in the bridge's `silent` field and in
+    `not_ready`.
     """
-    del engine, plant  # read by the watchdog's check once it exists
-    return None
+    state = engine.state.plants.get(plant)
+    if state is None or not state.silent:
+        return None
+    now = time.monotonic()
+    ages = [a for d in state.devices.values() if (a := d.message_age_s(now)) is not None]
+    bound = next((p.silence_reconnect_s for p in engine.plants if p.name == plant), None)
+    quiet = f"no message for {min(ages):.0f} s" if ages else "no message"
+    return f"{quiet} (silence_reconnect_s {bound:g} s)" if bound else quiet
 
 
 def _bridge(engine: Engine, name: str, plant: PlantState | None) -> tuple[bool, dict[str, Any]]:
@@ -185,6 +192,7 @@ async def readiness(engine: Engine) -> tuple[bool, dict[str, Any]]:
     stores = _stores(engine, problems)
     registry = _registry(engine, problems)
     twinzo = _twinzo(engine, problems)
+    platform = _platform(engine, problems)
     ready = not problems
     return ready, {
         "ready": ready,
@@ -195,4 +203,22 @@ async def readiness(engine: Engine) -> tuple[bool, dict[str, Any]]:
         "stores": stores,
         "registry": registry,
         "twinzo": twinzo,
+        "platform": platform,
+    }
+
+
+def _platform(engine: Engine, problems: list[str]) -> dict[str, Any] | None:
+    """The platform worker (`dtp/#`): its MQTT session, when it runs; None when off."""
+    state = engine.state.platform
+    if state is None:
+        return None
+    up = state.mqtt == "connected"
+    if not up:
+        problems.append(f"platform broker: {state.mqtt_error or state.mqtt}")
+    return {
+        "up": up,
+        "mqtt": state.mqtt,
+        "since": state.mqtt_since,
+        "last_error": state.mqtt_error,
+        "broker": state.mqtt_detail or None,
     }

@@ -209,6 +209,23 @@ async def test_the_silence_hook_holds_readiness_back(
 
 
 @pytest.mark.integration
+async def test_a_plant_the_watchdog_finds_silent_is_not_ready(
+    broker: MosquittoServer, tmp_path: Path
+) -> None:
+    engine = Engine(engine_config(tmp_path, broker.port, registry=False), simulate=False)
+    async with running(engine):
+        await _until_ready(engine, True)
+        engine.state.plants["Old Plant"].silent = True  # what the watchdog sets
+        ready, body = await readiness(engine)
+        assert ready is False
+        reason = body["bridges"]["Old Plant"]["silent"]
+        assert reason.startswith("no message") and "silence_reconnect_s 30 s" in reason
+        assert body["not_ready"] == [f"bridge Old Plant: {reason}"]
+        engine.state.plants["Old Plant"].silent = False  # messages flow again
+        assert await _ready(engine)
+
+
+@pytest.mark.integration
 async def test_twinzo_is_down_when_every_login_failed(
     broker: MosquittoServer, tmp_path: Path
 ) -> None:

@@ -64,6 +64,16 @@ FAMILIES = {
     "dtp_registry_twins_age_seconds": "gauge",
     "dtp_registry_twin_count_errors": "counter",
     "dtp_platform_messages": "counter",
+    # The HTTP API's own (the engine runs it: `api.enabled` is on by default).
+    "dtp_api_requests": "counter",
+    "dtp_api_writes": "counter",
+    "dtp_api_writes_unrecorded": "counter",
+    "dtp_api_stream_clients": "gauge",
+    "dtp_api_stream_events": "counter",
+    "dtp_api_stream_delivered": "counter",
+    "dtp_api_stream_cut_off": "counter",
+    "dtp_api_stream_refused": "counter",
+    "dtp_api_stream_bus_dropped": "counter",
 }
 
 
