@@ -12,6 +12,7 @@ from dtp_console.bridge.geometry import apply_affine, invert_affine
 from dtp_console.calibrate import ControlPoint, load_points
 from dtp_console.config.loader import load_config
 from dtp_console.config.model import Affine
+from dtp_console.runtime import Engine
 from dtp_console.ui.app import DtpConsoleApp
 from dtp_console.ui.screens.calibration import CalibrationScreen
 from dtp_console.ui.widgets.help_screen import HelpScreen
@@ -38,6 +39,12 @@ def _synthetic(names: str = "abcde") -> list[ControlPoint]:
     return points
 
 
+def _engine(app: DtpConsoleApp) -> Engine:
+    """The real engine behind the App's `ConsoleEngine` door (tests look inside)."""
+    assert isinstance(app.engine, Engine)
+    return app.engine
+
+
 async def _open(app: DtpConsoleApp, pilot: Pilot[int]) -> CalibrationScreen:
     await settle(pilot)
     await pilot.press("c")
@@ -59,7 +66,7 @@ async def test_c_opens_the_workbench_and_a_fit_needs_three_points(tmp_path: Path
         assert "no fit" in screen.summary
         await pilot.press("w")
         assert screen.status.startswith("not written:")
-        assert app.engine.bridges[PLANT].affine == app.engine.plants[0].affine
+        assert _engine(app).bridges[PLANT].affine == app.engine.plants[0].affine
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, CalibrationScreen)
@@ -79,7 +86,7 @@ async def test_capture_fit_and_write_update_the_file_and_the_bridge(tmp_path: Pa
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = await _open(app, pilot)
-        engine = app.engine
+        engine = _engine(app)
         for point in _synthetic("abc"):
             screen.add_point(point)
         # Capture one robot through the form, typing where "twinzo shows it" (the truth).

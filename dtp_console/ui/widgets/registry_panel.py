@@ -26,7 +26,7 @@ from dtp_console.ui.screens.confirm import ConfirmScreen
 
 if TYPE_CHECKING:
     from dtp_console.registry.model import TwinRecord
-    from dtp_console.registry.service import RegistryService
+    from dtp_console.view import RegistryView
 
 __all__ = ["RegistryPanel"]
 
@@ -104,7 +104,7 @@ class RegistryPanel(Widget):
 
     def __init__(
         self,
-        registry_getter: Callable[[], Any],
+        registry_getter: Callable[[], RegistryView | None],
         *,
         clock: Callable[[], dt.datetime] | None = None,
         **kwargs: Any,
@@ -138,10 +138,9 @@ class RegistryPanel(Widget):
     # -- public view ---------------------------------------------------------------
 
     @property
-    def service(self) -> RegistryService | None:
-        """The running registry service, or None."""
-        service: RegistryService | None = self._registry_getter()
-        return service
+    def service(self) -> RegistryView | None:
+        """The running registry, or None."""
+        return self._registry_getter()
 
     @property
     def shown_ids(self) -> list[str]:
