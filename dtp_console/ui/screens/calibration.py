@@ -4,8 +4,10 @@ Points come from a CSV (`l`; `e` exports them) or are captured live: pick a
 robot, type where twinzo shows it, and the robot's last position as the vendor
 sent it is paired with it. Every change refits
 with `dtp_console.calibrate.build_report` (the robust fit of the chosen model,
-cycled with `m`); `w` stores that fit in the plant's config file and applies
-it to the running bridge at once.
+cycled with `m`); `w` hands that fit to the engine's `save_affine` command,
+which stores it in the plant's config file and applies it to the running
+bridge at once. The screen reads and commands the engine only through
+`dtp_console.view.ConsoleEngine`.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CalibrationScreen"]
 
-#: Digits kept when storing the affine (the CLI's `--write` stores the same).
 _HINT = (
     "enter in a field: capture / load · table focused: l load · e export · m model · "
     "d remove · w write · W write despite warnings · esc close"
