@@ -23,7 +23,7 @@ from dtp_console.view import AffineSaved
 
 if TYPE_CHECKING:
     from dtp_console.bridge.worker import Bridge
-    from dtp_console.registry.model import TwinRecord
+    from dtp_console.registry.model import ServiceRecord, StatusChange, TwinRecord
     from dtp_console.registry.service import RegistryService
     from dtp_console.stores.service import StoreService
 
@@ -111,6 +111,18 @@ class LoggedRegistry:
     async def list_twins(self) -> list[TwinRecord]:
         """Every twin, ordered by id."""
         return await self.service.list_twins()
+
+    async def get(self, twin_id: str) -> TwinRecord:
+        """One twin; `TwinNotFoundError` when unknown."""
+        return await self.service.get(twin_id)
+
+    async def history(self, twin_id: str) -> list[StatusChange]:
+        """The twin's status changes, oldest first."""
+        return await self.service.history(twin_id)
+
+    async def list_services(self) -> list[ServiceRecord]:
+        """Every registered service, ordered by id."""
+        return await self.service.list_services()
 
     async def activate(self, twin_id: str, *, reason: str = "activate") -> TwinRecord:
         """Set `active`."""

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from dtp_console.calibrate.points import ControlPoint
     from dtp_console.config.model import ConsoleConfig, PlantConfig
     from dtp_console.events import Subscription
-    from dtp_console.registry.model import TwinRecord
+    from dtp_console.registry.model import ServiceRecord, StatusChange, TwinRecord
     from dtp_console.state import EngineState
 
 __all__ = [
@@ -43,6 +43,18 @@ class RegistryView(Protocol):
 
     async def list_twins(self) -> list[TwinRecord]:
         """Every twin, ordered by id."""
+        ...
+
+    async def get(self, twin_id: str) -> TwinRecord:
+        """One twin; `TwinNotFoundError` when unknown."""
+        ...
+
+    async def history(self, twin_id: str) -> list[StatusChange]:
+        """The twin's status changes, oldest first."""
+        ...
+
+    async def list_services(self) -> list[ServiceRecord]:
+        """Every registered service, ordered by id."""
         ...
 
     async def activate(self, twin_id: str, *, reason: str = ...) -> TwinRecord:

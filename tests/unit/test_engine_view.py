@@ -61,8 +61,14 @@ async def test_lifecycle_moves_publish_and_log(engine: Engine, service: Registry
     twins: RegistryView | None = engine.twins
     assert twins is not None
     assert [t.id for t in await twins.list_twins()] == ["dt:Lift_001"]
+    assert (await twins.get("dt:Lift_001")).name == "Lift"
+    assert await twins.list_services() == []
     assert (await twins.activate("dt:Lift_001", reason="console")).status == "active"
     assert (await twins.deprecate("dt:Lift_001", reason="console")).status == "deprecated"
+    assert [c.to_status for c in await twins.history("dt:Lift_001")][-2:] == [
+        "active",
+        "deprecated",
+    ]
     await twins.delete("dt:Lift_001", reason="console [x]")
     events = list(seen.drain())
     lines = [e.render() for e in events if isinstance(e, LogLine)]
