@@ -41,6 +41,7 @@ from typing import Any, cast
 
 import orjson
 
+from dtp_console.bridge.formats import parser_for
 from dtp_console.bridge.parse import (
     Reading,
     Rejection,
@@ -48,7 +49,6 @@ from dtp_console.bridge.parse import (
     parse_ati,
     parse_generic,
     parse_hitech,
-    parser_for,
 )
 from dtp_console.bridge.worker import Bridge
 from dtp_console.config.model import GenericFields, PlantConfig, TwinzoConfig

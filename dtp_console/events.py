@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Bus",
-    "ConnectionChanged",
     "Event",
     "Level",
     "LogLine",
@@ -64,16 +63,6 @@ class LogLine(Event):
     def render(self) -> str:
         """The line as operators know it: `LEVEL text`."""
         return f"{self.level} {self.text}"
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionChanged(Event):
-    """A connection of a worker changed state (MQTT source, sandbox, store)."""
-
-    component: str
-    name: str
-    state: Literal["connecting", "connected", "disconnected", "stopped"]
-    detail: str = ""
 
 
 class Subscription:

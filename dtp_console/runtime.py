@@ -18,7 +18,7 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dtp_console import __version__
 from dtp_console.backoff import Backoff
@@ -32,13 +32,23 @@ from dtp_console.stores.records import EventRecord
 from dtp_console.twinzo.client import TwinzoClient
 from dtp_console.twinzo.http import twinzo_http_client
 from dtp_console.urls import is_loopback, mask_url
+from dtp_console.view import AffineSaved
 from dtp_console.watchdog import ServiceNotifier, WorkerLedger
+
+if TYPE_CHECKING:
+    from dtp_console.calibrate.points import ControlPoint
+    from dtp_console.commands import LoggedRegistry
+    from dtp_console.ingest.rings import Rings
+    from dtp_console.ingest.worker import PlatformWorker
+    from dtp_console.registry.service import RegistryService
+    from dtp_console.stores.service import StoreService
+    from dtp_console.twinzo.sandbox import TwinzoSandbox
 
 __all__ = ["Engine"]
 
 
 class Engine:
-    """Every worker of one console process."""
+    """Every worker of one console process (the UI sees it as a `view.ConsoleEngine`)."""
 
     def __init__(
         self,
@@ -58,17 +68,17 @@ class Engine:
         self.plants: list[PlantConfig] = [p for p in chosen if p.enabled or plants]
         self.simulate = config.simulator.enabled if simulate is None else simulate
         self.bridges: dict[str, Bridge] = {}
-        self.sandbox: Any = None
+        self.sandbox: TwinzoSandbox | None = None
         """The `TwinzoSandbox` while it runs (sandbox enabled)."""
         self.addresses: dict[str, tuple[str, int]] = {}
         """Broker address each plant actually uses (embedded ones resolved)."""
         self.platform_address: tuple[str, int] | None = None
         """The platform broker (`dtp/#`), when the platform worker or the simulator runs."""
-        self.platform: Any = None
+        self.platform: PlatformWorker | None = None
         """The `PlatformWorker` while it runs (`platform.enabled`, or the simulator)."""
-        self.stores: Any = None
+        self.stores: StoreService | None = None
         """The `StoreService` while it runs (`stores.enabled`)."""
-        self.registry: Any = None
+        self.registry: RegistryService | None = None
         """The `RegistryService` while the registry worker runs."""
         self.api: Any = None
         """The `ApiServer` while it serves (`api.enabled`)."""
@@ -76,6 +86,7 @@ class Engine:
         """Set once every worker has started."""
         self.workers = WorkerLedger()
         """What the supervisor knows of each worker (the systemd watchdog reads it)."""
+        self._twins: LoggedRegistry | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down in order."""
@@ -137,7 +148,9 @@ class Engine:
                     group.create_task(
                         self._supervise("stores", self.stores.run, stop), name="stores"
                     )
-                    group.create_task(self._feed_stores(store_feed, stop), name="store-feed")
+                    group.create_task(
+                        self._feed_stores(self.stores, store_feed, stop), name="store-feed"
+                    )
                 if self._registry_wanted():
                     group.create_task(
                         self._supervise("registry", self._run_registry, stop), name="registry"
@@ -316,16 +329,18 @@ class Engine:
         if warning:
             self.log.emit("WARN", warning)
 
-    async def _feed_stores(self, feed: Subscription, stop: asyncio.Event) -> None:
+    async def _feed_stores(
+        self, stores: StoreService, feed: Subscription, stop: asyncio.Event
+    ) -> None:
         """Failures and registry changes from the bus become events and graph updates."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.2)
             for event in feed.drain():
                 if isinstance(event, LogLine):
-                    self.stores.submit_log(event)
+                    stores.submit_log(event)
                 elif isinstance(event, TwinUpdated | TwinDeleted):
-                    self.stores.submit_registry(event)
+                    stores.submit_registry(event)
                     twin = event.twin
                     if (
                         isinstance(event, TwinUpdated)
@@ -333,7 +348,7 @@ class Engine:
                         and twin.source
                     ):
                         # Every registered version of a twin file is archived (manifest pattern).
-                        self.stores.archive_twin_file(Path(twin.source), twin.id)
+                        stores.archive_twin_file(Path(twin.source), twin.id)
             if stop.is_set():
                 feed.close()
                 return
@@ -357,6 +372,70 @@ class Engine:
             await run_registry(self.config.registry, self.bus, stop=stop, on_open=_opened)
         finally:
             self.registry = None
+
+    # -- the UI's door (`dtp_console.view.ConsoleEngine`) ------------------------------
+
+    @property
+    def rings(self) -> Rings | None:
+        """The platform worker's per-stream rings while it runs, else None."""
+        return None if self.platform is None else self.platform.rings
+
+    @property
+    def twins(self) -> LoggedRegistry | None:
+        """The running registry as the UI sees it (lifecycle moves logged), or None."""
+        service = self.registry
+        if service is None:
+            self._twins = None
+        elif self._twins is None or self._twins.service is not service:
+            from dtp_console.commands import LoggedRegistry
+
+            self._twins = LoggedRegistry(service, self.log)
+        return self._twins
+
+    def subscribe(self, *, maxsize: int) -> Subscription:
+        """A bounded reader of the bus (events from now on)."""
+        return self.bus.subscribe(maxsize=maxsize)
+
+    def device_map(self, plant_name: str) -> dict[str, str] | None:
+        """The running device map of a plant, or None while its bridge is not running."""
+        bridge = self.bridges.get(plant_name)
+        return None if bridge is None else dict(bridge.device_map)
+
+    def save_affine(
+        self, plant_name: str, values: Mapping[str, float], *, reason: str
+    ) -> AffineSaved:
+        """Validate, write (atomically, comments kept) and apply a plant's affine; log, event.
+
+        Raises `ConfigWriteError` for an invalid affine or a file that cannot be written;
+        the running affine stays in force.
+        """
+        from dtp_console.commands import save_affine
+
+        return save_affine(
+            plant_name,
+            values,
+            reason=reason,
+            config_path=self.config_path,
+            bridge=self.bridges.get(plant_name),
+            stores=self.stores,
+            log=self.log,
+        )
+
+    def capture_point(
+        self, plant_name: str, vendor_id: str, twinzo_x: float, twinzo_y: float, name: str
+    ) -> ControlPoint:
+        """Pair a robot's last vendor position with where twinzo shows it (`ValueError` if none)."""
+        from dtp_console.commands import capture_point
+
+        return capture_point(
+            plant_name,
+            vendor_id,
+            twinzo_x,
+            twinzo_y,
+            name,
+            bridge=self.bridges.get(plant_name),
+            state=self.state.plants.get(plant_name),
+        )
 
     def save_device_map(
         self,

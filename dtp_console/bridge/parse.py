@@ -8,7 +8,6 @@ strings and non-finite values are rejected.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any
 import orjson
 
 from dtp_console.bridge.clock import TimestampUnit, UnitError, to_unix_ms
-from dtp_console.config.model import GenericFields, PlantConfig
+from dtp_console.config.model import GenericFields
 
 __all__ = [
     "Parser",
@@ -28,7 +27,6 @@ __all__ = [
     "parse_ati",
     "parse_generic",
     "parse_hitech",
-    "parser_for",
 ]
 
 
@@ -313,17 +311,3 @@ def parse_generic(fields: GenericFields, unit: TimestampUnit = "auto") -> Parser
             return Rejection(bad.reason, bad.detail, vendor_id)
 
     return _parse
-
-
-def parser_for(plant: PlantConfig) -> Parser:
-    """The parser of a plant's payload format."""
-    if plant.format == "vda5050":
-        # Imported here: the VDA 5050 module builds on this one's helpers.
-        from dtp_console.bridge.vda5050 import parse_vda5050
-
-        return functools.partial(parse_vda5050, plant=plant)
-    if plant.format == "ati_sherpa":
-        return parse_ati
-    if plant.format == "hitech":
-        return functools.partial(parse_hitech, unit=plant.timestamp_unit)
-    return parse_generic(plant.generic, plant.timestamp_unit)

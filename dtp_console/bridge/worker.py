@@ -15,10 +15,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from dtp_console.backoff import Backoff
+from dtp_console.bridge.formats import parser_for
 from dtp_console.bridge.geometry import apply_affine, moved
 from dtp_console.bridge.mqtt import raise_if_cancelling, run_source
 from dtp_console.bridge.outbox import Location, Outbox
-from dtp_console.bridge.parse import Reading, Rejection, StatusOnly, parser_for
+from dtp_console.bridge.parse import Reading, Rejection, StatusOnly
 from dtp_console.bridge.plausibility import check_jump
 from dtp_console.bridge.poster import Poster
 from dtp_console.bridge.robot_status import (

@@ -8,15 +8,14 @@ left out; the rest is still used, so one typo does not cost the whole survey.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dtp_console.atomic import write_bytes_atomic
 from dtp_console.calibrate.errors import CalibrationError
 
 __all__ = [
@@ -131,17 +130,10 @@ def _comment(line: str) -> bool:
 
 def save_points(path: Path, points: Sequence[ControlPoint]) -> None:
     """Write `points` as CSV atomically (temp file, then rename); `CalibrationError` on failure."""
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(format_points(points))
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
+        # Readable by others, as a plain `open` would leave it: a survey is not a secret.
+        write_bytes_atomic(path, format_points(points).encode("utf-8"), mode=0o644)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         msg = f"{path}: cannot write: {exc.strerror or exc}"
         raise CalibrationError(msg) from None
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from dtp_console.calibrate.report import CalibrationReport, ModelSummary
+from dtp_console.calibrate.report import CalibrationReport, ModelSummary
 
 __all__ = ["render_text"]
 

@@ -1,7 +1,8 @@
 """The calibration report: every model side by side, the robust fit, per-point detail.
 
-`build_report` runs the fits; `CalibrationReport.to_text()` is the table the
-CLI prints and `to_json()` the same content as plain data.
+`build_report` runs the fits; `dtp_console.calibrate.render.render_text` makes the
+table the CLI prints and `to_json()` the same content as plain data (the
+renderer imports this module, never the other way round).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from dtp_console.calibrate.fit import (
     fit_model,
 )
 from dtp_console.calibrate.points import ControlPoint, PointSet, RowProblem
-from dtp_console.calibrate.render import render_text
 from dtp_console.calibrate.robust import DEFAULT_THRESHOLD_MM, Rejection, robust_fit
 from dtp_console.config.model import Bounds
 
@@ -192,10 +192,6 @@ class CalibrationReport:
             "warnings": list(self.warnings),
             "notes": list(self.notes),
         }
-
-    def to_text(self) -> str:
-        """The report as the table the CLI prints."""
-        return render_text(self)
 
 
 def build_report(

@@ -86,6 +86,7 @@ def register(sub: Any) -> None:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from dtp_console.calibrate import CalibrationError, build_report, load_points
+    from dtp_console.calibrate.render import render_text
     from dtp_console.config.writer import ConfigWriteError
 
     config = load_or_exit(args)
@@ -127,7 +128,7 @@ def _calibrate(args: argparse.Namespace) -> int:
             data["write"] = written if written is not None else {"error": failure}
         print(json.dumps(data, indent=2))
     else:
-        print(report.to_text(), end="")
+        print(render_text(report), end="")
         if written is not None:
             print()
             print(_change_text(written))

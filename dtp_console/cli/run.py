@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib.util
-import json
 import logging
-import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from dtp_console.api.errors import ApiBindError
+from dtp_console.atomic import write_json_atomic
 from dtp_console.cli.common import (
     EXIT_CONFIG,
     add_config_arg,
@@ -27,7 +24,7 @@ from dtp_console.config.model import ConsoleConfig
 from dtp_console.headless import HeadlessRenderer
 from dtp_console.runtime import Engine
 
-__all__ = ["register", "write_json_atomic"]
+__all__ = ["register"]
 
 
 def register(sub: Any) -> None:
@@ -136,17 +133,3 @@ async def _headless(
     if stats_json is not None:
         write_json_atomic(stats_json, engine.state.as_dict())
     return code
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write `data` as JSON to `path` via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

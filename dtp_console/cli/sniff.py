@@ -10,9 +10,10 @@ from typing import Any
 
 import aiomqtt
 
+from dtp_console.bridge.formats import parser_for
 from dtp_console.bridge.geometry import apply_affine
 from dtp_console.bridge.mqtt import client_kwargs, describe_mqtt_error
-from dtp_console.bridge.parse import Reading, Rejection, StatusOnly, parser_for
+from dtp_console.bridge.parse import Reading, Rejection, StatusOnly
 from dtp_console.bridge.robot_status import position_verdict
 from dtp_console.cli.common import add_config_arg, load_or_exit, parse_duration
 from dtp_console.config.model import PlantConfig

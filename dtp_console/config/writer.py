@@ -21,7 +21,6 @@ import fcntl
 import io
 import os
 import stat
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -32,6 +31,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark, YAMLError
 from ruamel.yaml.tokens import CommentToken
 
+from dtp_console.atomic import write_bytes_atomic
 from dtp_console.bridge.device_map import mapping_problems
 from dtp_console.config.loader import interpolate, load_env
 
@@ -442,36 +442,11 @@ def _atomic_write(path: Path, text: str, expected: str) -> None:
             msg = f"{path}: the file changed while it was being edited; try again"
             raise ConfigWriteError(msg)
         mode = stat.S_IMODE(target.stat().st_mode)
-        handle, temporary = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-        )
     except OSError as exc:
         msg = f"{path}: cannot write beside the config file: {exc}; the file is unchanged"
         raise ConfigWriteError(msg) from None
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
+        write_bytes_atomic(target, text.encode("utf-8"), mode=mode)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
         msg = f"{path}: writing the config file failed: {exc}; the file is unchanged"
         raise ConfigWriteError(msg) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(target.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); best effort elsewhere."""
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)

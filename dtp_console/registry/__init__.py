@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from dtp_console.registry.backends import open_repository
     from dtp_console.registry.config import RegistryConfig
     from dtp_console.registry.discovery import Problem, ScanResult, TwinCatalog, scan
     from dtp_console.registry.errors import (
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
         TwinRecord,
         TwinSpec,
     )
-    from dtp_console.registry.repository import TwinRepository, open_repository
+    from dtp_console.registry.repository import TwinRepository
     from dtp_console.registry.runner import open_registry, run_registry
     from dtp_console.registry.service import RegisterResult, RegistryService, SyncReport
     from dtp_console.registry.watch import TwinWatcher
@@ -71,7 +72,7 @@ _HOME = {
     "TwinRecord": "model",
     "TwinSpec": "model",
     "TwinRepository": "repository",
-    "open_repository": "repository",
+    "open_repository": "backends",
     "open_registry": "runner",
     "run_registry": "runner",
     "RegisterResult": "service",

@@ -1,5 +1,8 @@
 """Where twins and services are kept: one protocol, SQLite and PostgreSQL behind it.
 
+The adapters import this module; choosing one from the config is
+`dtp_console.registry.backends.open_repository` (so no import circle).
+
 Writes are read-modify-write: the caller passes a pure function from the
 current record (or None) to the wanted one, and the repository applies it
 atomically for that id, so concurrent registrations of one id serialise into
@@ -11,13 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from dtp_console.registry.lifecycle import TwinStatus
 from dtp_console.registry.model import ServiceRecord, StatusChange, TwinRecord
-
-if TYPE_CHECKING:
-    from dtp_console.registry.config import RegistryConfig
 
 __all__ = [
     "ServiceChange",
@@ -25,7 +25,6 @@ __all__ = [
     "TwinChange",
     "TwinMutation",
     "TwinRepository",
-    "open_repository",
 ]
 
 #: Current record (None when unknown) → wanted record. May raise to refuse the change.
@@ -101,18 +100,3 @@ class TwinRepository(Protocol):
 
     async def change_service(self, service_id: str, mutate: ServiceMutation) -> ServiceChange:
         """Apply `mutate` to the service atomically."""
-
-
-def open_repository(config: RegistryConfig) -> TwinRepository:
-    """The configured repository (not yet opened): PostgreSQL with a DSN, else SQLite."""
-    if config.postgres_dsn is not None:
-        from dtp_console.registry.postgres_repo import PostgresRepository
-
-        return PostgresRepository(
-            config.postgres_dsn.get_secret_value(),
-            sslmode=config.postgres_sslmode,
-            ca_file=config.postgres_ca_file,
-        )
-    from dtp_console.registry.sqlite_repo import SqliteRepository
-
-    return SqliteRepository(config.sqlite_path)

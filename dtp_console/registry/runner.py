@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from dtp_console.events import Bus, OpsLog
+from dtp_console.registry.backends import open_repository
 from dtp_console.registry.config import RegistryConfig
 from dtp_console.registry.discovery import TwinCatalog
-from dtp_console.registry.repository import TwinRepository, open_repository
+from dtp_console.registry.repository import TwinRepository
 from dtp_console.registry.service import RegistryService, SyncReport
 
 __all__ = ["open_registry", "run_registry"]

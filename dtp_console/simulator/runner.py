@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import aiomqtt
 
-from dtp_console.events import Bus, ConnectionChanged, OpsLog
+from dtp_console.events import Bus, OpsLog
 from dtp_console.simulator.amr import AmrFleet
 from dtp_console.simulator.config import PlantSimulatorConfig
 from dtp_console.simulator.faults import Message
@@ -163,7 +163,6 @@ async def _publish_loop(
     stop: asyncio.Event,
     counts: Counter[str],
     stats: SimStats,
-    bus: Bus | None,
     log: OpsLog | None,
     tick_s: float,
 ) -> None:
@@ -186,8 +185,6 @@ async def _publish_loop(
             ) as client:
                 stats.connects[target.name] += 1
                 delay = target.backoff_initial_s
-                if bus is not None:
-                    bus.publish(ConnectionChanged("simulator", target.name, "connected", where))
                 last = loop.time()
                 while not stop.is_set():
                     now = loop.time()
@@ -198,8 +195,6 @@ async def _publish_loop(
                     await _wait(stop, tick_s)
         except (aiomqtt.MqttError, OSError) as exc:
             stats.failures[target.name] += 1
-            if bus is not None:
-                bus.publish(ConnectionChanged("simulator", target.name, "disconnected", str(exc)))
             wait = delay * jitter.uniform(0.5, 1.0)
             if log is not None:
                 log.limited(
@@ -211,8 +206,6 @@ async def _publish_loop(
                 )
             delay = min(delay * 2, target.backoff_max_s)
             await _wait(stop, wait)
-    if bus is not None:
-        bus.publish(ConnectionChanged("simulator", target.name, "stopped"))
 
 
 async def run_simulator(
@@ -273,7 +266,7 @@ async def run_simulator(
         for target, source, tick in jobs:
             counts = stats.published.setdefault(target.name, Counter())
             group.create_task(
-                _publish_loop(target, source, stop, counts, stats, bus, log, tick),
+                _publish_loop(target, source, stop, counts, stats, log, tick),
                 name=f"simulator:{target.name}",
             )
     return stats

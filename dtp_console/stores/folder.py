@@ -13,10 +13,10 @@ import datetime as dt
 import hashlib
 import json
 import os
-import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
 
+from dtp_console.atomic import write_bytes_atomic
 from dtp_console.stores.protocols import StoreError
 from dtp_console.stores.records import BlobManifest
 
@@ -70,20 +70,6 @@ def _manifest_from(data: bytes) -> BlobManifest:
     )
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class FolderBlobStore:
     """`BlobStore` on a local folder."""
 
@@ -123,8 +109,8 @@ class FolderBlobStore:
         body = json.dumps(manifest.as_dict(), indent=2).encode()
 
         def work() -> None:
-            _atomic_write(path, data)
-            _atomic_write(path.with_name(path.name + MANIFEST_SUFFIX), body)
+            write_bytes_atomic(path, data)
+            write_bytes_atomic(path.with_name(path.name + MANIFEST_SUFFIX), body)
 
         try:
             await asyncio.to_thread(work)

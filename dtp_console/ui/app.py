@@ -14,14 +14,14 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
-from typing import ClassVar, TextIO
+from typing import TYPE_CHECKING, ClassVar, TextIO
 
 from rich.text import Text
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from dtp_console.atomic import write_json_atomic
 from dtp_console.events import Event, LogLine, StoreHealth, Subscription
-from dtp_console.runtime import Engine
 from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import UiClock
 from dtp_console.ui.screens.calibration import CalibrationScreen
@@ -32,6 +32,9 @@ from dtp_console.ui.widgets.badges import Badge
 from dtp_console.ui.widgets.help_screen import HelpScreen
 from dtp_console.ui.widgets.log_panel import LogPanel
 from dtp_console.ui.widgets.registry_panel import RegistryPanel
+
+if TYPE_CHECKING:
+    from dtp_console.view import ConsoleEngine
 
 __all__ = ["DtpConsoleApp", "run_ui"]
 
@@ -56,7 +59,7 @@ class DtpConsoleApp(App[int]):
 
     def __init__(
         self,
-        engine: Engine,
+        engine: ConsoleEngine,
         *,
         duration: float | None = None,
         clock: UiClock | None = None,
@@ -84,7 +87,7 @@ class DtpConsoleApp(App[int]):
 
     def on_mount(self) -> None:
         """Subscribe, show the main screen, start the engine and the clock."""
-        self._subscription = self.engine.bus.subscribe(maxsize=20_000)
+        self._subscription = self.engine.subscribe(maxsize=20_000)
         self.install_screen(MainScreen(self.engine, self.clock), name="main")
         self.push_screen("main")
         log_path = self.engine.config.logging.file
@@ -204,10 +207,10 @@ def configure_logging(path: Path = LOG_FILE) -> None:
     logging.getLogger("transitions").setLevel(logging.ERROR)
 
 
-def run_ui(engine: Engine, *, duration: float | None = None, stats_json: Path | None = None) -> int:
+def run_ui(
+    engine: ConsoleEngine, *, duration: float | None = None, stats_json: Path | None = None
+) -> int:
     """Run the console UI until the operator quits (or `duration` passes); the exit code."""
-    from dtp_console.cli.run import write_json_atomic
-
     configure_logging()
     app = DtpConsoleApp(engine, duration=duration, handle_signals=True)
     with contextlib.suppress(KeyboardInterrupt):

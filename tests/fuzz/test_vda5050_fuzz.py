@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dtp_console.bridge.parse import Reading, Rejection, StatusOnly, parser_for
+from dtp_console.bridge.formats import parser_for
+from dtp_console.bridge.parse import Reading, Rejection, StatusOnly
 from dtp_console.bridge.worker import Bridge
 from dtp_console.config.model import ConsoleConfig, PlantConfig, TwinzoConfig
 from dtp_console.events import Bus, OpsLog

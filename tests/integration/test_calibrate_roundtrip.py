@@ -46,9 +46,15 @@ async def _post_pose(port: int, x: float, y: float) -> None:
 
 async def _until_x_changes(engine: Engine, previous: float | None) -> tuple[float, float]:
     deadline = time.monotonic() + 10
+    assert engine.sandbox is not None
     while time.monotonic() < deadline:
         latest = engine.sandbox.latest().get("tugger-05-old")
-        if latest is not None and latest.x != previous:
+        if (
+            latest is not None
+            and latest.x is not None
+            and latest.y is not None
+            and latest.x != previous
+        ):
             return latest.x, latest.y
         await asyncio.sleep(0.02)
     raise AssertionError("no new position reached the sandbox")

@@ -41,24 +41,27 @@ async def test_demo_forwards_every_mapped_robot_into_its_sector_and_bounds(
     task = asyncio.create_task(engine.run(stop))
     await asyncio.wait_for(engine.ready.wait(), 10)
     mapped = {login for p in config.plants for login in p.device_map.values()}
+    sandbox = engine.sandbox
+    assert sandbox is not None
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and set(engine.sandbox.latest()) != mapped:
+    while time.monotonic() < deadline and set(sandbox.latest()) != mapped:
         await asyncio.sleep(0.1)
     stop.set()
     await asyncio.wait_for(task, 20)
 
-    latest = engine.sandbox.latest()
+    latest = sandbox.latest()
     assert set(latest) == mapped
     for plant in config.plants:
         assert plant.bounds is not None
         logins = set(plant.device_map.values())
-        for location in engine.sandbox.locations():
+        for location in sandbox.locations():
             if location.login not in logins:
                 continue
             assert location.sector_id == plant.twinzo.sector_id
             # The simulator drives robots inside the floor in twinzo mm and publishes
             # them through the inverse affine; the bridge's forward affine must land
             # them back inside (a wrong transform is metres-to-kilometres off).
+            assert location.x is not None and location.y is not None
             assert plant.bounds.contains(location.x, location.y), (plant.name, location)
         state = engine.state.plants[plant.name]
         assert state.unknown, f"{plant.name}: the unmapped robot shows up as unknown"

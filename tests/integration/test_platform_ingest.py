@@ -23,6 +23,7 @@ import pytest
 from pydantic import SecretStr
 
 from dtp_console.config.model import ConsoleConfig
+from dtp_console.ingest.worker import PlatformWorker
 from dtp_console.runtime import Engine
 from dtp_console.simulator.config import GeneratorsConfig
 from dtp_console.simulator.generators import TwinGenerators
@@ -39,6 +40,12 @@ MALFORMED: list[tuple[str, bytes, str]] = [
     ("dtp/energy_hvac/events", b'{"type": "nope"}', "rejected:unknown energy event type"),
     ("dtp/unknown/\u202ething", b"{}", "rejected:unmapped topic"),
 ]
+
+
+def _worker(engine: Engine) -> PlatformWorker:
+    """The running platform worker (the engine has one in these tests)."""
+    assert engine.platform is not None
+    return engine.platform
 
 
 async def _admin(dsn: str, sql: str) -> Any:
@@ -123,7 +130,7 @@ async def _run(config: ConsoleConfig, port: int, ca: Path) -> tuple[Engine, int,
     task = asyncio.create_task(engine.run(stop))
     await asyncio.wait_for(engine.ready.wait(), 20)
     assert engine.platform is not None
-    await _until(lambda: engine.platform.state.mqtt == "connected")
+    await _until(lambda: _worker(engine).state.mqtt == "connected")
     messages = _generator_messages()
     context = ssl.create_default_context(cafile=str(ca))
     async with aiomqtt.Client(
@@ -134,7 +141,7 @@ async def _run(config: ConsoleConfig, port: int, ca: Path) -> tuple[Engine, int,
         for topic, payload, _ in MALFORMED:
             await pub.publish(topic, payload, qos=1)
     total = len(messages) + len(MALFORMED)
-    await _until(lambda: engine.platform.totals().outcomes.total() >= total)
+    await _until(lambda: _worker(engine).totals().outcomes.total() >= total)
     observations = sum(1 for t, _ in messages if not t.endswith("alerts")) + sum(
         2 for t, p in messages if t.endswith("events") and b'"energy"' in p
     )
@@ -145,7 +152,7 @@ async def _run(config: ConsoleConfig, port: int, ca: Path) -> tuple[Engine, int,
 
 
 def _check_counts(engine: Engine, total: int) -> None:
-    worker = engine.platform
+    worker = _worker(engine)
     stats = engine.state.as_dict()["platform"]
     assert stats["received"] == total
     assert sum(stats["outcomes"].values()) == total
@@ -216,11 +223,11 @@ async def test_wrong_password_is_a_disconnected_badge_not_a_crash(
     stop = asyncio.Event()
     task = asyncio.create_task(engine.run(stop))
     await asyncio.wait_for(engine.ready.wait(), 20)
-    await _until(lambda: engine.platform.state.mqtt == "disconnected")
-    assert "password" in engine.platform.state.mqtt_detail or "authorized" in (
-        engine.platform.state.mqtt_detail
+    await _until(lambda: _worker(engine).state.mqtt == "disconnected")
+    assert "password" in _worker(engine).state.mqtt_detail or "authorized" in (
+        _worker(engine).state.mqtt_detail
     )
-    assert "test-wrong" not in engine.platform.state.mqtt_detail
+    assert "test-wrong" not in _worker(engine).state.mqtt_detail
     stop.set()
     await asyncio.wait_for(task, 30)
 
@@ -256,7 +263,7 @@ async def test_a_crashed_platform_worker_is_restarted(
     stop = asyncio.Event()
     task = asyncio.create_task(engine.run(stop))
     await asyncio.wait_for(engine.ready.wait(), 20)
-    await _until(lambda: engine.platform.state.mqtt == "connected")
+    await _until(lambda: _worker(engine).state.mqtt == "connected")
     assert calls[0] == 2
     texts = [e.text for e in lines.drain() if isinstance(e, LogLine)]
     assert any("platform crashed" in t and "boom" in t for t in texts)

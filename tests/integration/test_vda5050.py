@@ -205,17 +205,19 @@ async def test_demo_vda_plant_end_to_end(tmp_path: Path) -> None:
     await asyncio.wait_for(engine.ready.wait(), 10)
     state = engine.state.plants[plant.name]
     logins = set(plant.device_map.values())
+    sandbox = engine.sandbox
+    assert sandbox is not None
 
     def _done() -> bool:
         robots = [d.robot for d in state.devices.values()]
-        return set(engine.sandbox.latest()) == logins and all(
+        return set(sandbox.latest()) == logins and all(
             r is not None and r.operating_mode for r in robots
         )
 
     await _until(_done, 15)
     stop.set()
     await asyncio.wait_for(task, 20)
-    assert {loc.sector_id for loc in engine.sandbox.locations()} == {5}  # map hall-3 → 5
+    assert {loc.sector_id for loc in sandbox.locations()} == {5}  # map hall-3 → 5
     for device in state.devices.values():
         assert device.robot is not None
         assert device.robot.connection == "ONLINE"

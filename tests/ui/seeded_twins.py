@@ -13,9 +13,10 @@ from pathlib import Path
 
 from dtp_console.events import Bus, OpsLog
 from dtp_console.ingest.worker import PlatformWorker
+from dtp_console.registry import open_repository
 from dtp_console.registry.config import RegistryConfig
 from dtp_console.registry.model import Dependencies, Interfaces, ServiceSpec, TwinSpec
-from dtp_console.registry.repository import TwinRepository, open_repository
+from dtp_console.registry.repository import TwinRepository
 from dtp_console.registry.service import RegistryService
 from dtp_console.runtime import Engine
 from dtp_console.simulator.config import GeneratorsConfig

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select
 
@@ -12,6 +14,7 @@ from dtp_console.bridge.geometry import apply_affine, invert_affine
 from dtp_console.calibrate import ControlPoint, load_points
 from dtp_console.config.loader import load_config
 from dtp_console.config.model import Affine
+from dtp_console.runtime import Engine
 from dtp_console.ui.app import DtpConsoleApp
 from dtp_console.ui.screens.calibration import CalibrationScreen
 from dtp_console.ui.widgets.help_screen import HelpScreen
@@ -21,6 +24,7 @@ from dtp_console.ui.widgets.residual_map import (
     ResidualPoint,
     exaggeration_for,
 )
+from dtp_console.view import AffineSaved
 from tests.ui.harness import make_app, settle
 
 SIZE = (130, 48)
@@ -36,6 +40,12 @@ def _synthetic(names: str = "abcde") -> list[ControlPoint]:
         tx, ty = apply_affine(TRUTH, x, y)
         points.append(ControlPoint(f"p-{name}", x, y, tx, ty))
     return points
+
+
+def _engine(app: DtpConsoleApp) -> Engine:
+    """The real engine behind the App's `ConsoleEngine` door (tests look inside)."""
+    assert isinstance(app.engine, Engine)
+    return app.engine
 
 
 async def _open(app: DtpConsoleApp, pilot: Pilot[int]) -> CalibrationScreen:
@@ -59,7 +69,7 @@ async def test_c_opens_the_workbench_and_a_fit_needs_three_points(tmp_path: Path
         assert "no fit" in screen.summary
         await pilot.press("w")
         assert screen.status.startswith("not written:")
-        assert app.engine.bridges[PLANT].affine == app.engine.plants[0].affine
+        assert _engine(app).bridges[PLANT].affine == app.engine.plants[0].affine
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, CalibrationScreen)
@@ -79,7 +89,7 @@ async def test_capture_fit_and_write_update_the_file_and_the_bridge(tmp_path: Pa
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = await _open(app, pilot)
-        engine = app.engine
+        engine = _engine(app)
         for point in _synthetic("abc"):
             screen.add_point(point)
         # Capture one robot through the form, typing where "twinzo shows it" (the truth).
@@ -130,6 +140,50 @@ async def test_capture_fit_and_write_update_the_file_and_the_bridge(tmp_path: Pa
         # run back through the new affine.
         again = screen.capture("ati_amr_001", seen_x, seen_y, "dock-1 again")
         assert abs(again.vendor_x - vx) < 1e-6 and abs(again.vendor_y - vy) < 1e-6
+
+
+async def test_the_screen_changes_the_plant_only_through_the_engine_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _open(app, pilot)
+        engine = _engine(app)
+        assert engine.config_path is not None
+        file_before = engine.config_path.read_text(encoding="utf-8")
+        affine_before = engine.bridges[PLANT].affine
+        saves: list[tuple[str, dict[str, float], str]] = []
+        captures: list[tuple[str, str, float, float, str]] = []
+
+        def save_affine(plant: str, values: Mapping[str, float], *, reason: str) -> AffineSaved:
+            saves.append((plant, dict(values), reason))
+            return AffineSaved(plant, {"a": 1.0, "d": 2.0}, None, applied=False)
+
+        def capture_point(plant: str, vid: str, x: float, y: float, name: str) -> ControlPoint:
+            captures.append((plant, vid, x, y, name))
+            return ControlPoint("from-engine", 1.0, 2.0, x, y)
+
+        monkeypatch.setattr(engine, "save_affine", save_affine)
+        monkeypatch.setattr(engine, "capture_point", capture_point)
+        point = screen.capture("ati_amr_001", 10.0, 20.0, "dock")
+        assert captures == [(PLANT, "ati_amr_001", 10.0, 20.0, "dock")]
+        assert point.name == "from-engine" and screen.points == [point]
+        for synthetic in _synthetic("abc"):
+            screen.add_point(synthetic)
+        screen.query_one("#cal-points", DataTable).focus()
+        await pilot.press("W")
+        await pilot.pause()
+        report = screen.report
+        assert report is not None
+        assert saves == [
+            (PLANT, report.chosen.transform.as_dict(), f"calibration ({report.chosen.label})")
+        ]
+        # What the engine says it did, not what the screen would have done itself.
+        assert screen.status == (
+            "not stored (the console runs without a config file); no bridge running: A=1 D=2"
+        )
+        assert engine.config_path.read_text(encoding="utf-8") == file_before
+        assert engine.bridges[PLANT].affine == affine_before
 
 
 async def test_an_outlier_is_rejected_and_shown(tmp_path: Path) -> None:

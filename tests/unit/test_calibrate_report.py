@@ -14,6 +14,7 @@ from dtp_console.calibrate import (
     RowProblem,
     build_report,
 )
+from dtp_console.calibrate.render import render_text
 from dtp_console.config.model import Bounds
 from tests.unit.test_calibrate_fit import TRUE, clean_points, synthetic_points
 
@@ -52,9 +53,9 @@ def test_report_with_outliers() -> None:
 
 def test_text_report() -> None:
     points, planted = synthetic_points()
-    text = build_report(
-        PointSet(_numbered(points), (), "points.csv"), bounds=FLOOR, plant="Old Plant"
-    ).to_text()
+    text = render_text(
+        build_report(PointSet(_numbered(points), (), "points.csv"), bounds=FLOOR, plant="Old Plant")
+    )
     assert text.startswith("Calibration of plant 'Old Plant': 12 points from points.csv\n")
     header = text.splitlines()[2].split()
     assert header == ["affine", "similarity", "fixed", "1000", "robust", "similarity"]

@@ -178,7 +178,10 @@ async def test_a_store_that_is_down_is_not_ready_and_its_dsn_stays_masked(
     config = engine_config(tmp_path, broker.port, registry=False, stores={"postgres": {"dsn": dsn}})
     engine = Engine(config, simulate=False)
     async with running(engine):
-        await until(lambda: "postgres" in engine.stores.health, what="a postgres health check")
+        await until(
+            lambda: engine.stores is not None and "postgres" in engine.stores.health,
+            what="a postgres health check",
+        )
         ready, body = await readiness(engine)
     assert ready is False
     body = _json(body)

@@ -24,6 +24,7 @@ from prometheus_client.samples import Sample
 
 from dtp_console import __version__, metrics
 from dtp_console.metrics import CONTENT_TYPE, render_metrics
+from dtp_console.registry.lifecycle import STATUSES
 from dtp_console.runtime import Engine
 from dtp_console.state import DeviceState, Histogram, PlantState
 from tests.support.engine import ROOT, engine_config, running, until
@@ -249,9 +250,10 @@ async def test_counters_add_up_to_the_stats_json(busy_engine: Engine) -> None:
     for name, health in stats["stores"]["health"].items():
         up = [s for s in result.series("dtp_store_up") if s.labels["store"] == name]
         assert [s.value for s in up] == [1.0 if health["ok"] else 0.0]
+    assert busy_engine.registry is not None
     twins = Counter(t.status for t in await busy_engine.registry.list_twins())
     assert sum(twins.values()) >= 5
-    for status in ("instantiated", "active", "deprecated"):
+    for status in STATUSES:
         assert result.value("dtp_registry_twins", status=status) == twins[status]
 
 
@@ -372,7 +374,7 @@ async def test_a_slow_registry_never_holds_a_scrape_and_is_read_once_at_a_time(
     monkeypatch.setattr(metrics, "TWIN_COUNT_WAIT_S", 0.05)
     engine = Engine(engine_config(tmp_path, free_port(), registry=False), simulate=False)
     slow = _SlowRegistry(delay=2.0)
-    engine.registry = slow
+    engine.registry = slow  # type: ignore[assignment]
     results = await asyncio.wait_for(
         asyncio.gather(*(scrape(engine) for _ in range(5))), timeout=1.5
     )
@@ -395,7 +397,7 @@ async def test_a_failing_registry_read_is_counted(tmp_path: Path) -> None:
     engine = Engine(engine_config(tmp_path, free_port(), registry=False), simulate=False)
     registry = _SlowRegistry(0)
     registry.repository = _Broken()  # type: ignore[assignment]
-    engine.registry = registry
+    engine.registry = registry  # type: ignore[assignment]
     await scrape(engine)
     result = await scrape(engine)
     assert result.value("dtp_registry_twin_count_errors_total") >= 1

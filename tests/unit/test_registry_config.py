@@ -9,9 +9,9 @@ from pydantic import SecretStr, ValidationError
 
 import dtp_console.registry as registry_pkg
 from dtp_console.config import ConfigError, load_config, masked_dump
+from dtp_console.registry.backends import open_repository
 from dtp_console.registry.config import RegistryConfig
 from dtp_console.registry.postgres_repo import PostgresRepository
-from dtp_console.registry.repository import open_repository
 from dtp_console.registry.sqlite_repo import SqliteRepository
 
 

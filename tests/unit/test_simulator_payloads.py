@@ -8,8 +8,9 @@ import random
 import orjson
 import pytest
 
+from dtp_console.bridge.formats import parser_for
 from dtp_console.bridge.geometry import apply_affine
-from dtp_console.bridge.parse import Reading, Rejection, parser_for
+from dtp_console.bridge.parse import Reading, Rejection
 from dtp_console.config.model import Affine, PlantConfig
 from dtp_console.simulator.amr import AmrFleet
 from dtp_console.simulator.payloads import InverseAffine

@@ -14,8 +14,9 @@ from typing import Any, cast
 import orjson
 import pytest
 
+from dtp_console.bridge.formats import parser_for
 from dtp_console.bridge.outbox import Location
-from dtp_console.bridge.parse import Reading, Rejection, StatusOnly, parser_for
+from dtp_console.bridge.parse import Reading, Rejection, StatusOnly
 from dtp_console.bridge.robot_status import MAX_GAP, judge_sequence
 from dtp_console.bridge.vda5050 import MAX_ERRORS, iso_to_unix_ms
 from dtp_console.bridge.worker import Bridge

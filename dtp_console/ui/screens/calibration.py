@@ -4,8 +4,10 @@ Points come from a CSV (`l`; `e` exports them) or are captured live: pick a
 robot, type where twinzo shows it, and the robot's last position as the vendor
 sent it is paired with it. Every change refits
 with `dtp_console.calibrate.build_report` (the robust fit of the chosen model,
-cycled with `m`); `w` stores that fit in the plant's config file and applies
-it to the running bridge at once.
+cycled with `m`); `w` hands that fit to the engine's `save_affine` command,
+which stores it in the plant's config file and applies it to the running
+bridge at once. The screen reads and commands the engine only through
+`dtp_console.view.ConsoleEngine`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -23,7 +25,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Select, Static
 
-from dtp_console.bridge.geometry import apply_affine, invert_affine
 from dtp_console.calibrate import (
     MODELS,
     CalibrationError,
@@ -34,17 +35,17 @@ from dtp_console.calibrate import (
     load_points,
     save_points,
 )
-from dtp_console.calibrate.store import affine_values, store_affine
 from dtp_console.config.model import PlantConfig
 from dtp_console.config.writer import ConfigWriteError
-from dtp_console.runtime import Engine
 from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import AMBER, GREEN, MUTED, RED, TEXT
 from dtp_console.ui.widgets.residual_map import ResidualMap, ResidualPoint
 
+if TYPE_CHECKING:
+    from dtp_console.view import ConsoleEngine
+
 __all__ = ["CalibrationScreen"]
 
-#: Digits kept when storing the affine (the CLI's `--write` stores the same).
 _HINT = (
     "enter in a field: capture / load · table focused: l load · e export · m model · "
     "d remove · w write · W write despite warnings · esc close"
@@ -66,7 +67,7 @@ class CalibrationScreen(ModalScreen[None]):
         Binding("escape", "close", "Close"),
     ]
 
-    def __init__(self, engine: Engine, plant: PlantConfig) -> None:
+    def __init__(self, engine: ConsoleEngine, plant: PlantConfig) -> None:
         super().__init__()
         self.engine = engine
         self.plant = plant
@@ -101,22 +102,7 @@ class CalibrationScreen(ModalScreen[None]):
 
         Raises `ValueError` when the robot has no position or the plant no bridge.
         """
-        bridge = self.engine.bridges.get(self.plant.name)
-        if bridge is None:
-            msg = f"{self.plant.name}: the bridge is not running"
-            raise ValueError(msg)
-        state = self.engine.state.plants.get(self.plant.name)
-        device = state.devices.get(vendor_id) if state is not None else None
-        if device is None or device.x is None or device.y is None:
-            msg = f"{vendor_id} has no position yet"
-            raise ValueError(msg)
-        if device.vendor_x is not None and device.vendor_y is not None:
-            # As the vendor sent it: right even if the affine changed since.
-            vendor_x, vendor_y = device.vendor_x, device.vendor_y
-        else:
-            # Undo the affine that produced the twinzo millimetres.
-            vendor_x, vendor_y = apply_affine(invert_affine(bridge.affine), device.x, device.y)
-        point = ControlPoint(name or device.login, vendor_x, vendor_y, twinzo_x, twinzo_y)
+        point = self.engine.capture_point(self.plant.name, vendor_id, twinzo_x, twinzo_y, name)
         self.add_point(point)
         return point
 
@@ -384,23 +370,18 @@ class CalibrationScreen(ModalScreen[None]):
         return text
 
     def _write(self, report: CalibrationReport) -> str:
-        """Validate, store and apply the chosen transform; the line that says what happened."""
-        new, affine = affine_values(report.chosen.transform)
-        path = self.engine.config_path
-        where = "not stored (the console runs without a config file)"
-        if path is not None:
-            store_affine(path, self.plant.name, new)
-            where = f"wrote {path}"
-        bridge = self.engine.bridges.get(self.plant.name)
-        applied = "applied to the running bridge" if bridge is not None else "no bridge running"
-        if bridge is not None:
-            bridge.apply_affine(affine)
-        self.engine.log.emit(
-            "INFO",
-            f"affine of {self.plant.name} set by calibration ({report.chosen.label})",
+        """Hand the chosen transform to the engine's command; the line that says what happened."""
+        saved = self.engine.save_affine(
             self.plant.name,
+            report.chosen.transform.as_dict(),
+            reason=f"calibration ({report.chosen.label})",
         )
-        values = " ".join(f"{key.upper()}={value:g}" for key, value in new.items())
+        if saved.written is not None:
+            where = f"wrote {saved.written}"
+        else:
+            where = "not stored (the console runs without a config file)"
+        applied = "applied to the running bridge" if saved.applied else "no bridge running"
+        values = " ".join(f"{key.upper()}={value:g}" for key, value in saved.values.items())
         return f"{where}; {applied}: {values}"
 
     def _say(self, message: str, colour: str) -> None:

@@ -19,7 +19,6 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
@@ -51,14 +50,6 @@ class DeviceMapEditor(ModalScreen[dict[str, str] | None]):
         Binding("s,ctrl+s", "save", "Save"),
         Binding("escape", "cancel", "Cancel"),
     ]
-
-    class Saved(Message):
-        """A plant's device map was saved (posted to the App after `save` succeeded)."""
-
-        def __init__(self, plant_name: str, mapping: dict[str, str]) -> None:
-            super().__init__()
-            self.plant_name = plant_name
-            self.mapping = mapping
 
     def __init__(
         self,
@@ -189,7 +180,6 @@ class DeviceMapEditor(ModalScreen[dict[str, str] | None]):
             self._show_error(f"not saved: {exc}")
             return
         mapping = mapping if saved is None else dict(saved)
-        self.app.post_message(self.Saved(self.plant_name, mapping))
         self.dismiss(mapping)
 
     def _rebase(self, current: dict[str, str], conflicts: list[str]) -> None:

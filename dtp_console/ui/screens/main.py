@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -19,7 +19,6 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from dtp_console.config.model import PlantConfig
 from dtp_console.events import Event, LogLine, StoreHealth, TwinDeleted, TwinUpdated
-from dtp_console.runtime import Engine
 from dtp_console.ui.display import UiClock
 from dtp_console.ui.screens.calibration import CalibrationScreen
 from dtp_console.ui.screens.device_map import DeviceMapEditor
@@ -31,6 +30,9 @@ from dtp_console.ui.widgets.floor_map import FloorMap
 from dtp_console.ui.widgets.log_panel import LogPanel
 from dtp_console.ui.widgets.registry_panel import RegistryPanel
 from dtp_console.ui.widgets.vda_table import VdaAmrTable
+
+if TYPE_CHECKING:
+    from dtp_console.view import ConsoleEngine, RegistryView
 
 __all__ = ["MainScreen", "PlantPane"]
 
@@ -52,7 +54,7 @@ class PlantPane(Horizontal):
         )
         yield FloorMap(self.plant.bounds, id=f"map-{self.id}")
 
-    def refresh_from(self, engine: Engine, now: float) -> None:
+    def refresh_from(self, engine: ConsoleEngine, now: float) -> None:
         """Feed both widgets the plant's current state."""
         state = engine.state.plants.get(self.plant.name)
         if state is None:
@@ -82,12 +84,12 @@ class MainScreen(Screen[None]):
         Binding("left_square_bracket", "previous_tab", "Prev tab", show=False),
     ]
 
-    def __init__(self, engine: Engine, clock: UiClock) -> None:
+    def __init__(self, engine: ConsoleEngine, clock: UiClock) -> None:
         super().__init__()
         self.engine = engine
         self.clock = clock
         self.plant_tabs = {f"tab-plant-{i}": p for i, p in enumerate(engine.plants)}
-        self._registry_source: Any = None
+        self._registry_source: RegistryView | None = None
 
     def compose(self) -> ComposeResult:
         """The whole layout."""
@@ -100,7 +102,7 @@ class MainScreen(Screen[None]):
                 yield AuthPanel(id="auth")
             with TabPane("registry", id="tab-registry"):
                 yield RegistryPanel(
-                    lambda: self.engine.registry,
+                    lambda: self.engine.twins,
                     clock=self._utc_now,
                     twin_view=lambda twin: TwinScreen(self.engine, twin, self.clock),
                 )
@@ -130,9 +132,10 @@ class MainScreen(Screen[None]):
         for event in events:
             if isinstance(event, TwinUpdated | TwinDeleted):
                 registry.apply_event(event)
-        if engine.registry is not self._registry_source:
+        twins = engine.twins
+        if twins is not self._registry_source:
             # The registry started (or restarted): read every twin once, then events.
-            self._registry_source = engine.registry
+            self._registry_source = twins
             registry.request_reload()
         tab = self.active_tab
         if tab in self.plant_tabs:
@@ -183,8 +186,8 @@ class MainScreen(Screen[None]):
         plant = self.active_plant
         if plant is None:
             return
-        bridge = self.engine.bridges.get(plant.name)
-        if bridge is None:
+        device_map = self.engine.device_map(plant.name)
+        if device_map is None:
             self.notify(
                 f"{plant.name}: the bridge is not running yet.", severity="warning", markup=False
             )
@@ -196,7 +199,7 @@ class MainScreen(Screen[None]):
         def save(mapping: dict[str, str], base: dict[str, str]) -> dict[str, str]:
             return engine.save_device_map(name, mapping, base)
 
-        self.app.push_screen(DeviceMapEditor(name, dict(bridge.device_map), suggestions, save))
+        self.app.push_screen(DeviceMapEditor(name, device_map, suggestions, save))
 
     def action_calibrate(self) -> None:
         """Open the calibration workbench of the visible plant."""

@@ -31,7 +31,7 @@ from dtp_console.ui.sparkline import braille_spark
 if TYPE_CHECKING:
     from dtp_console.ingest.rings import EventEntry, StreamRing
     from dtp_console.registry.model import ServiceRecord, StatusChange, TwinRecord
-    from dtp_console.runtime import Engine
+    from dtp_console.view import ConsoleEngine
 
 __all__ = ["TwinScreen", "TwinStreams"]
 
@@ -148,7 +148,7 @@ class TwinScreen(Screen[None]):
         Binding("a", "activate", "Activate"),
     ]
 
-    def __init__(self, engine: Engine, twin: TwinRecord, clock: UiClock) -> None:
+    def __init__(self, engine: ConsoleEngine, twin: TwinRecord, clock: UiClock) -> None:
         super().__init__()
         self.engine = engine
         self.twin = twin
@@ -200,12 +200,11 @@ class TwinScreen(Screen[None]):
 
     def refresh_live(self) -> None:
         """Re-read the twin's rings (once a second while the screen is shown)."""
-        worker = self.engine.platform
-        if worker is None:
+        rings = self.engine.rings
+        if rings is None:
             self._streams.show([])
             self._show_events([])
             return
-        rings = worker.rings
         self._streams.show(rings.streams_of(self.twin.id, self._data_streams()))
         self._show_events(rings.events_of(self._data_streams(), limit=8))
 
@@ -231,7 +230,7 @@ class TwinScreen(Screen[None]):
         self.run_worker(work, group="twin-registry", exclusive=True)
 
     async def _load_registry(self) -> None:
-        service = self.engine.registry
+        service = self.engine.twins
         if service is None:
             self._show_registry(offline=True)
             return
@@ -323,7 +322,7 @@ class TwinScreen(Screen[None]):
         await self._set_status("activate")
 
     async def _set_status(self, action: str) -> None:
-        service = self.engine.registry
+        service = self.engine.twins
         if service is None:
             self.notify("registry not running", title="twin", severity="error")
             return

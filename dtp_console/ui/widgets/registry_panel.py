@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from textual.screen import Screen
 
     from dtp_console.registry.model import TwinRecord
-    from dtp_console.registry.service import RegistryService
+    from dtp_console.view import RegistryView
 
 __all__ = ["RegistryPanel"]
 
@@ -107,7 +107,7 @@ class RegistryPanel(Widget):
 
     def __init__(
         self,
-        registry_getter: Callable[[], Any],
+        registry_getter: Callable[[], RegistryView | None],
         *,
         clock: Callable[[], dt.datetime] | None = None,
         twin_view: Callable[[TwinRecord], Screen[None]] | None = None,
@@ -143,10 +143,9 @@ class RegistryPanel(Widget):
     # -- public view ---------------------------------------------------------------
 
     @property
-    def service(self) -> RegistryService | None:
-        """The running registry service, or None."""
-        service: RegistryService | None = self._registry_getter()
-        return service
+    def service(self) -> RegistryView | None:
+        """The running registry, or None."""
+        return self._registry_getter()
 
     @property
     def shown_ids(self) -> list[str]:
