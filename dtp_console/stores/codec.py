@@ -40,6 +40,18 @@ def _ts(value: dt.datetime) -> str:
 def encode(record: object) -> bytes:
     """The bytes of one spool record."""
     row: list[Any]
+    if type(record) is Observation:  # the hot path: orjson writes uuid and datetime itself
+        return orjson.dumps(
+            (
+                "o",
+                record.signal_id,
+                record.ts,
+                record.value_double,
+                record.value_text,
+                record.quality,
+                record.source,
+            )
+        )
     if isinstance(record, Observation):
         row = [
             "o",
