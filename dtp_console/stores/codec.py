@@ -17,7 +17,7 @@ import orjson
 
 from dtp_console.stores.records import BlobPut, EventRecord, GraphChange, Observation, Signal
 
-__all__ = ["SpoolRecord", "decode", "encode"]
+__all__ = ["SpoolRecord", "decode", "decode_many", "encode", "encode_many"]
 
 #: Everything a spool can hold.
 SpoolRecord = Signal | Observation | EventRecord | GraphChange | BlobPut
@@ -39,18 +39,25 @@ def _ts(value: dt.datetime) -> str:
 
 def encode(record: object) -> bytes:
     """The bytes of one spool record."""
+    return orjson.dumps(_row(record))
+
+
+def encode_many(records: list[Any]) -> bytes:
+    """The bytes of several records (one JSON array of their rows)."""
+    return orjson.dumps([_row(r) for r in records])
+
+
+def _row(record: object) -> Any:
     row: list[Any]
     if type(record) is Observation:  # the hot path: orjson writes uuid and datetime itself
-        return orjson.dumps(
-            (
-                "o",
-                record.signal_id,
-                record.ts,
-                record.value_double,
-                record.value_text,
-                record.quality,
-                record.source,
-            )
+        return (
+            "o",
+            record.signal_id,
+            record.ts,
+            record.value_double,
+            record.value_text,
+            record.quality,
+            record.source,
         )
     if isinstance(record, Observation):
         row = [
@@ -75,7 +82,7 @@ def encode(record: object) -> bytes:
         msg = f"cannot spool a {type(record).__name__}"
         raise TypeError(msg)
     # NaN/inf are not JSON: orjson writes null, as the stores would refuse them anyway.
-    return orjson.dumps(row)
+    return row
 
 
 def _args(op: str, raw: list[Any]) -> tuple[Any, ...]:
@@ -89,6 +96,24 @@ def decode(data: bytes) -> SpoolRecord:
     """The record `encode` made `data` from; `ValueError` when it is not one."""
     try:
         row = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ValueError("not a spool record: not JSON") from None
+    return _record(row)
+
+
+def decode_many(data: bytes) -> list[SpoolRecord]:
+    """The records `encode_many` made `data` from; `ValueError` when it is not that."""
+    try:
+        rows = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ValueError("not a spool record: not JSON") from None
+    if not isinstance(rows, list):
+        raise ValueError("not a spool record: not a list")
+    return [_record(row) for row in rows]
+
+
+def _record(row: Any) -> SpoolRecord:
+    try:
         tag = row[0]
         if tag == "o":
             return Observation(uuid.UUID(row[1]), dt.datetime.fromisoformat(row[2]), *row[3:7])
@@ -102,7 +127,7 @@ def decode(data: bytes) -> SpoolRecord:
             return GraphChange(row[2], _args(row[2], row[3]), uuid.UUID(row[1]))
         if tag == "b":
             return BlobPut(row[1], base64.b64decode(row[4], validate=True), row[2], row[3])
-    except (orjson.JSONDecodeError, IndexError, TypeError, KeyError, AttributeError) as exc:
+    except (IndexError, TypeError, KeyError, AttributeError, ValueError) as exc:
         msg = f"not a spool record: {type(exc).__name__}"
         raise ValueError(msg) from None
     msg = "not a spool record: unknown tag"

@@ -5,13 +5,15 @@ retries with backoff, the same counters), with the records kept in one SQLite
 file per store and role (`<spool_dir>/<store>/<role>.sqlite3`):
 
 - `submit()` appends to memory and wakes the persist task, which on the next
-  loop tick writes everything submitted meanwhile in one transaction, in the
+  loop tick writes everything submitted meanwhile as one chunk row (the
+  records as one JSON array, a CRC32, the count) in one transaction, in the
   spool's own worker thread (the event loop never waits on an fsync);
-- a batch is deleted from the file only after the store acknowledged it;
+- records leave the file only after the store acknowledged them (a chunk
+  written in part keeps a `skip` count of the records done);
 - on start, what is in the file is replayed first, in order (`replayed`);
 - beyond `max_records` or `max_bytes` the oldest are dropped — counted, logged;
-- each row carries a CRC32 of its body: a row that does not check or decode is
-  skipped and counted (`torn`); a WAL file whose last frame was cut short (a
+- a chunk whose CRC or contents do not check is skipped, its records counted
+  (`torn`); a WAL file whose last frame was cut short (a
   torn last write) is counted in `torn_writes` and SQLite rolls it back;
 - a spool file that cannot be written any more (read-only, disk full) is
   `disk_error` (a red badge and a log line): records then wait in memory,
@@ -37,13 +39,13 @@ import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 from dtp_console.backoff import Backoff
 from dtp_console.events import OpsLog
-from dtp_console.stores.codec import decode, encode
+from dtp_console.stores.codec import decode_many, encode_many
 from dtp_console.stores.spool import SpoolStats, reason_of
 
 __all__ = [
@@ -59,11 +61,15 @@ _T = TypeVar("_T")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
     seq INTEGER PRIMARY KEY,
+    n INTEGER NOT NULL,
+    skip INTEGER NOT NULL DEFAULT 0,
     ts REAL NOT NULL,
     crc INTEGER NOT NULL,
     body BLOB NOT NULL
 );
 """
+#: One pending change to the file: ("del", seq, 0) or ("skip", seq, records done).
+_Op = tuple[str, int, int]
 _WAL_HEADER = 32
 _WAL_FRAME_HEADER = 24
 
@@ -117,7 +123,9 @@ def read_spool_files(root: Path, now: float | None = None) -> dict[str, dict[str
         try:
             conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
             try:
-                depth, oldest = conn.execute("SELECT count(*), min(ts) FROM spool").fetchone()
+                depth, oldest = conn.execute(
+                    "SELECT coalesce(sum(n - skip), 0), min(ts) FROM spool"
+                ).fetchone()
             finally:
                 conn.close()
         except sqlite3.Error as exc:
@@ -147,32 +155,32 @@ def wal_torn(path: Path) -> bool:
 
 
 @dataclass(slots=True)
-class _Seg(Generic[_T]):
-    """Contiguous rows `first .. first + len - 1` of the file (records cached or not)."""
+class _Piece(Generic[_T]):
+    """Records `start .. end` of the chunk row `seq` (`n` records, `size` bytes)."""
 
-    first: int
-    sizes: list[int]
+    seq: int
+    n: int
+    start: int
+    end: int
     records: list[_T] | None
+    """The whole chunk's records when still in memory."""
     ts: float
-    start: int = 0
-    bytes: int = field(default=0)
+    size: int
 
     def __len__(self) -> int:
-        return len(self.sizes) - self.start
+        return self.end - self.start
 
-    @property
-    def head(self) -> int:
-        return self.first + self.start
+    def take(self, k: int) -> _Piece[_T]:
+        """Split off the first `k` records as a piece of their own."""
+        head = _Piece(
+            self.seq, self.n, self.start, self.start + k, self.records, self.ts, self.size
+        )
+        self.start += k
+        return head
 
-    def take(self, n: int) -> _Seg[_T]:
-        """Split off the first `n` rows as a segment of their own."""
-        a, b = self.start, self.start + n
-        sizes = self.sizes[a:b]
-        part = _Seg(self.head, sizes, None if self.records is None else self.records[a:b], self.ts)
-        part.bytes = sum(sizes)
-        self.start = b
-        self.bytes -= part.bytes
-        return part
+    def done_op(self) -> _Op:
+        """What to change in the file once this piece is written or dropped."""
+        return ("del", self.seq, 0) if self.end >= self.n else ("skip", self.seq, self.end)
 
 
 class DiskSpool(Generic[_T]):
@@ -214,15 +222,16 @@ class DiskSpool(Generic[_T]):
         self._unsaved: deque[_T] = deque()
         self._unsaved_since: float | None = None
         self._persisting = 0
-        self._queue: deque[_Seg[_T]] = deque()
+        self._queue: deque[_Piece[_T]] = deque()
         self._queued = 0
-        self._queued_bytes = 0
-        self._inflight: list[_Seg[_T]] = []
+        self._disk_bytes = 0
+        """Bytes of the chunk rows in the file."""
+        self._inflight: list[_Piece[_T]] = []
         self._inflight_n = 0
         self._memory_inflight = 0
         self._cached = 0
         self._next_seq = 1
-        self._to_delete: list[tuple[int, int]] = []
+        self._ops: list[_Op] = []
         self._dirty = asyncio.Event()
         self._nonempty = asyncio.Event()
         self._full = asyncio.Event()
@@ -267,7 +276,9 @@ class DiskSpool(Generic[_T]):
             conn.executescript(_SCHEMA)
             conn.execute("BEGIN IMMEDIATE")  # proves the file is writable now
             conn.execute("COMMIT")
-            rows = conn.execute("SELECT seq, ts, length(body) FROM spool ORDER BY seq").fetchall()
+            rows = conn.execute(
+                "SELECT seq, n, skip, ts, length(body) FROM spool ORDER BY seq"
+            ).fetchall()
         except (OSError, sqlite3.Error) as exc:
             conn.close()
             raise SpoolDiskError(f"{self.path}: {_why(exc)}") from None
@@ -279,24 +290,21 @@ class DiskSpool(Generic[_T]):
                 f"store {self.name}: spool {self.path} ended in a torn write (cut short); "
                 "SQLite rolled it back, the records before it are replayed",
             )
-        for seq, ts, size in rows:
-            last = self._queue[-1] if self._queue else None
-            if last is None or last.first + len(last.sizes) != seq:
-                last = _Seg(seq, [], None, ts)
-                self._queue.append(last)
-            last.sizes.append(size)
-            last.bytes += size
-            last.ts = min(last.ts, ts)
-        self._queued = len(rows)
-        self._queued_bytes = sum(r[2] for r in rows)
-        self._next_seq = (rows[-1][0] + 1) if rows else 1
-        self.replayed = self.submitted = len(rows)
-        if rows:
+        for seq, n, skip, ts, size in rows:
+            if skip < n:
+                self._queue.append(_Piece(seq, n, skip, n, None, ts, size))
+            else:
+                self._ops.append(("del", seq, 0))
+        self._queued = sum(len(piece) for piece in self._queue)
+        self._disk_bytes = sum(r[4] for r in rows)
+        self._next_seq = (rows[-1][0] + rows[-1][1]) if rows else 1
+        self.replayed = self.submitted = self._queued
+        if self._queued:
             self._nonempty.set()
             self._log.emit(
                 "INFO",
-                f"store {self.name}: {len(rows)} spooled record(s) found on disk "
-                f"({self._queued_bytes} bytes); replaying them first",
+                f"store {self.name}: {self._queued} spooled record(s) found on disk "
+                f"({self._disk_bytes} bytes); replaying them first",
             )
 
     def close_sync(self) -> None:
@@ -394,28 +402,19 @@ class DiskSpool(Generic[_T]):
 
     def _enforce_bounds(self) -> None:
         over = self.pending - self._max
-        over_bytes = self._queued_bytes - self._max_bytes
         count = 0
-        while self._queue and (over > 0 or over_bytes > 0):
-            seg = self._queue[0]
-            if over > 0:
-                n = min(over, len(seg))
-            else:  # bytes: as few of the oldest as cover the excess
-                n, covered = 0, 0
-                while n < len(seg) and covered < over_bytes:
-                    covered += seg.sizes[seg.start + n]
-                    n += 1
-            part = seg.take(n)
-            if not len(seg):
+        # Bytes: whole chunks, oldest first (a chunk's bytes leave the file with its row).
+        while self._queue and self._disk_bytes > self._max_bytes:
+            piece = self._queue.popleft()
+            count += self._dropped_piece(piece)
+            over -= len(piece)
+        while self._queue and over > 0:
+            head = self._queue[0]
+            piece = head.take(min(over, len(head)))
+            if not len(head):
                 self._queue.popleft()
-            self._queued -= n
-            self._queued_bytes -= part.bytes
-            if part.records is not None:
-                self._cached -= n
-            self._to_delete.append((part.first, part.first + n - 1))
-            over -= n
-            over_bytes -= part.bytes
-            count += n
+            count += self._dropped_piece(piece)
+            over -= len(piece)
         while over > 0 and self._unsaved:
             self._unsaved.popleft()
             over -= 1
@@ -430,48 +429,71 @@ class DiskSpool(Generic[_T]):
                 f"dropped {count} oldest ({self.dropped} dropped so far)",
             )
 
+    def _dropped_piece(self, piece: _Piece[_T]) -> int:
+        self._queued -= len(piece)
+        self._done(piece)
+        return len(piece)
+
+    def _done(self, piece: _Piece[_T]) -> None:
+        """`piece` left the spool (written or dropped): queue the file change."""
+        op = piece.done_op()
+        if op[0] == "del":
+            self._disk_bytes -= piece.size
+            if piece.records is not None:
+                self._cached -= piece.n
+        self._ops.append(op)
+
     # -- persist (memory → disk) ----------------------------------------------------------
 
-    def _persist_sync(
-        self, batch: list[_T], first: int, deletes: list[tuple[int, int]]
-    ) -> list[int]:
+    def _apply_sync(self, conn: sqlite3.Connection, ops: list[_Op]) -> None:
+        conn.executemany(
+            "DELETE FROM spool WHERE seq = ?", [(seq,) for kind, seq, _ in ops if kind == "del"]
+        )
+        conn.executemany(
+            "UPDATE spool SET skip = max(skip, ?) WHERE seq = ?",
+            [(done, seq) for kind, seq, done in ops if kind == "skip"],
+        )
+
+    def _persist_sync(self, batch: list[_T], first: int, ops: list[_Op]) -> int:
+        """One chunk row for `batch` (none when empty) and the pending changes, in one
+        transaction; returns the chunk's bytes."""
         conn = self._conn
         if conn is None:
             raise SpoolDiskError(f"{self.path}: spool is not open")
-        now = time.time()
-        rows = []
-        for i, record in enumerate(batch):
-            body = encode(record)
-            rows.append((first + i, now, zlib.crc32(body), body))
+        body = encode_many(batch) if batch else b""
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany("INSERT INTO spool (seq, ts, crc, body) VALUES (?, ?, ?, ?)", rows)
-            conn.executemany("DELETE FROM spool WHERE seq BETWEEN ? AND ?", deletes)
+            if batch:
+                conn.execute(
+                    "INSERT INTO spool (seq, n, skip, ts, crc, body) VALUES (?, ?, 0, ?, ?, ?)",
+                    (first, len(batch), time.time(), zlib.crc32(body), body),
+                )
+            self._apply_sync(conn, ops)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
-        return [len(r[3]) for r in rows]
+        return len(body)
 
     async def persist_once(self) -> bool:
         """Write what was submitted since the last call to disk; False when the disk failed."""
-        if not self._unsaved and not self._to_delete:
+        if not self._unsaved and not self._ops:
             return True
         batch = list(self._unsaved)
         self._unsaved.clear()
         since, self._unsaved_since = self._unsaved_since, None
-        deletes, self._to_delete = self._to_delete, []
+        ops, self._ops = self._ops, []
         self._persisting = len(batch)
         first = self._next_seq
         try:
-            sizes = await self._in_thread(lambda: self._persist_sync(batch, first, deletes))
+            size = await self._in_thread(lambda: self._persist_sync(batch, first, ops))
         except (sqlite3.Error, OSError, SpoolDiskError) as exc:
             self._persisting = 0
             self._unsaved.extendleft(reversed(batch))
             if self._unsaved:
                 self._unsaved_since = since
-            self._to_delete = deletes + self._to_delete
+            self._ops = ops + self._ops
             self._disk_failed(exc)
             return False
         finally:
@@ -483,13 +505,13 @@ class DiskSpool(Generic[_T]):
             self._disk_backoff.reset()
         if batch:
             cache = self._cached + len(batch) <= self._cache_max
-            seg: _Seg[_T] = _Seg(first, sizes, batch if cache else None, since or time.time())
-            seg.bytes = sum(sizes)
+            n = len(batch)
+            piece = _Piece(first, n, 0, n, batch if cache else None, since or time.time(), size)
             if cache:
-                self._cached += len(batch)
-            self._queue.append(seg)
-            self._queued += len(batch)
-            self._queued_bytes += seg.bytes
+                self._cached += n
+            self._queue.append(piece)
+            self._queued += n
+            self._disk_bytes += size
             self._enforce_bounds()
             self._nonempty.set()
             if self._queued >= self._batch_size:
@@ -521,94 +543,103 @@ class DiskSpool(Generic[_T]):
 
     # -- flush (disk → store) -------------------------------------------------------------
 
-    def _load_sync(self, segs: list[_Seg[_T]]) -> tuple[list[_T], int]:
-        """The records of `segs` (read from the file when not cached) and how many
-        rows did not check or decode (skipped)."""
+    def _load_sync(self, pieces: list[_Piece[_T]]) -> tuple[list[_T], int]:
+        """The records of `pieces` (read from the file when not in memory) and how many
+        of them could not be read back (a chunk whose CRC or contents do not check)."""
         conn = self._conn
         if conn is None:
             raise SpoolDiskError(f"{self.path}: spool is not open")
         out: list[_T] = []
         bad = 0
-        for seg in segs:
-            if seg.records is not None:
-                out.extend(seg.records)
-                continue
-            rows = conn.execute(
-                "SELECT crc, body FROM spool WHERE seq BETWEEN ? AND ? ORDER BY seq",
-                (seg.head, seg.head + len(seg) - 1),
-            ).fetchall()
-            bad += len(seg) - len(rows)
-            for crc, body in rows:
-                try:
-                    if zlib.crc32(body) != crc:
-                        raise ValueError("CRC mismatch")
-                    out.append(decode(body))  # type: ignore[arg-type]
-                except ValueError:
-                    bad += 1
+        chunks: dict[int, list[Any] | None] = {}
+        for piece in pieces:
+            records: list[Any] | None = piece.records
+            if records is None:
+                if piece.seq not in chunks:
+                    chunks[piece.seq] = self._read_chunk(conn, piece)
+                records = chunks[piece.seq]
+            if records is None:
+                bad += len(piece)
+            else:
+                out.extend(records[piece.start : piece.end])
         return out, bad
 
-    def _delete_sync(self, ranges: list[tuple[int, int]]) -> None:
+    @staticmethod
+    def _read_chunk(conn: sqlite3.Connection, piece: _Piece[Any]) -> list[Any] | None:
+        row = conn.execute("SELECT crc, body FROM spool WHERE seq = ?", (piece.seq,)).fetchone()
+        if row is None or zlib.crc32(row[1]) != row[0]:
+            return None
+        try:
+            records = decode_many(row[1])
+        except ValueError:
+            return None
+        return records if len(records) == piece.n else None
+
+    def _commit_sync(self, ops: list[_Op]) -> None:
         conn = self._conn
         if conn is None:
             raise SpoolDiskError(f"{self.path}: spool is not open")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany("DELETE FROM spool WHERE seq BETWEEN ? AND ?", ranges)
+            self._apply_sync(conn, ops)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
 
-    def _take(self) -> list[_Seg[_T]]:
-        segs: list[_Seg[_T]] = []
+    def _take(self) -> list[_Piece[_T]]:
+        pieces: list[_Piece[_T]] = []
         left = self._batch_size
         while left and self._queue:
-            seg = self._queue[0]
-            part = seg.take(min(left, len(seg)))
-            if not len(seg):
+            head = self._queue[0]
+            piece = head.take(min(left, len(head)))
+            if not len(head):
                 self._queue.popleft()
-            segs.append(part)
-            left -= len(part)
-        n = sum(len(s) for s in segs)
+            pieces.append(piece)
+            left -= len(piece)
+        n = sum(len(p) for p in pieces)
         self._queued -= n
-        self._queued_bytes -= sum(s.bytes for s in segs)
-        self._inflight, self._inflight_n = segs, n
-        return segs
+        self._inflight, self._inflight_n = pieces, n
+        return pieces
 
-    def _put_back(self, segs: list[_Seg[_T]]) -> None:
-        self._queue.extendleft(reversed(segs))
-        self._queued += sum(len(s) for s in segs)
-        self._queued_bytes += sum(s.bytes for s in segs)
+    def _put_back(self, pieces: list[_Piece[_T]]) -> None:
+        # A piece split off a chunk goes back whole: merge it with the rest of its chunk.
+        for piece in reversed(pieces):
+            head = self._queue[0] if self._queue else None
+            if head is not None and head.seq == piece.seq and head.start == piece.end:
+                head.start = piece.start
+            else:
+                self._queue.appendleft(piece)
+        self._queued += sum(len(p) for p in pieces)
         self._inflight, self._inflight_n = [], 0
 
     async def flush_once(self) -> bool:
         """Write one batch; False (batch kept, in order) when the store or the disk failed."""
         if not self._queue:
             return await self._flush_memory()
-        segs = self._take()
+        pieces = self._take()
         n = self._inflight_n
         try:
-            batch, bad = await self._in_thread(lambda: self._load_sync(segs))
+            batch, bad = await self._in_thread(lambda: self._load_sync(pieces))
         except (sqlite3.Error, OSError, SpoolDiskError) as exc:
-            self._put_back(segs)
+            self._put_back(pieces)
             self._fail(exc)
             return False
         except BaseException:
-            self._put_back(segs)
+            self._put_back(pieces)
             raise
         try:
             if batch:
                 await self._write(batch)
         except Exception as exc:
-            self._put_back(segs)
+            self._put_back(pieces)
             self._fail(exc)
             return False
         except BaseException:
-            self._put_back(segs)
+            self._put_back(pieces)
             raise
         self._inflight, self._inflight_n = [], 0
-        self._cached -= sum(len(s) for s in segs if s.records is not None)
         self.written += n - bad
         if bad:
             self.torn += bad
@@ -618,11 +649,13 @@ class DiskSpool(Generic[_T]):
                 f"store {self.name}: skipped {bad} unreadable record(s) in {self.path} "
                 f"({self.torn} so far)",
             )
-        ranges = [(s.head, s.head + len(s) - 1) for s in segs]
+        for piece in pieces:
+            self._done(piece)
+        ops, self._ops = self._ops, []
         try:
-            await self._in_thread(lambda: self._delete_sync(ranges))
+            await self._in_thread(lambda: self._commit_sync(ops))
         except (sqlite3.Error, OSError, SpoolDiskError) as exc:
-            self._to_delete += ranges  # retried with the next persist; a crash replays them
+            self._ops = ops + self._ops  # retried with the next persist; a crash replays them
             self._disk_failed(exc)
         self._succeeded()
         return True
@@ -728,7 +761,7 @@ class DiskSpool(Generic[_T]):
                         break
         except TimeoutError:
             self.last_error = f"shutdown drain timed out after {timeout_s:g}s"
-        if self._to_delete:
+        if self._ops:
             await self.persist_once()
         lost = len(self._unsaved)
         if lost:

@@ -93,7 +93,7 @@ def _spooled(spool_dir: Path) -> dict[str, int]:
             conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
             try:
                 out[f"{path.stem}:{path.parent.name}"] = conn.execute(
-                    "SELECT count(*) FROM spool"
+                    "SELECT coalesce(sum(n - skip), 0) FROM spool"
                 ).fetchone()[0]
             finally:
                 conn.close()

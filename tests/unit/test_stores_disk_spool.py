@@ -76,7 +76,7 @@ def _balanced(spool: DiskSpool[Any]) -> None:
 def _rows(path: Path) -> int:
     conn = sqlite3.connect(path)
     try:
-        count: int = conn.execute("SELECT count(*) FROM spool").fetchone()[0]
+        count: int = conn.execute("SELECT coalesce(sum(n - skip), 0) FROM spool").fetchone()[0]
         return count
     finally:
         conn.close()
@@ -176,22 +176,25 @@ async def test_tiny_budget_drops_the_oldest_counts_them_and_keeps_running(
     spool = _spool(path, writer, bus, max_records=30, max_bytes=100_000)
     await spool.open()
     writer.down = True
-    stop = asyncio.Event()
-    task = asyncio.create_task(spool.run(stop, drain_timeout_s=1))
+    # (No flusher meanwhile: a batch in flight is never dropped, which would make
+    # "the oldest" depend on timing here.)
     for i in range(100):
         spool.submit(_obs(i))
         if i % 10 == 9:
-            await asyncio.sleep(0.01)
-    await _until(lambda: spool.on_disk == 30 and spool.pending == 30)
+            assert await spool.persist_once()
+    assert spool.on_disk == 30 and spool.pending == 30
     assert spool.dropped == 70
     _balanced(spool)
-    await _until(lambda: _rows(path) == 30)  # the dropped rows left the file
-    # The byte bound: a budget of a few records' worth.
+    assert await spool.persist_once()  # the drops leave the file with the next transaction
+    assert _rows(path) == 30
     writer.down = False
+    stop = asyncio.Event()
+    task = asyncio.create_task(spool.run(stop, drain_timeout_s=1))
     await _until(lambda: spool.pending == 0)
     assert writer.values == [float(i) for i in range(70, 100)]  # the newest survived
     stop.set()
     await task
+    _balanced(spool)
     lines = [e.text for e in seen.drain() if isinstance(e, LogLine)]
     assert any("spool full" in t and "dropped" in t for t in lines)
 
@@ -199,18 +202,19 @@ async def test_tiny_budget_drops_the_oldest_counts_them_and_keeps_running(
 async def test_byte_budget_drops_the_oldest(tmp_path: Path) -> None:
     bus, writer = Bus(), FlakyWriter()
     path = tmp_path / "observations.sqlite3"
-    size = len(codec.encode(_obs(1)))
-    spool = _spool(path, writer, bus, max_bytes=size * 5 + 2)
+    chunk = len(codec.encode_many([_obs(1)]))  # one record per transaction: one chunk each
+    spool = _spool(path, writer, bus, max_bytes=chunk * 5 + 2)
     await spool.open()
-    writer.down = True
-    stop = asyncio.Event()
-    task = asyncio.create_task(spool.run(stop, drain_timeout_s=0.05))
-    spool.submit_many(_obs(i) for i in range(1, 9))
-    await _until(lambda: spool.on_disk == 5)
+    for i in range(1, 9):
+        spool.submit(_obs(i))
+        assert await spool.persist_once()
+    assert spool.on_disk == 5
     assert spool.dropped == 3
     _balanced(spool)
-    stop.set()
-    await task
+    assert await spool.flush_once()
+    assert writer.values == [4.0, 5.0, 6.0, 7.0, 8.0]  # the oldest went
+    _balanced(spool)
+    await spool.close()
 
 
 _CRASH = """
@@ -275,19 +279,19 @@ async def test_torn_last_write_is_detected_counted_and_the_rest_replayed(tmp_pat
 
 async def test_corrupt_row_is_skipped_and_counted(tmp_path: Path) -> None:
     path = tmp_path / "observations.sqlite3"
-    _crash_writer(path, 1)
+    _crash_writer(path, 4)  # four chunks of 100 records
     conn = sqlite3.connect(path)
-    conn.execute("UPDATE spool SET body = x'00ff' WHERE seq = 5")
-    conn.execute("UPDATE spool SET crc = crc + 1 WHERE seq = 6")
+    conn.execute("UPDATE spool SET body = x'00ff' WHERE seq = 101")  # garbage, CRC off
+    conn.execute("UPDATE spool SET crc = crc + 1 WHERE seq = 201")  # a flipped bit
     conn.commit()
     conn.close()
     bus, writer = Bus(), FlakyWriter()
     spool = _spool(path, writer, bus, batch_size=1000)
     await spool.open()
-    assert spool.replayed == 100
+    assert spool.replayed == 400
     assert await spool.flush_once()
-    assert spool.torn == 2 and spool.dropped == 2 and spool.written == 98
-    assert 4.0 not in writer.values and 5.0 not in writer.values
+    assert spool.torn == 200 and spool.dropped == 200 and spool.written == 200
+    assert writer.values == [float(i) for i in (*range(100), *range(300, 400))]
     _balanced(spool)
     assert _rows(path) == 0
     await spool.close()
