@@ -232,6 +232,7 @@ class DiskSpool(Generic[_T]):
         self._cached = 0
         self._next_seq = 1
         self._ops: list[_Op] = []
+        self._last_read: tuple[int, list[Any] | None] | None = None
         self._dirty = asyncio.Event()
         self._nonempty = asyncio.Event()
         self._full = asyncio.Event()
@@ -454,27 +455,30 @@ class DiskSpool(Generic[_T]):
             [(done, seq) for kind, seq, done in ops if kind == "skip"],
         )
 
-    def _persist_sync(self, batch: list[_T], first: int, ops: list[_Op]) -> int:
-        """One chunk row for `batch` (none when empty) and the pending changes, in one
-        transaction; returns the chunk's bytes."""
+    def _persist_sync(self, batch: list[_T], first: int, ops: list[_Op]) -> list[int]:
+        """`batch` as chunk rows of at most `batch_size` records, and the pending changes,
+        in one transaction; returns each chunk's bytes."""
         conn = self._conn
         if conn is None:
             raise SpoolDiskError(f"{self.path}: spool is not open")
-        body = encode_many(batch) if batch else b""
+        size = self._batch_size
+        now = time.time()
+        rows = []
+        for i in range(0, len(batch), size):
+            body = encode_many(batch[i : i + size])
+            rows.append((first + i, len(batch[i : i + size]), now, zlib.crc32(body), body))
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if batch:
-                conn.execute(
-                    "INSERT INTO spool (seq, n, skip, ts, crc, body) VALUES (?, ?, 0, ?, ?, ?)",
-                    (first, len(batch), time.time(), zlib.crc32(body), body),
-                )
+            conn.executemany(
+                "INSERT INTO spool (seq, n, skip, ts, crc, body) VALUES (?, ?, 0, ?, ?, ?)", rows
+            )
             self._apply_sync(conn, ops)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
-        return len(body)
+        return [len(r[4]) for r in rows]
 
     async def persist_once(self) -> bool:
         """Write what was submitted since the last call to disk; False when the disk failed."""
@@ -487,7 +491,7 @@ class DiskSpool(Generic[_T]):
         self._persisting = len(batch)
         first = self._next_seq
         try:
-            size = await self._in_thread(lambda: self._persist_sync(batch, first, ops))
+            sizes = await self._in_thread(lambda: self._persist_sync(batch, first, ops))
         except (sqlite3.Error, OSError, SpoolDiskError) as exc:
             self._persisting = 0
             self._unsaved.extendleft(reversed(batch))
@@ -504,14 +508,17 @@ class DiskSpool(Generic[_T]):
             self.disk_error = None
             self._disk_backoff.reset()
         if batch:
-            cache = self._cached + len(batch) <= self._cache_max
-            n = len(batch)
-            piece = _Piece(first, n, 0, n, batch if cache else None, since or time.time(), size)
-            if cache:
-                self._cached += n
-            self._queue.append(piece)
-            self._queued += n
-            self._disk_bytes += size
+            ts = since or time.time()
+            for k, size in enumerate(sizes):
+                chunk = batch[k * self._batch_size : (k + 1) * self._batch_size]
+                n = len(chunk)
+                cache = self._cached + n <= self._cache_max
+                seq = first + k * self._batch_size
+                self._queue.append(_Piece(seq, n, 0, n, chunk if cache else None, ts, size))
+                if cache:
+                    self._cached += n
+                self._queued += n
+                self._disk_bytes += size
             self._enforce_bounds()
             self._nonempty.set()
             if self._queued >= self._batch_size:
@@ -551,13 +558,13 @@ class DiskSpool(Generic[_T]):
             raise SpoolDiskError(f"{self.path}: spool is not open")
         out: list[_T] = []
         bad = 0
-        chunks: dict[int, list[Any] | None] = {}
         for piece in pieces:
             records: list[Any] | None = piece.records
             if records is None:
-                if piece.seq not in chunks:
-                    chunks[piece.seq] = self._read_chunk(conn, piece)
-                records = chunks[piece.seq]
+                # A chunk read for one batch is likely needed by the next: keep the last one.
+                if self._last_read is None or self._last_read[0] != piece.seq:
+                    self._last_read = (piece.seq, self._read_chunk(conn, piece))
+                records = self._last_read[1]
             if records is None:
                 bad += len(piece)
             else:
