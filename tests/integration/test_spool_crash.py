@@ -25,11 +25,13 @@ from typing import Any
 
 import aiomqtt
 import asyncpg
+import httpx
 import orjson
 import pytest
 
 from tests.support.mosquitto import MosquittoServer
 from tests.support.pgcluster import PgCluster
+from tests.support.victoria import VICTORIA_METRICS, VictoriaMetricsServer, export_selector
 
 pytestmark = pytest.mark.integration
 
@@ -115,11 +117,11 @@ async def _wait(cond: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _feed(port: int) -> None:
+async def _feed(port: int, t0: dt.datetime = T0) -> None:
     async with aiomqtt.Client("127.0.0.1", port) as client:
         for i in range(OBSERVATIONS):
             room = i % ROOMS
-            body = {"value": float(i), "ts": (T0 + dt.timedelta(seconds=i)).isoformat()}
+            body = {"value": float(i), "ts": (t0 + dt.timedelta(seconds=i)).isoformat()}
             await client.publish(f"dtp/sensors/room{room}/temp", orjson.dumps(body), qos=0)
         for n in range(EVENTS):
             body = {"source": "lift-test", "n": n, "ts": T0.isoformat()}
@@ -137,14 +139,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 
 
 async def _crash_and_replay(
-    tmp: Path, port: int, extra: str, *, store_up: Any, counts: Any
+    tmp: Path, port: int, extra: str, *, store_up: Any, counts: Any, t0: dt.datetime = T0
 ) -> dict[str, Any]:
     """Feed a console whose store cannot write, kill -9 it, restart it, let the store in."""
     first = _start(_write_config(tmp, port, 100, extra))
     try:
         await _wait(lambda: (tmp / "spool").is_dir() and first.poll() is None, 30, "first start")
         await asyncio.sleep(2)  # the platform watcher subscribes
-        await _feed(port)
+        await _feed(port, t0)
         want = OBSERVATIONS + ROOMS  # signals are spooled with the observations
         await _wait(
             lambda: (
@@ -268,6 +270,50 @@ async def test_sqlite_default_kill9_restart_loses_nothing(tmp_path: Path) -> Non
     finally:
         conn.close()
     _explained(stores, stores["on_disk_before"])
+
+
+@pytest.mark.timeout(300)
+async def test_victoriametrics_outage_kill9_restart_loses_nothing(tmp_path: Path) -> None:
+    """The remote stand-in: observations to InfluxDB's write API (VictoriaMetrics)."""
+    if VICTORIA_METRICS is None:
+        pytest.skip("victoria-metrics is not installed")
+    # Within VictoriaMetrics' retention (a month): the last hours, whole seconds.
+    t0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=20)
+    vm = VictoriaMetricsServer(tmp_path / "vm")  # not started yet: the outage
+    extra = f'  influx: {{url: "{vm.url}", token: "test-token", timeout_s: 2}}'
+    attempt = 0
+
+    async def up() -> None:
+        await asyncio.to_thread(vm.start)
+
+    def samples() -> int:
+        nonlocal attempt
+        attempt += 1
+        params = {
+            "match[]": export_selector("observation_value", attempt),
+            "start": str(int(t0.timestamp()) - 60),
+        }
+        response = httpx.get(f"{vm.url}/api/v1/export", params=params, timeout=10)
+        values = [orjson.loads(line)["values"] for line in response.content.splitlines() if line]
+        return sum(len(v) for v in values)
+
+    def counts() -> bool:
+        try:
+            return samples() >= OBSERVATIONS
+        except httpx.HTTPError:
+            return False
+
+    with MosquittoServer(tmp_path / "mqtt") as mqtt:
+        try:
+            stores = await _crash_and_replay(
+                tmp_path, mqtt.port, extra, store_up=up, counts=counts, t0=t0
+            )
+            await asyncio.sleep(2)  # nothing more arrives: exactly once
+            assert samples() == OBSERVATIONS
+        finally:
+            vm.stop()
+    _explained(stores, stores["on_disk_before"])
+    assert stores["spools"]["observations:influx"]["replayed"] == OBSERVATIONS + ROOMS
 
 
 def _refused(tmp: Path, read_only: bool) -> subprocess.CompletedProcess[str]:
