@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from dtp_console.cli import main
 from dtp_console.events import Bus, LogLine, OpsLog
 from dtp_console.stores import codec
 from dtp_console.stores.disk_spool import (
@@ -334,3 +336,24 @@ async def test_read_spool_files_reports_depth_age_and_bytes(tmp_path: Path) -> N
     entry = found["observations:postgres"]
     assert entry["depth"] == 200 and entry["bytes_on_disk"] > 0
     assert entry["oldest_age_s"] is not None and entry["oldest_age_s"] >= 0
+
+
+def test_check_shows_each_spool_depth_age_and_bytes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _crash_writer(tmp_path / "var" / "spool" / "postgres" / "observations.sqlite3", 3)
+    config = tmp_path / "console.yaml"
+    config.write_text(
+        "stores:\n"
+        f"  sqlite_path: {tmp_path / 'var' / 'platform.sqlite3'}\n"
+        f"  blob_dir: {tmp_path / 'var' / 'blobs'}\n"
+    )
+    assert main(["check", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    [row] = [line for line in out.splitlines() if line.startswith("observations:postgres")]
+    depth, age, size = row.split()[1:]
+    assert depth == "300" and age.endswith("s") and int(size) > 0
+    assert main(["check", "--json", "-c", str(config)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    [postgres] = [r for r in rows if r["name"] == "postgres"]
+    assert postgres["spool"]["observations:postgres"]["depth"] == 300
