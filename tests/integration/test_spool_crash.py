@@ -70,9 +70,12 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("TWINZO_", "STORES_"))}
 
 
-def _write_config(tmp: Path, port: int, flush_ms: int, extra: str = "") -> Path:
+def _write_config(
+    tmp: Path, port: int, flush_ms: int, extra: str = "", spool_max: int = 200_000
+) -> Path:
     path = tmp / "console.yaml"
-    path.write_text(CONFIG.format(port=port, tmp=tmp, flush_ms=flush_ms, extra=extra))
+    text = CONFIG.format(port=port, tmp=tmp, flush_ms=flush_ms, extra=extra)
+    path.write_text(text.replace("spool_max: 200000", f"spool_max: {spool_max}"))
     return path
 
 
@@ -314,6 +317,36 @@ async def test_victoriametrics_outage_kill9_restart_loses_nothing(tmp_path: Path
             vm.stop()
     _explained(stores, stores["on_disk_before"])
     assert stores["spools"]["observations:influx"]["replayed"] == OBSERVATIONS + ROOMS
+
+
+@pytest.mark.timeout(300)
+async def test_a_tiny_budget_fills_drops_the_oldest_and_the_console_keeps_running(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "db").write_text("not a folder")  # SQLite cannot open: everything spools
+    with MosquittoServer(tmp_path / "mqtt") as mqtt:
+        stats = tmp_path / "stats.json"
+        proc = _start(_write_config(tmp_path, mqtt.port, 100, spool_max=1_000), stats)
+        try:
+            await _wait(lambda: (tmp_path / "spool").is_dir(), 30, "start")
+            await asyncio.sleep(2)
+            await _feed(mqtt.port)
+            log = tmp_path / "console.log"
+            await _wait(
+                lambda: "STATS platform: dtp/lift/alerts 1000" in log.read_text(), 60, "intake"
+            )
+            await asyncio.sleep(1.5)
+            assert proc.poll() is None  # still running
+            assert "spool full" in log.read_text()
+        finally:
+            assert _stop(proc) == 0
+    spools = json.loads(stats.read_text())["stores"]["spools"]
+    obs = spools["observations:sqlite"]
+    assert obs["submitted"] == OBSERVATIONS + ROOMS
+    assert obs["pending"] == 1_000 and obs["on_disk"] == 1_000  # kept for the next start
+    assert obs["dropped"] == OBSERVATIONS + ROOMS - 1_000
+    assert obs["submitted"] == obs["written"] + obs["dropped"] + obs["pending"]
+    assert _spooled(tmp_path / "spool")["observations:sqlite"] == 1_000
 
 
 def _refused(tmp: Path, read_only: bool) -> subprocess.CompletedProcess[str]:
