@@ -387,3 +387,27 @@ async def test_service_replays_graph_blobs_and_events_after_a_restart(tmp_path: 
         assert len(registry) == 2 and len({e.id for e in events}) == len(events)
     finally:
         await store.close()
+
+
+async def test_an_unusable_spool_later_is_a_red_badge_and_records_still_flow(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "spool"
+    blocker.write_text("not a folder")  # (the CLI refuses this at start; the service copes)
+    bus = Bus()
+    lines = bus.subscribe()
+    config = _config(tmp_path, spool_dir=str(blocker))
+    async with StoreService(config, bus, OpsLog(bus)) as service:
+        stop = asyncio.Event()
+        runner = asyncio.create_task(service.run(stop))
+        service.submit_event(EventRecord(T0, 1, "operator", {"edit": "device map"}))
+        await _until(lambda: all(s.pending == 0 for s in service.stats()))
+        [health] = [h for h in await service.check_health() if h.name == "sqlite"]
+        assert health.spool_error is not None and str(blocker) in health.spool_error
+        stop.set()
+        await runner
+        assert service.plan is not None
+        [sqlite] = [s for s in service.plan.stores.values() if isinstance(s, SqliteStore)]
+        assert [e.source for e in await sqlite.read_events()] == ["operator"]
+    texts = [e.text for e in lines.drain() if isinstance(e, LogLine)]
+    assert any("spool unusable" in t and str(blocker) in t for t in texts)
