@@ -219,6 +219,7 @@ class DiskSpool(Generic[_T]):
         self._sync = sync
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spool-{name}")
         self._conn: sqlite3.Connection | None = None
+        self._closed = False
         self._unsaved: deque[_T] = deque()
         self._unsaved_since: float | None = None
         self._persisting = 0
@@ -315,11 +316,34 @@ class DiskSpool(Generic[_T]):
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` ran (after it, nothing more reaches the file)."""
+        return self._closed
+
     async def close(self) -> None:
         """Close the file and the worker thread (idempotent)."""
-        with contextlib.suppress(RuntimeError):  # the executor is already shut down
-            await self._in_thread(self.close_sync)
+        if self._closed:
+            return
+        self._closed = True
+        await self._in_thread(self.close_sync)
         self._pool.shutdown(wait=False)
+
+    async def save_and_close(self) -> None:
+        """For a spool whose `run()` never ran: save what is in memory, then close."""
+        if self._closed:
+            return
+        await self.persist_once()
+        lost = len(self._unsaved)
+        if lost:
+            self._unsaved.clear()
+            self.dropped += lost
+            self._log.emit(
+                "FAIL",
+                f"store {self.name}: {lost} record(s) could not be saved to the spool "
+                f"at shutdown ({self.disk_error})",
+            )
+        await self.close()
 
     # -- counters -----------------------------------------------------------------------
 

@@ -251,6 +251,9 @@ class StoreService:
     ) -> None:
         if self.plan is None:
             return
+        for spool in self.spools.values():
+            if isinstance(spool, DiskSpool):  # `run()` closes them; if it never ran, here
+                await spool.save_and_close()
         for store in self.plan.stores.values():
             try:
                 await store.close()

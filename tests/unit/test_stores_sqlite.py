@@ -411,3 +411,22 @@ async def test_an_unusable_spool_later_is_a_red_badge_and_records_still_flow(
         assert [e.source for e in await sqlite.read_events()] == ["operator"]
     texts = [e.text for e in lines.drain() if isinstance(e, LogLine)]
     assert any("spool unusable" in t and str(blocker) in t for t in texts)
+
+
+async def test_records_submitted_before_run_are_saved_on_exit(tmp_path: Path) -> None:
+    bus = Bus()
+    config = _config(tmp_path)
+    event = EventRecord(T0, 1, "operator", {"edit": "device map"})
+    async with StoreService(config, bus, OpsLog(bus)) as service:
+        service.submit_event(event)  # the service stops before its spools ever run
+    assert service.spools["events:sqlite"].stats().on_disk == 1
+    async with StoreService(config, bus, OpsLog(bus)) as service:
+        assert service.spools["events:sqlite"].stats().replayed == 1
+        stop = asyncio.Event()
+        runner = asyncio.create_task(service.run(stop))
+        await _until(lambda: all(s.pending == 0 for s in service.stats()))
+        stop.set()
+        await runner
+        assert service.plan is not None
+        [sqlite] = [s for s in service.plan.stores.values() if isinstance(s, SqliteStore)]
+        assert await sqlite.read_events() == [event]
