@@ -121,7 +121,7 @@ def read_spool_files(root: Path, now: float | None = None) -> dict[str, dict[str
         )
         entry: dict[str, Any] = {"path": str(path), "bytes_on_disk": size}
         try:
-            conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             try:
                 depth, oldest = conn.execute(
                     "SELECT coalesce(sum(n - skip), 0), min(ts) FROM spool"

@@ -209,12 +209,13 @@ async def test_unreachable_server_is_a_one_line_store_error() -> None:
     assert "not-the-password" not in repr(store)
 
 
-async def test_connections_dropped_mid_run_are_retried(pg_dsn: str) -> None:
+async def test_connections_dropped_mid_run_are_retried(pg_dsn: str, tmp_path: Path) -> None:
     """Backends killed under a running service: every observation still lands once."""
     await _admin(pg_dsn, "SELECT 1")
     config = StoresConfig.model_validate(
         {"postgres": {"dsn": pg_dsn, "batch_size": 200}, "flush_interval_ms": 5}
         | {"retry_initial_s": 0.05, "retry_max_s": 0.2, "health_interval_s": 60}
+        | {"sqlite_path": str(tmp_path / "platform.sqlite3")}
     )
     bus = Bus()
     async with StoreService(config, bus, OpsLog(bus)) as service:
@@ -244,7 +245,7 @@ async def test_connections_dropped_mid_run_are_retried(pg_dsn: str) -> None:
     assert await _admin(pg_dsn, "SELECT count(*) FROM observation") == 5_000
 
 
-async def test_spool_and_recover_across_an_outage() -> None:
+async def test_spool_and_recover_across_an_outage(tmp_path: Path) -> None:
     reason = PgCluster.unavailable()
     if reason:
         pytest.skip(reason)
@@ -257,6 +258,7 @@ async def test_spool_and_recover_across_an_outage() -> None:
                 "retry_max_s": 0.2,
                 "health_interval_s": 0.1,
                 "probe_timeout_s": 2,
+                "sqlite_path": str(tmp_path / "platform.sqlite3"),
             }
         )
         bus = Bus()

@@ -330,9 +330,12 @@ def test_check_spool_dir_names_the_problem(tmp_path: Path) -> None:
     assert problem is not None and str(blocker) in problem
 
 
-async def test_read_spool_files_reports_depth_age_and_bytes(tmp_path: Path) -> None:
-    _crash_writer(tmp_path / "postgres" / "observations.sqlite3", 2)
-    found = read_spool_files(tmp_path)
+def test_read_spool_files_reports_depth_age_and_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _crash_writer(tmp_path / "var" / "spool" / "postgres" / "observations.sqlite3", 2)
+    monkeypatch.chdir(tmp_path)
+    found = read_spool_files(Path("var/spool"))  # relative, as the default is
     entry = found["observations:postgres"]
     assert entry["depth"] == 200 and entry["bytes_on_disk"] > 0
     assert entry["oldest_age_s"] is not None and entry["oldest_age_s"] >= 0
