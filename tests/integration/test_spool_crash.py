@@ -285,8 +285,10 @@ async def test_victoriametrics_outage_kill9_restart_loses_nothing(tmp_path: Path
     vm = VictoriaMetricsServer(tmp_path / "vm")  # not started yet: the outage
     extra = f'  influx: {{url: "{vm.url}", token: "test-token", timeout_s: 2}}'
     attempt = 0
+    (tmp_path / "db").write_text("not a folder")  # the events' SQLite is down as well
 
     async def up() -> None:
+        (tmp_path / "db").unlink()
         await asyncio.to_thread(vm.start)
 
     def samples() -> int:
