@@ -315,3 +315,9 @@ class StoreHealth(Event):
     last_success: float | None = None
     """Epoch seconds of the last successful check."""
     error: str | None = None
+    spool_pending: int = 0
+    """Records waiting for this store (every role it serves)."""
+    spool_oldest_s: float | None = None
+    """Seconds the oldest of them has waited (disk spools)."""
+    spool_error: str | None = None
+    """Why a spool of this store cannot be written to disk now."""

@@ -59,7 +59,8 @@ def stats_line(plant: PlantState, rate: float | None = None) -> str:
 
 
 def stores_stats_line(stores: dict[str, Any]) -> str:
-    """`STATS stores: drop … pend … | <role>:<store> wr … pend … drop … retry …` (one line).
+    """`STATS stores: drop … pend … [disk … replayed …] | <role>:<store> wr … pend … drop …
+    retry …` (one line; `disk`: records in the disk spools now, `replayed`: found there at start).
 
     Kept apart from the per-plant `stats_line` on purpose: spool drops are the
     stores' loss, not a plant's.
@@ -70,6 +71,8 @@ def stores_stats_line(stores: dict[str, Any]) -> str:
         for key, s in spools.items()
     ]
     head = f"STATS stores: drop {stores.get('dropped', 0)} pend {stores.get('pending', 0)}"
+    if stores.get("spool") == "disk":
+        head += f" disk {stores.get('on_disk', 0)} replayed {stores.get('replayed', 0)}"
     return " | ".join([head, *parts])
 
 

@@ -29,10 +29,12 @@ def register(sub: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from dtp_console.stores.check import format_results, run_check
+    from dtp_console.stores.check import format_results, format_spools, run_check
+    from dtp_console.stores.disk_spool import read_spool_files
 
     config = load_or_exit(args)
     results = asyncio.run(run_check(config.stores))
+    spools = read_spool_files(config.stores.spool_root) if config.stores.spool == "disk" else {}
     if args.json:
         rows = [
             {
@@ -42,10 +44,14 @@ def _check(args: argparse.Namespace) -> int:
                 "ok": r.ok,
                 "latency_ms": r.latency_ms,
                 "error": r.error,
+                "spool": {k: v for k, v in spools.items() if k.endswith(f":{r.name}")},
             }
             for r in results
         ]
         print(json.dumps(rows, indent=2))
     else:
         print(format_results(results))
+        if spools:
+            print()
+            print(format_spools(spools))
     return EXIT_FAILED if any(r.configured and not r.ok for r in results) else 0

@@ -66,6 +66,14 @@ def _ui_available() -> bool:
 
 def _run(args: argparse.Namespace) -> int:
     config = load_or_exit(args)
+    stores = config.stores
+    if stores.enabled and stores.spool == "disk":
+        from dtp_console.stores.disk_spool import check_spool_dir
+
+        problem = check_spool_dir(stores.spool_root)
+        if problem is not None:
+            print(f"error: stores.spool_dir: cannot keep the spool in {problem}", file=sys.stderr)
+            return 2
     try:
         engine = Engine(
             config,

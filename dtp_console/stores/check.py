@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from dtp_console.stores.config import StoresConfig
@@ -18,7 +19,7 @@ from dtp_console.stores.protocols import Store, StoreError
 from dtp_console.stores.records import ProbeResult
 from dtp_console.urls import mask_url
 
-__all__ = ["format_results", "run_check", "scrub", "secrets_of"]
+__all__ = ["format_results", "format_spools", "run_check", "scrub", "secrets_of"]
 
 _MASK = "***"
 
@@ -118,4 +119,17 @@ def format_results(results: list[ProbeResult]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     return "\n".join(
         f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[3]:>9}  {row[2]}" for row in rows
+    )
+
+
+def format_spools(spools: dict[str, dict[str, Any]]) -> str:
+    """A table of the disk spools: role:store, depth, oldest record age, bytes on disk."""
+    rows = [("SPOOL", "DEPTH", "OLDEST", "BYTES")]
+    for key, s in sorted(spools.items()):
+        age = s.get("oldest_age_s")
+        depth = str(s["depth"]) if "depth" in s else f"unreadable: {s.get('error')}"
+        rows.append((key, depth, "-" if age is None else f"{age:.1f}s", str(s["bytes_on_disk"])))
+    w = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:>{w[3]}}" for r in rows
     )

@@ -201,9 +201,23 @@ class StoresConfig(_Model):
     """Seconds between health checks of each store (published for the UI's badges)."""
     probe_timeout_s: float = Field(default=10.0, gt=0)
     """A health check or a `check` probe taking longer than this fails."""
+    spool: Literal["disk", "memory"] = "disk"
+    """Where records wait for their store: `disk` (one SQLite file per store and role
+    under `spool_dir`, kept across restarts and crashes, replayed first on start) or
+    `memory` (lost when the process stops; for benchmarks and tests)."""
+    spool_dir: Path | None = None
+    """Folder of the disk spools (`<spool_dir>/<store>/<role>.sqlite3`); unset: `spool`
+    beside `sqlite_path` (`var/spool`). It must be writable: a read-only or full folder
+    refuses the start (exit 2)."""
     spool_max: int = Field(default=100_000, ge=1, le=10_000_000)
     """Most records kept per store while it is down or slow; beyond that the oldest are
     dropped, counted and logged."""
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=4096, le=1 << 40)
+    """Most bytes of records kept in one disk spool; beyond that the oldest are dropped,
+    counted and logged."""
+    spool_sync: Literal["normal", "full"] = "normal"
+    """SQLite `synchronous` of the disk spools: `normal` survives a crash or `kill -9` of
+    the process; `full` also a power cut, at the price of an fsync per batch."""
     flush_interval_ms: int = Field(default=500, ge=1, le=60_000)
     """Longest a record waits in the spool before a write is attempted."""
     retry_initial_s: float = Field(default=0.5, gt=0)
@@ -213,3 +227,8 @@ class StoresConfig(_Model):
     """Longest delay between retries of a failed write."""
     drain_timeout_s: float = Field(default=5.0, ge=0)
     """On shutdown, time allowed to write what is still spooled; the rest is counted as dropped."""
+
+    @property
+    def spool_root(self) -> Path:
+        """The folder the disk spools live in (`spool_dir`, else `spool` beside `sqlite_path`)."""
+        return self.spool_dir if self.spool_dir is not None else self.sqlite_path.parent / "spool"

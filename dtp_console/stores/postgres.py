@@ -5,7 +5,9 @@ Timescale hypertable when `CREATE EXTENSION IF NOT EXISTS timescaledb` works,
 and a plain table with a `(ts DESC)` index when it does not (PostgreSQL here
 has no Timescale). A batch of observations is one `COPY` into a per-connection
 staging table and one `INSERT … SELECT … ON CONFLICT DO NOTHING`, so a batch
-written twice (a retry after a lost acknowledgement) changes nothing.
+written twice (a retry after a lost acknowledgement) changes nothing. Events
+carry a client-made UUIDv7 (`event_log.event_id`, unique; added to an older
+table on `open()`), so a replayed event is skipped the same way.
 
 Every driver or socket error surfaces as `StoreError` with one line of reason;
 the DSN (and its password) never appears in one.
@@ -55,6 +57,8 @@ CREATE TABLE IF NOT EXISTS event_log (
     body jsonb NOT NULL DEFAULT '{}'::jsonb
 );
 CREATE INDEX IF NOT EXISTS event_log_ts_idx ON event_log (ts DESC);
+ALTER TABLE event_log ADD COLUMN IF NOT EXISTS event_id uuid;
+CREATE UNIQUE INDEX IF NOT EXISTS event_log_event_id_idx ON event_log (event_id);
 """
 _PLAIN_INDEX = "CREATE INDEX IF NOT EXISTS observation_ts_idx ON observation (ts DESC)"
 _HYPERTABLE = "SELECT create_hypertable('observation', 'ts', if_not_exists => TRUE)"
@@ -74,7 +78,11 @@ _UPSERT_SIGNAL = """
 INSERT INTO signal (signal_id, name, unit) VALUES ($1, $2, $3)
 ON CONFLICT (signal_id) DO UPDATE SET name = EXCLUDED.name, unit = EXCLUDED.unit
 """
-_INSERT_EVENT = "INSERT INTO event_log (ts, severity, source, body) VALUES ($1, $2, $3, $4::jsonb)"
+_INSERT_EVENT = (
+    "INSERT INTO event_log (ts, severity, source, body, event_id)"
+    " VALUES ($1, $2, $3, $4::jsonb, $5)"
+    " ON CONFLICT (event_id) DO NOTHING"
+)
 _PROBE_SIGNAL = uuid.uuid5(uuid.NAMESPACE_URL, "dtp-console:signal:check-probe")
 #: Errors meaning "the timescaledb extension is not available here".
 _NO_TIMESCALE = (
@@ -229,11 +237,11 @@ class PostgresStore:
                 )
 
     async def write_events(self, batch: Sequence[EventRecord]) -> None:
-        """Append events."""
+        """Append events; one already written (same `id`: a retry or a replay) is skipped."""
         if not batch:
             return
         pool = self._ready()
-        rows = [(e.ts, e.severity, e.source, json.dumps(e.body)) for e in batch]
+        rows = [(e.ts, e.severity, e.source, json.dumps(e.body), e.id) for e in batch]
         async with self._errors("write events"):
             await pool.executemany(_INSERT_EVENT, rows)
 
@@ -267,14 +275,18 @@ class PostgresStore:
         pool = self._ready()
         async with self._errors("read events"):
             rows = await pool.fetch(
-                "SELECT ts, severity, source, body::text AS body FROM event_log"
+                "SELECT ts, severity, source, body::text AS body, event_id FROM event_log"
                 " ORDER BY id DESC LIMIT $1",
                 limit,
             )
         out = []
         for r in rows:
             severity: Severity = r["severity"]
-            out.append(EventRecord(r["ts"], severity, r["source"], json.loads(r["body"])))
+            body = json.loads(r["body"])
+            if r["event_id"] is None:  # a row from before event ids
+                out.append(EventRecord(r["ts"], severity, r["source"], body))
+            else:
+                out.append(EventRecord(r["ts"], severity, r["source"], body, r["event_id"]))
         return out
 
     async def probe(self) -> None:

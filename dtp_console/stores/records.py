@@ -7,9 +7,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dtp_console.stores.uuid7 import uuid7
+
 __all__ = [
     "BlobManifest",
+    "BlobPut",
     "EventRecord",
+    "GraphChange",
+    "GraphOpName",
     "Observation",
     "ProbeResult",
     "Severity",
@@ -50,6 +55,44 @@ class EventRecord:
     severity: Severity
     source: str
     body: dict[str, Any] = field(default_factory=dict)
+    id: uuid.UUID = field(default_factory=uuid7)
+    """Client-made UUIDv7: a replayed or retried event is written once (`event_id`)."""
+
+
+#: The `GraphStore` methods a `GraphChange` can call.
+GraphOpName = Literal[
+    "merge_twin",
+    "merge_dependency",
+    "prune_dependencies",
+    "remove_twin",
+    "merge_device",
+    "remove_device",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class GraphChange:
+    """One relationship change: the `GraphStore` method to call and its arguments.
+
+    Data, not a closure, so it can wait in a disk spool. Every method is a
+    merge or a delete by key, so applying a change twice (a retry, a replay
+    after a crash) leaves the graph as applying it once.
+    """
+
+    op: GraphOpName
+    args: tuple[Any, ...]
+    id: uuid.UUID = field(default_factory=uuid7)
+    """Client-made UUIDv7 of the change (time-ordered)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlobPut:
+    """An object to store (its key is fixed when queued, so a replay overwrites, never adds)."""
+
+    key: str
+    data: bytes
+    content_type: str
+    source: str
 
 
 @dataclass(frozen=True, slots=True)

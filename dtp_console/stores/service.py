@@ -17,7 +17,6 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from dtp_console import yamlsafe
 from dtp_console.events import Bus, Event, LogLine, OpsLog, StoreHealth, TwinDeleted, TwinUpdated
 from dtp_console.registry.model import TwinRecord, default_twin_id
 from dtp_console.stores.config import StoresConfig
+from dtp_console.stores.disk_spool import DiskSpool, SpoolDiskError, spool_path
 from dtp_console.stores.mapping import Mapped, PlatformMapper, event_from_log, event_from_registry
 from dtp_console.stores.plan import StorePlan, plan_stores
 from dtp_console.stores.protocols import (
@@ -39,25 +39,17 @@ from dtp_console.stores.protocols import (
     Store,
     StoreError,
 )
-from dtp_console.stores.records import EventRecord, Observation, Signal
+from dtp_console.stores.records import BlobPut, EventRecord, GraphChange, Observation, Signal
 from dtp_console.stores.spool import Spool, SpoolStats
 from dtp_console.urls import check_url, is_loopback, mask_url
 
 __all__ = ["GraphOp", "StoreService"]
 
 #: One relationship change, applied to whichever graph store serves the role.
-GraphOp = Callable[[GraphStore], Awaitable[None]]
+GraphOp = GraphChange
 #: Twin files larger than this are not archived.
 _MAX_TWIN_FILE = 1 << 20
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-@dataclass(frozen=True, slots=True)
-class _BlobPut:
-    key: str
-    data: bytes
-    content_type: str
-    source: str
 
 
 def _stamp(now: dt.datetime) -> str:
@@ -95,16 +87,16 @@ class StoreService:
         """Mapping counters of platform messages (mapped per kind, rejected per reason)."""
         self.health: dict[str, StoreHealth] = {}
         """The latest health check of each store, by store name."""
-        self.spools: dict[str, Spool[Any]] = {}
+        self.spools: dict[str, Spool[Any] | DiskSpool[Any]] = {}
         """Spools by `<role>:<store>` (`observations:postgres`, `blobs:folder`, …)."""
         self._opened: set[str] = set()
         self._signals: dict[uuid.UUID, Signal] = {}
         self._device_maps: dict[str, dict[str, str]] = {}
         self._last_success: dict[str, float] = {}
-        self._observation_spools: list[Spool[Signal | Observation]] = []
-        self._event_spool: Spool[EventRecord] | None = None
-        self._graph_spool: Spool[GraphOp] | None = None
-        self._blob_spool: Spool[_BlobPut] | None = None
+        self._observation_spools: list[Spool[Any] | DiskSpool[Any]] = []
+        self._event_spool: Spool[Any] | DiskSpool[Any] | None = None
+        self._graph_spool: Spool[Any] | DiskSpool[Any] | None = None
+        self._blob_spool: Spool[Any] | DiskSpool[Any] | None = None
         if self.plan is not None:
             self._make_spools(self.plan)
 
@@ -112,9 +104,27 @@ class StoreService:
 
     def _spool(
         self, key: str, write: Callable[[list[Any]], Awaitable[None]], batch_size: int
-    ) -> Spool[Any]:
+    ) -> Spool[Any] | DiskSpool[Any]:
         cfg = self.config
-        spool: Spool[Any] = Spool(
+        spool: Spool[Any] | DiskSpool[Any]
+        if cfg.spool == "disk":
+            role, store = key.split(":", 1)
+            spool = DiskSpool(
+                key,
+                write,
+                self._log,
+                spool_path(cfg.spool_root, store, role),
+                max_records=cfg.spool_max,
+                max_bytes=cfg.spool_max_bytes,
+                batch_size=batch_size,
+                flush_interval_s=cfg.flush_interval_ms / 1000,
+                retry_initial_s=cfg.retry_initial_s,
+                retry_max_s=cfg.retry_max_s,
+                sync=cfg.spool_sync,
+            )
+            self.spools[key] = spool
+            return spool
+        spool = Spool(
             key,
             write,
             self._log,
@@ -172,17 +182,17 @@ class StoreService:
 
         return write
 
-    def _graph_writer(self, store: GraphStore) -> Callable[[list[GraphOp]], Awaitable[None]]:
-        async def write(batch: list[GraphOp]) -> None:
+    def _graph_writer(self, store: GraphStore) -> Callable[[list[GraphChange]], Awaitable[None]]:
+        async def write(batch: list[GraphChange]) -> None:
             # Merges are idempotent, so a batch retried after a partial failure is safe.
             await self._ensure_open(store)
-            for op in batch:
-                await op(store)
+            for change in batch:
+                await getattr(store, change.op)(*change.args)
 
         return write
 
-    def _blob_writer(self, store: BlobStore) -> Callable[[list[_BlobPut]], Awaitable[None]]:
-        async def write(batch: list[_BlobPut]) -> None:
+    def _blob_writer(self, store: BlobStore) -> Callable[[list[BlobPut]], Awaitable[None]]:
+        async def write(batch: list[BlobPut]) -> None:
             await self._ensure_open(store)
             for put in batch:
                 await store.put(put.key, put.data, put.content_type, put.source)
@@ -200,6 +210,15 @@ class StoreService:
             )
         for warning in plaintext_warnings(self.config):
             self._log.emit("WARN", warning)
+        for spool in self.spools.values():
+            if isinstance(spool, DiskSpool):
+                try:
+                    await spool.open()
+                except SpoolDiskError as exc:  # the CLI refuses this at start; later, a red badge
+                    spool.disk_error = str(exc)
+                    self._log.emit(
+                        "FAIL", f"store {spool.name}: spool unusable: {exc}; records wait in memory"
+                    )
         await asyncio.gather(*(self._open_at_start(s) for s in self.plan.stores.values()))
         return self
 
@@ -232,6 +251,9 @@ class StoreService:
     ) -> None:
         if self.plan is None:
             return
+        for spool in self.spools.values():
+            if isinstance(spool, DiskSpool):  # `run()` closes them; if it never ran, here
+                await spool.save_and_close()
         for store in self.plan.stores.values():
             try:
                 await store.close()
@@ -292,11 +314,11 @@ class StoreService:
             return
         twin = event.twin
         if isinstance(event, TwinDeleted) and event.hard:
-            self._graph_spool.submit(lambda g: g.remove_twin(twin.id))
+            self._graph_spool.submit(GraphChange("remove_twin", (twin.id,)))
             return
         asset = _asset_of(twin)
         self._graph_spool.submit(
-            lambda g: g.merge_twin(twin.id, twin.name, twin.tenant, twin.status, asset)
+            GraphChange("merge_twin", (twin.id, twin.name, twin.tenant, twin.status, asset))
         )
         keep: list[tuple[str, Literal["static", "dynamic"]]] = [
             *((t, "static") for t in twin.dependencies.static),
@@ -305,7 +327,7 @@ class StoreService:
         self._graph_spool.submit_many(
             [_dependency(twin.id, t, "static") for t in twin.dependencies.static]
             + [_dependency(twin.id, t, "dynamic") for t in twin.dependencies.dynamic]
-            + [lambda g: g.prune_dependencies(twin.id, keep)]
+            + [GraphChange("prune_dependencies", (twin.id, keep))]
         )
 
     def sync_device_map(
@@ -337,7 +359,7 @@ class StoreService:
             }
             data = json.dumps(body, indent=2).encode()
             key = f"device-maps/{_slug(plant)}/{_stamp(now)}.json"
-            self._blob_spool.submit(_BlobPut(key, data, "application/json", f"device-map:{plant}"))
+            self._blob_spool.submit(BlobPut(key, data, "application/json", f"device-map:{plant}"))
 
     def archive_twin_file(self, path: Path, twin_id: str | None = None) -> None:
         """Queue a copy of a twin file as blob `twins/<id>/<UTC timestamp>.<ext>`.
@@ -362,7 +384,7 @@ class StoreService:
         suffix = path.suffix.lower() if path.suffix.lower() in (".yaml", ".yml", ".json") else ""
         content_type = "application/json" if suffix == ".json" else "application/yaml"
         key = f"twins/{_slug(twin_id)}/{_stamp(dt.datetime.now(dt.UTC))}{suffix or '.yaml'}"
-        self._blob_spool.submit(_BlobPut(key, data, content_type, f"twin-file:{path}"))
+        self._blob_spool.submit(BlobPut(key, data, content_type, f"twin-file:{path}"))
 
     # -- health ---------------------------------------------------------------------------
 
@@ -372,10 +394,15 @@ class StoreService:
 
     def stats_dict(self) -> dict[str, Any]:
         """JSON-ready spool counters and latest health (the stats JSON's `stores`)."""
-        spools = {key: spool.stats().as_dict() for key, spool in self.spools.items()}
+        stats = [spool.stats() for spool in self.spools.values()]
+        spools = {s.name: s.as_dict() for s in stats}
         return {
-            "dropped": sum(spool.dropped for spool in self.spools.values()),
-            "pending": sum(spool.pending for spool in self.spools.values()),
+            "spool": self.config.spool,
+            "dropped": sum(s.dropped for s in stats),
+            "pending": sum(s.pending for s in stats),
+            "replayed": sum(s.replayed for s in stats),
+            "on_disk": sum(s.on_disk for s in stats),
+            "bytes_on_disk": sum(s.bytes_on_disk for s in stats),
             "spools": spools,
             "health": {
                 name: {"ok": h.ok, "latency_ms": h.latency_ms, "error": h.error}
@@ -418,6 +445,9 @@ class StoreService:
         latency = (time.perf_counter() - started) * 1000
         if error is None:
             self._last_success[store.name] = time.time()
+        spools = [s for k, s in self.spools.items() if k.endswith(f":{store.name}")]
+        ages = [a for s in spools if isinstance(s, DiskSpool) and (a := s.oldest_age_s())]
+        disk_errors = [s.disk_error for s in spools if isinstance(s, DiskSpool) and s.disk_error]
         return StoreHealth(
             name=store.name,
             role=role,
@@ -425,6 +455,9 @@ class StoreService:
             latency_ms=round(latency, 2) if error is None else None,
             last_success=self._last_success.get(store.name),
             error=error,
+            spool_pending=sum(s.pending for s in spools),
+            spool_oldest_s=max(ages) if ages else None,
+            spool_error=disk_errors[0] if disk_errors else None,
         )
 
     async def _health_loop(self, stop: asyncio.Event) -> None:
@@ -477,16 +510,16 @@ def _clear_url_warning(
     ]
 
 
-def _dependency(source: str, target: str, kind: Literal["static", "dynamic"]) -> GraphOp:
-    return lambda g: g.merge_dependency(source, target, kind)
+def _dependency(source: str, target: str, kind: Literal["static", "dynamic"]) -> GraphChange:
+    return GraphChange("merge_dependency", (source, target, kind))
 
 
-def _device(plant: str, vendor_id: str, login: str) -> GraphOp:
-    return lambda g: g.merge_device(plant, vendor_id, login)
+def _device(plant: str, vendor_id: str, login: str) -> GraphChange:
+    return GraphChange("merge_device", (plant, vendor_id, login))
 
 
-def _device_removal(plant: str, vendor_id: str) -> GraphOp:
-    return lambda g: g.remove_device(plant, vendor_id)
+def _device_removal(plant: str, vendor_id: str) -> GraphChange:
+    return GraphChange("remove_device", (plant, vendor_id))
 
 
 def _twin_id_of(data: bytes) -> str | None:

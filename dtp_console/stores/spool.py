@@ -25,7 +25,7 @@ from dtp_console.events import OpsLog
 from dtp_console.stores.protocols import StoreError
 from dtp_console.urls import mask_url
 
-__all__ = ["Spool", "SpoolStats"]
+__all__ = ["Spool", "SpoolStats", "reason_of"]
 
 _T = TypeVar("_T")
 
@@ -46,10 +46,37 @@ class SpoolStats:
     last_error: str | None
     last_success: float | None
     """Epoch seconds of the last successful write."""
+    kind: str = "memory"
+    """`memory` or `disk`."""
+    replayed: int = 0
+    """Records found on disk at start (part of `submitted`)."""
+    torn: int = 0
+    """Unreadable records skipped (part of `dropped`)."""
+    torn_writes: int = 0
+    """Torn last writes found at start (rolled back by SQLite)."""
+    on_disk: int = 0
+    """Records in the spool file now."""
+    bytes_on_disk: int = 0
+    """Size of the spool file and its WAL."""
+    oldest_age_s: float | None = None
+    """Seconds the oldest unwritten record has waited (disk spool)."""
+    disk_error: str | None = None
+    """Why the spool file cannot be written now."""
+    path: str | None = None
+    """The spool file (disk spool)."""
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready counters (the stats JSON's `stores.spools` entries)."""
         return {
+            "kind": self.kind,
+            "replayed": self.replayed,
+            "torn": self.torn,
+            "torn_writes": self.torn_writes,
+            "on_disk": self.on_disk,
+            "bytes_on_disk": self.bytes_on_disk,
+            "oldest_age_s": None if self.oldest_age_s is None else round(self.oldest_age_s, 3),
+            "disk_error": self.disk_error,
+            "path": self.path,
             "pending": self.pending,
             "submitted": self.submitted,
             "written": self.written,
@@ -60,7 +87,8 @@ class SpoolStats:
         }
 
 
-def _reason(exc: BaseException) -> str:
+def reason_of(exc: BaseException) -> str:
+    """One masked line saying why a write failed."""
     if isinstance(exc, StoreError):
         return mask_url(str(exc))
     return mask_url(f"{type(exc).__name__}: {exc}".splitlines()[0])
@@ -68,6 +96,8 @@ def _reason(exc: BaseException) -> str:
 
 class Spool(Generic[_T]):
     """Bounded queue of records for one store, written in batches by `run()`."""
+
+    durable = False
 
     def __init__(
         self,
@@ -227,7 +257,7 @@ class Spool(Generic[_T]):
 
     def _fail(self, exc: BaseException) -> None:
         self.retries += 1
-        self.last_error = _reason(exc)
+        self.last_error = reason_of(exc)
         self._log.limited(
             "WARN",
             f"spool-fail:{self.name}",

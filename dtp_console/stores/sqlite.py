@@ -3,7 +3,9 @@
 The stdlib driver blocks, so every call runs in a worker thread, one at a time
 (an asyncio lock guards the single connection); WAL lets other readers of the
 file (a `check`, a second console) go on meanwhile. Timestamps are stored as
-UTC ISO 8601 text with microseconds, so they sort as they compare.
+UTC ISO 8601 text with microseconds, so they sort as they compare. Writes are
+idempotent: observations on (signal_id, ts), events on their client-made
+`event_id` (the column is added to a file made by an older version on open).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ CREATE TABLE IF NOT EXISTS event_log (
     ts TEXT NOT NULL,
     severity INTEGER NOT NULL CHECK (severity BETWEEN 0 AND 3),
     source TEXT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    event_id TEXT
 );
 CREATE INDEX IF NOT EXISTS event_log_ts ON event_log (ts DESC);
 CREATE TABLE IF NOT EXISTS graph_twin (
@@ -76,6 +79,14 @@ CREATE TABLE IF NOT EXISTS graph_device (
 """
 
 _PROBE_SIGNAL = uuid.uuid5(uuid.NAMESPACE_URL, "dtp-console:signal:check-probe")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a file made by an older version up to date (idempotent)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(event_log)")}
+    if "event_id" not in columns:
+        conn.execute("ALTER TABLE event_log ADD COLUMN event_id TEXT")
+    conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS event_log_event_id ON event_log (event_id)")
 
 
 def utc_text(ts: dt.datetime) -> str:
@@ -116,6 +127,7 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.executescript(_SCHEMA)
+            _migrate(conn)
         except BaseException:
             conn.close()
             raise
@@ -226,10 +238,11 @@ class SqliteStore:
         )
 
     async def write_events(self, batch: Sequence[EventRecord]) -> None:
-        """Append events."""
+        """Append events; one already written (same `id`: a retry or a replay) is skipped."""
         await self._write(
-            "INSERT INTO event_log (ts, severity, source, body) VALUES (?, ?, ?, ?)",
-            [(utc_text(e.ts), e.severity, e.source, json.dumps(e.body)) for e in batch],
+            "INSERT INTO event_log (ts, severity, source, body, event_id)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+            [(utc_text(e.ts), e.severity, e.source, json.dumps(e.body), str(e.id)) for e in batch],
         )
 
     async def read_observations(
@@ -262,7 +275,8 @@ class SqliteStore:
 
         def work(conn: sqlite3.Connection) -> list[EventRecord]:
             rows = conn.execute(
-                "SELECT ts, severity, source, body FROM event_log ORDER BY id DESC LIMIT ?",
+                "SELECT ts, severity, source, body, event_id FROM event_log"
+                " ORDER BY id DESC LIMIT ?",
                 (limit,),
             ).fetchall()
             return [_event(r) for r in rows]
@@ -384,4 +398,7 @@ class SqliteStore:
 
 def _event(row: Sequence[Any]) -> EventRecord:
     severity: Severity = row[1]
-    return EventRecord(dt.datetime.fromisoformat(row[0]), severity, row[2], json.loads(row[3]))
+    ts, body = dt.datetime.fromisoformat(row[0]), json.loads(row[3])
+    if row[4] is None:  # a row from before event ids
+        return EventRecord(ts, severity, row[2], body)
+    return EventRecord(ts, severity, row[2], body, uuid.UUID(row[4]))

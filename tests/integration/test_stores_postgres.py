@@ -156,6 +156,41 @@ async def test_event_log(store: PostgresStore) -> None:
     assert severity == 2
 
 
+async def test_events_are_written_once_per_id(store: PostgresStore) -> None:
+    event = EventRecord(T0, 1, "registry", {"twin": "dt:Lift_001"})
+    await store.write_events([event, event])
+    await store.write_events([event])  # a replay after a crash
+    assert await store.read_events() == [event]
+    assert await _admin(_dsn(store), "SELECT event_id FROM event_log") == event.id
+
+
+async def test_an_older_event_log_is_migrated(pg_dsn: str) -> None:
+    name = f"dtp_stores_old_{secrets.token_hex(4)}"
+    await _admin(ADMIN_DSN, f'CREATE DATABASE "{name}"')
+    dsn = _dsn_for(name)
+    try:
+        await _admin(
+            dsn,
+            "CREATE TABLE event_log (id bigserial PRIMARY KEY, ts timestamptz NOT NULL,"
+            " severity smallint NOT NULL, source text NOT NULL, body jsonb NOT NULL)",
+        )
+        await _admin(
+            dsn, "INSERT INTO event_log (ts, severity, source, body) VALUES (now(), 0, 'old', '{}')"
+        )
+        pg = PostgresStore(_config(dsn))
+        await pg.open()
+        try:
+            event = EventRecord(T0, 2, "new", {})
+            await pg.write_events([event, event])
+            events = await pg.read_events()
+            assert sorted(e.source for e in events) == ["new", "old"]
+            assert [e.id for e in events if e.source == "new"] == [event.id]
+        finally:
+            await pg.close()
+    finally:
+        await _admin(ADMIN_DSN, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 async def test_ping_and_probe_leave_no_probe_rows(store: PostgresStore) -> None:
     await store.ping()
     await store.probe()
@@ -174,12 +209,13 @@ async def test_unreachable_server_is_a_one_line_store_error() -> None:
     assert "not-the-password" not in repr(store)
 
 
-async def test_connections_dropped_mid_run_are_retried(pg_dsn: str) -> None:
+async def test_connections_dropped_mid_run_are_retried(pg_dsn: str, tmp_path: Path) -> None:
     """Backends killed under a running service: every observation still lands once."""
     await _admin(pg_dsn, "SELECT 1")
     config = StoresConfig.model_validate(
         {"postgres": {"dsn": pg_dsn, "batch_size": 200}, "flush_interval_ms": 5}
         | {"retry_initial_s": 0.05, "retry_max_s": 0.2, "health_interval_s": 60}
+        | {"sqlite_path": str(tmp_path / "platform.sqlite3")}
     )
     bus = Bus()
     async with StoreService(config, bus, OpsLog(bus)) as service:
@@ -209,7 +245,7 @@ async def test_connections_dropped_mid_run_are_retried(pg_dsn: str) -> None:
     assert await _admin(pg_dsn, "SELECT count(*) FROM observation") == 5_000
 
 
-async def test_spool_and_recover_across_an_outage() -> None:
+async def test_spool_and_recover_across_an_outage(tmp_path: Path) -> None:
     reason = PgCluster.unavailable()
     if reason:
         pytest.skip(reason)
@@ -222,6 +258,7 @@ async def test_spool_and_recover_across_an_outage() -> None:
                 "retry_max_s": 0.2,
                 "health_interval_s": 0.1,
                 "probe_timeout_s": 2,
+                "sqlite_path": str(tmp_path / "platform.sqlite3"),
             }
         )
         bus = Bus()

@@ -292,3 +292,141 @@ async def test_disabled_service_accepts_and_ignores(tmp_path: Path) -> None:
         stop.set()
         await service.run(stop)
     assert not (tmp_path / "platform.sqlite3").exists()
+
+
+async def test_events_are_written_once_per_id(store: SqliteStore) -> None:
+    event = EventRecord(T0, 1, "registry", {"twin": "dt:Lift_001"})
+    await store.write_events([event, event])
+    await store.write_events([event])  # a replay after a crash
+    assert await store.read_events() == [event]
+    other = EventRecord(T0, 1, "registry", {"twin": "dt:Lift_001"})  # same content, new id
+    await store.write_events([other])
+    assert len(await store.read_events()) == 2
+
+
+async def test_an_older_event_log_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE event_log (id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL,"
+        " severity INTEGER NOT NULL, source TEXT NOT NULL, body TEXT NOT NULL)"
+    )
+    conn.execute(
+        "INSERT INTO event_log (ts, severity, source, body) VALUES (?, 0, 'old', '{}')",
+        (T0.isoformat(),),
+    )
+    conn.commit()
+    conn.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        event = EventRecord(T0, 2, "new", {})
+        await store.write_events([event, event])
+        events = await store.read_events()
+        assert [e.source for e in events] == ["new", "old"]
+        assert events[0].id == event.id
+    finally:
+        await store.close()
+
+
+async def test_service_replays_graph_blobs_and_events_after_a_restart(tmp_path: Path) -> None:
+    # The outage: a file where the SQLite file's folder should be, so it cannot open.
+    blocker = tmp_path / "db"
+    blocker.write_text("not a folder")
+    config = StoresConfig.model_validate(
+        {
+            "sqlite_path": str(blocker / "platform.sqlite3"),
+            "spool_dir": str(tmp_path / "spool"),
+            "blob_dir": str(tmp_path / "blobs"),
+            "flush_interval_ms": 10,
+            "health_interval_s": 0.05,
+            "retry_initial_s": 0.01,
+            "retry_max_s": 0.05,
+            "drain_timeout_s": 0.1,
+        }
+    )
+    bus = Bus()
+    lift = _twin("dt:Lift_001", metadata={"asset_id": "asset:lift-1"})
+    fleet = _twin("dt:Fleet_001", dependencies={"static": ["dt:Lift_001"], "dynamic": []})
+    async with StoreService(config, bus, OpsLog(bus)) as service:
+        stop = asyncio.Event()
+        runner = asyncio.create_task(service.run(stop))
+        service.submit_registry(TwinUpdated(twin=lift, created=True, reason="registered"))
+        service.submit_registry(TwinUpdated(twin=fleet, created=True, reason="registered"))
+        service.sync_device_map("Old Plant", {"ati_amr_001": "tugger-05-old"})
+        await _until(lambda: service.spools["relationships:sqlite"].stats().on_disk == 6)
+        await _until(lambda: service.spools["events:sqlite"].stats().on_disk == 2)
+        stop.set()
+        await runner
+        first = service.stats_dict()
+    assert first["pending"] == first["on_disk"] > 0 and first["dropped"] == 0
+    blocker.unlink()
+    async with StoreService(config, bus, OpsLog(bus)) as service:
+        assert service.stats_dict()["replayed"] == first["on_disk"]
+        stop = asyncio.Event()
+        runner = asyncio.create_task(service.run(stop))
+        await _until(lambda: all(s.pending == 0 for s in service.stats()))
+        stop.set()
+        await runner
+        stats = service.stats_dict()
+    for spool in stats["spools"].values():
+        assert spool["submitted"] == spool["written"] + spool["dropped"] + spool["pending"]
+        assert spool["pending"] == 0 and spool["dropped"] == 0
+    store = SqliteStore(blocker / "platform.sqlite3")
+    await store.open()
+    try:
+        graph = await store.graph_snapshot()
+        assert graph["twins"] == [
+            ("dt:Fleet_001", "dt:Fleet_001", "demo", "active"),
+            ("dt:Lift_001", "dt:Lift_001", "demo", "active"),
+        ]
+        assert graph["dependencies"] == [("dt:Fleet_001", "dt:Lift_001", "static")]
+        assert graph["devices"] == [("Old Plant", "ati_amr_001", "tugger-05-old")]
+        events = await store.read_events()
+        registry = [e for e in events if e.source.startswith("registry")]
+        assert len(registry) == 2 and len({e.id for e in events}) == len(events)
+    finally:
+        await store.close()
+
+
+async def test_an_unusable_spool_later_is_a_red_badge_and_records_still_flow(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "spool"
+    blocker.write_text("not a folder")  # (the CLI refuses this at start; the service copes)
+    bus = Bus()
+    lines = bus.subscribe()
+    config = _config(tmp_path, spool_dir=str(blocker))
+    async with StoreService(config, bus, OpsLog(bus)) as service:
+        stop = asyncio.Event()
+        runner = asyncio.create_task(service.run(stop))
+        service.submit_event(EventRecord(T0, 1, "operator", {"edit": "device map"}))
+        await _until(lambda: all(s.pending == 0 for s in service.stats()))
+        [health] = [h for h in await service.check_health() if h.name == "sqlite"]
+        assert health.spool_error is not None and str(blocker) in health.spool_error
+        stop.set()
+        await runner
+        assert service.plan is not None
+        [sqlite] = [s for s in service.plan.stores.values() if isinstance(s, SqliteStore)]
+        assert [e.source for e in await sqlite.read_events()] == ["operator"]
+    texts = [e.text for e in lines.drain() if isinstance(e, LogLine)]
+    assert any("spool unusable" in t and str(blocker) in t for t in texts)
+
+
+async def test_records_submitted_before_run_are_saved_on_exit(tmp_path: Path) -> None:
+    bus = Bus()
+    config = _config(tmp_path)
+    event = EventRecord(T0, 1, "operator", {"edit": "device map"})
+    async with StoreService(config, bus, OpsLog(bus)) as service:
+        service.submit_event(event)  # the service stops before its spools ever run
+    assert service.spools["events:sqlite"].stats().on_disk == 1
+    async with StoreService(config, bus, OpsLog(bus)) as service:
+        assert service.spools["events:sqlite"].stats().replayed == 1
+        stop = asyncio.Event()
+        runner = asyncio.create_task(service.run(stop))
+        await _until(lambda: all(s.pending == 0 for s in service.stats()))
+        stop.set()
+        await runner
+        assert service.plan is not None
+        [sqlite] = [s for s in service.plan.stores.values() if isinstance(s, SqliteStore)]
+        assert await sqlite.read_events() == [event]

@@ -97,12 +97,23 @@ def _store_badges(
     out = []
     for name, h in sorted(health.items()):
         since = None if h.last_success is None else now - h.last_success
-        if h.ok:
-            level: BadgeLevel = "ok"
+        if h.spool_error:
+            level: BadgeLevel = "fail"  # records cannot be kept on disk: say so loudly
+        elif h.ok:
+            level = "warn" if h.spool_pending else "ok"  # amber while the spool drains
+        elif h.spool_pending:
+            level = "fail"  # failing with records waiting
         else:
             level = "warn" if since is not None and since < _STORE_GRACE_S else "fail"
-        detail = " ".join(x for x in (fmt_ms(h.latency_ms) if h.ok else "", _since(since)) if x)
-        out.append(BadgeInfo(f"store:{name}", name, level, detail, h.error))
+        spool = ""
+        if h.spool_pending:
+            spool = f"spool {h.spool_pending}" + (
+                f"/{_since(h.spool_oldest_s)}" if h.spool_oldest_s is not None else ""
+            )
+        parts = (fmt_ms(h.latency_ms) if h.ok else "", spool, _since(since))
+        detail = " ".join(x for x in parts if x)
+        error = "; ".join(e for e in (h.error, h.spool_error) if e) or None
+        out.append(BadgeInfo(f"store:{name}", name, level, detail, error))
     return out
 
 
