@@ -748,11 +748,16 @@ class DiskSpool(Generic[_T]):
         try:
             await self._loop()
         finally:
+            self._stopping.set()
+            self._dirty.set()
             watcher.cancel()
-            persister.cancel()
-            for task in (watcher, persister):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            # The saver ends by itself once stopping is set, after the save it is in.
+            # Cancelling it mid-save would leave records in the file that no counter
+            # knows of (and its thread still using the connection the drain then uses).
+            with contextlib.suppress(asyncio.CancelledError):
+                await persister
         await self.drain(drain_timeout_s)
 
     async def _watch(self, stop: asyncio.Event) -> None:
@@ -784,11 +789,13 @@ class DiskSpool(Generic[_T]):
     async def drain(self, timeout_s: float) -> None:
         """At shutdown: save what is in memory, write what the store takes within
         `timeout_s`, keep the rest on disk for the next start, close the file."""
-        await self.persist_once()
         try:
             async with asyncio.timeout(timeout_s):
-                while self._has_work():
-                    if not await self.flush_once():
+                # Records still arrive while the others stop (the store feed hands over
+                # the bus's last events): save and write until nothing is left.
+                while True:
+                    await self.persist_once()
+                    if not self._has_work() or not await self.flush_once():
                         break
         except TimeoutError:
             self.last_error = f"shutdown drain timed out after {timeout_s:g}s"
