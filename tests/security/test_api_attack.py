@@ -7,6 +7,11 @@ docstrings of `tests/integration/test_api_*.py` and the helper's report.
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,7 @@ from tests.support.api import ApiRig, api_rig, auth
 pytestmark = pytest.mark.integration
 
 STREAM = "/api/portal/stream"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -35,6 +41,65 @@ async def test_a_last_event_id_with_non_ascii_digits_is_a_gap_never_a_500(
     headers = {**auth("viewer-a"), "Last-Event-ID": last}
     async with rig.session.get(rig.url + STREAM, headers=headers) as resp:
         assert resp.status == 200
-        opening = await resp.content.readuntil(b"data: {\"resync\": true}\n\n")
+        opening = await resp.content.readuntil(b'data: {"resync": true}\n\n')
         assert b"event: stream.gap" in opening
     assert rig.server.stats.server_errors == 0
+
+
+def _body(twin_id: str = "dt:L1", tenant: str = "plant-a", **extra: Any) -> dict[str, Any]:
+    return {"@id": twin_id, "tenant": tenant, **extra}
+
+
+_TERMINAL_ESCAPES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _registry_cli(config: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "dtp_console", "-c", str(config), "registry", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+async def test_ids_written_over_the_api_reach_the_registry_cli_escaped(tmp_path: Path) -> None:
+    # The API keeps hostile ids as data (see test_hostile_ids_round_trip_as_data), so the
+    # operator's own terminal is where they must be defused: `registry list/show/services`.
+    twin_id = "dt:\x1b]0;pwn\x07\x9b2J\u202eX"
+    tenant = "plant-\x1b[31m"
+    async with api_rig(tmp_path) as rig:
+        body = _body(twin_id, tenant, metadata={"note": "\x1b[2J"})
+        status, _ = await rig.call("POST", "/api/registry/twins", "admin-all", json=body)
+        assert status == 201
+        service = {"id": "svc:\x1b[5m", "category": "ui\x07", "tenant": tenant}
+        status, _ = await rig.call("POST", "/api/registry/services", "admin-all", json=service)
+        assert status == 201
+    config = tmp_path / "console.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "twinzo": {"client": "demo", "password": "change-me", "api_key": "change-me"},
+                "registry": {
+                    "twins_root": str(tmp_path / "twins"),
+                    "sqlite_path": str(tmp_path / "reg.db"),
+                },
+                "stores": {"enabled": False},
+            }
+        ),
+        encoding="utf-8",
+    )
+    (tmp_path / "twins").mkdir(exist_ok=True)
+    outputs = [
+        _registry_cli(config, "list"),
+        _registry_cli(config, "show", twin_id),
+        _registry_cli(config, "services"),
+        _registry_cli(config, "deprecate", twin_id),
+    ]
+    for out in outputs:
+        assert not _TERMINAL_ESCAPES.search(out), repr(out)
+    assert "dt:\\x1b]0;pwn\\x07\\x9b2J\\u202eX" in outputs[0]
