@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import ssl
+import stat
 from pathlib import Path
 from typing import Literal
 
@@ -87,6 +88,19 @@ class ApiTls(_Model):
             msg = "cert_file/key_file are not a readable PEM certificate and matching key"
             raise ValueError(msg) from None
         return self
+
+    def key_file_warning(self) -> str | None:
+        """A warning when users other than the owner may read the private key."""
+        try:
+            mode = stat.S_IMODE(self.key_file.stat().st_mode)
+        except OSError:
+            return None
+        if not mode & 0o077:
+            return None
+        return (
+            f"api.tls.key_file {self.key_file} is readable by other users (mode {mode:o}): "
+            "anyone on this host can impersonate the API; chmod 600 it"
+        )
 
 
 class ApiToken(_Model):

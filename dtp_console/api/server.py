@@ -126,6 +126,9 @@ class ApiServer:
         scheme = "https" if context is not None else "http"
         self._url = f"{scheme}://{shown}:{bound_port}"
         self._hub_task = asyncio.create_task(self.hub.run(), name="api-stream-hub")
+        warning = self.config.tls.key_file_warning() if self.config.tls is not None else None
+        if warning is not None and self._log is not None:
+            self._log.emit("WARN", warning)
         return self._url
 
     async def stop(self) -> None:

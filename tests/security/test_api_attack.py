@@ -17,7 +17,11 @@ from typing import Any
 
 import pytest
 
+from dtp_console.api.config import ApiConfig, ApiTls
+from dtp_console.api.server import ApiServer
+from dtp_console.events import Bus, LogLine, OpsLog
 from tests.support.api import ApiRig, api_rig, auth
+from tests.support.mosquitto import make_tls_files
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +107,24 @@ async def test_ids_written_over_the_api_reach_the_registry_cli_escaped(tmp_path:
     for out in outputs:
         assert not _TERMINAL_ESCAPES.search(out), repr(out)
     assert "dt:\\x1b]0;pwn\\x07\\x9b2J\\u202eX" in outputs[0]
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o640, True), (0o600, False)])
+async def test_a_tls_key_other_users_may_read_is_warned_at_every_start(
+    tmp_path: Path, mode: int, warned: bool
+) -> None:
+    files = make_tls_files(tmp_path / "tls")
+    files.key.chmod(mode)
+    config = ApiConfig(listen="127.0.0.1:0", tls=ApiTls(cert_file=files.cert, key_file=files.key))
+    bus = Bus()
+    lines = bus.subscribe()
+    async with ApiServer(config, bus=bus, registry=lambda: None, log=OpsLog(bus)):
+        rendered = [e.render() for e in lines.drain() if isinstance(e, LogLine)]
+    warnings = [line for line in rendered if "api.tls.key_file" in line]
+    if warned:
+        assert len(warnings) == 1, rendered
+        assert warnings[0].startswith("WARN")
+        assert f"mode {mode:o}" in warnings[0]
+        assert "chmod 600" in warnings[0]
+    else:
+        assert warnings == []
