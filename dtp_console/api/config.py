@@ -48,12 +48,14 @@ def parse_listen(value: str) -> tuple[str, int]:
         host, sep, port_text = text[1:].partition("]:")
     else:
         host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or (":" in host and not text.startswith("[")):
-        msg = f"must be HOST:PORT or [IPv6]:PORT, e.g. 127.0.0.1:8470 (got {value!r})"
+    # ASCII digits only: `isdigit()` also passes '²' (int() refuses it) and '８' (int() reads it).
+    digits = port_text.isascii() and port_text.isdigit()
+    if not sep or not host or not digits or (":" in host and not text.startswith("[")):
+        msg = "must be HOST:PORT or [IPv6]:PORT, e.g. 127.0.0.1:8470"
         raise ValueError(msg)
     port = int(port_text)
     if port > 65535:
-        msg = f"port must be 0-65535 (got {port})"
+        msg = "port must be 0-65535"
         raise ValueError(msg)
     return host, port
 
