@@ -178,6 +178,10 @@ class ApiConfig(_Model):
     """Seconds between heartbeat comments on an idle stream."""
     max_stream_clients: int = Field(default=200, ge=1, le=10_000)
     """Concurrent stream clients; more are refused with 503."""
+    max_connections: int = Field(default=400, ge=8, le=20_000)
+    """Open connections to the API (streams included); past it a new one is closed at once
+    (counted), so idle or trickling clients cannot take every file descriptor of the
+    process the bridges and stores share. Must be more than `max_stream_clients`."""
 
     @field_validator("listen")
     @classmethod
@@ -203,6 +207,13 @@ class ApiConfig(_Model):
                 {"host": host},
             )
             errors.append(InitErrorDetails(type=error, loc=("listen",), input=None))
+        if self.max_connections <= self.max_stream_clients:
+            error = PydanticCustomError(
+                "connections_below_streams",
+                "must be more than max_stream_clients ({streams}): each stream is a connection",
+                {"streams": self.max_stream_clients},
+            )
+            errors.append(InitErrorDetails(type=error, loc=("max_connections",), input=None))
         labels: set[str] = set()
         hashes: set[str] = set()
         for index, token in enumerate(self.tokens):

@@ -43,6 +43,8 @@ _PUBLIC = frozenset({"/api/openapi.json"})
 #: Paths that may be open to loopback peers (`api.open_health_on_loopback`).
 _HEALTH = frozenset({"/healthz", "/readyz", "/metrics"})
 _RETRY_MS = 3_000
+#: Seconds an idle keep-alive connection (or one that never sends a byte) stays open.
+_KEEPALIVE_S = 30.0
 _logger = logging.getLogger(__name__)
 
 
@@ -64,6 +66,8 @@ class ApiStats:
     """Write requests by an identified token (each one an event_log entry)."""
     writes_unrecorded: int = 0
     """Writes no event store was there to record (stores disabled or not open)."""
+    connections_refused: int = 0
+    """Connections closed on arrival because `api.max_connections` were open."""
 
 
 class ApiServer:
@@ -106,8 +110,14 @@ class ApiServer:
         host, port = self.config.address
         bind_host = "127.0.0.1" if host.lower() == "localhost" else host
         context = self._tls_context()
-        runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            self._build_app(),
+            access_log=None,
+            shutdown_timeout=1.0,
+            keepalive_timeout=_KEEPALIVE_S,
+        )
         await runner.setup()
+        self._cap_connections(runner)
         try:
             await web.TCPSite(runner, bind_host, port, ssl_context=context).start()
         except OSError as exc:
@@ -130,6 +140,32 @@ class ApiServer:
         if warning is not None and self._log is not None:
             self._log.emit("WARN", warning)
         return self._url
+
+    def _cap_connections(self, runner: web.AppRunner) -> None:
+        """Close a new connection at once while `api.max_connections` are open.
+
+        aiohttp has no limit of its own: it keeps a connection that trickles its
+        headers forever. The cap wraps the server's `connection_made` hook.
+        """
+        server = runner.server
+        assert server is not None
+        admit = server.connection_made
+        limit = self.config.max_connections
+
+        def _connection_made(handler: Any, transport: asyncio.Transport) -> None:
+            admit(handler, transport)
+            if len(server.connections) > limit:
+                self.stats.connections_refused += 1
+                if self._log is not None:
+                    self._log.limited(
+                        "WARN",
+                        "api:connections",
+                        f"api: {limit} connections open (api.max_connections); "
+                        "closing new ones until some end",
+                    )
+                transport.abort()
+
+        server.connection_made = _connection_made  # type: ignore[method-assign]
 
     async def stop(self) -> None:
         """End every stream, then close the listener; safe to call twice."""

@@ -7,6 +7,7 @@ docstrings of `tests/integration/test_api_*.py` and the helper's report.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -128,3 +129,37 @@ async def test_a_tls_key_other_users_may_read_is_warned_at_every_start(
         assert "chmod 600" in warnings[0]
     else:
         assert warnings == []
+
+
+async def test_idle_and_slow_connections_cannot_exhaust_the_process(tmp_path: Path) -> None:
+    # Connections that never finish a request hold a file descriptor each (aiohttp keeps an
+    # idle one an hour, a trickling one forever): without a cap, a local user could starve
+    # the bridges, stores and twinzo client of the same process. Past the cap, a new
+    # connection is closed at once (counted) and the API itself keeps answering once
+    # the hogs go.
+    async with api_rig(tmp_path, max_connections=16, max_stream_clients=4) as rig:
+        host, port = rig.server.address
+        hogs = [await asyncio.open_connection(host, port) for _ in range(16)]
+        for _reader, writer in hogs[:8]:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never ends the headers
+        await asyncio.sleep(0.2)
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""  # closed without a response
+        writer.close()
+        assert rig.server.stats.connections_refused >= 1
+        for _reader, hog in hogs:
+            hog.close()
+        async with asyncio.timeout(5):
+            while True:
+                status, body = await rig.call("GET", "/api/registry/twins", "viewer-a")
+                if status == 200:
+                    break
+                await asyncio.sleep(0.05)
+        assert body == {"twins": []}
+
+
+def test_max_connections_must_leave_room_beyond_the_stream_clients() -> None:
+    with pytest.raises(ValueError, match="more than max_stream_clients"):
+        ApiConfig(max_connections=100, max_stream_clients=100)
