@@ -138,6 +138,7 @@ async def test_idle_and_slow_connections_cannot_exhaust_the_process(tmp_path: Pa
     # connection is closed at once (counted) and the API itself keeps answering once
     # the hogs go.
     async with api_rig(tmp_path, max_connections=16, max_stream_clients=4) as rig:
+        assert rig.server.address is not None
         host, port = rig.server.address
         hogs = [await asyncio.open_connection(host, port) for _ in range(16)]
         for _reader, writer in hogs[:8]:
