@@ -43,6 +43,8 @@ _PUBLIC = frozenset({"/api/openapi.json"})
 #: Paths that may be open to loopback peers (`api.open_health_on_loopback`).
 _HEALTH = frozenset({"/healthz", "/readyz", "/metrics"})
 _RETRY_MS = 3_000
+#: Seconds between checks that a quiet stream's client is still connected.
+_LIVENESS_S = 0.5
 #: Seconds an idle keep-alive connection (or one that never sends a byte) stays open.
 _KEEPALIVE_S = 30.0
 _logger = logging.getLogger(__name__)
@@ -339,12 +341,21 @@ class ApiServer:
             await response.write(opening + b"".join(e.frame for e in resume.backlog))
             self.hub.stats.delivered += len(resume.backlog)
             queue = client.queue
+            loop = asyncio.get_running_loop()
+            beat_at = loop.time() + heartbeat
             while not client.cut:
                 try:
-                    async with asyncio.timeout(heartbeat):
+                    # Wake at least every _LIVENESS_S: aiohttp does not cancel a handler
+                    # whose client left, and a dead stream must not hold its slot until
+                    # the next heartbeat write finds it gone.
+                    async with asyncio.timeout(min(heartbeat, _LIVENESS_S)):
                         item = await queue.get()
                 except TimeoutError:
-                    await response.write(b": heartbeat\n\n")
+                    if transport is None or transport.is_closing():
+                        break
+                    if loop.time() >= beat_at:
+                        await response.write(b": heartbeat\n\n")
+                        beat_at = loop.time() + heartbeat
                     continue
                 if item is None:
                     break
@@ -356,6 +367,7 @@ class ApiServer:
                         break
                     frames.append(more.frame)
                 await response.write(b"".join(frames))
+                beat_at = loop.time() + heartbeat
                 self.hub.stats.delivered += len(frames)
         except (ConnectionError, RuntimeError):
             pass  # the client went away, or was cut off for falling behind

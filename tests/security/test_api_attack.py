@@ -164,3 +164,19 @@ async def test_idle_and_slow_connections_cannot_exhaust_the_process(tmp_path: Pa
 def test_max_connections_must_leave_room_beyond_the_stream_clients() -> None:
     with pytest.raises(ValueError, match="more than max_stream_clients"):
         ApiConfig(max_connections=100, max_stream_clients=100)
+
+
+async def test_a_client_that_reconnects_in_a_loop_does_not_fill_the_stream_slots(
+    tmp_path: Path,
+) -> None:
+    # A careless client (or one behind a flaky proxy) that drops and reopens its stream
+    # must not leave a dead subscriber per attempt until the next heartbeat finds it gone.
+    async with api_rig(tmp_path, max_stream_clients=3, stream_heartbeat_s=30) as rig:
+        for _attempt in range(8):
+            async with rig.session.get(rig.url + STREAM, headers=auth("viewer-a")) as resp:
+                assert resp.status == 200, await resp.text()
+                await resp.content.readuntil(b": dtp-console stream\n\n")
+            async with asyncio.timeout(3):
+                while rig.server.hub.stats.clients > 2:
+                    await asyncio.sleep(0.02)
+        assert rig.server.hub.stats.refused == 0
