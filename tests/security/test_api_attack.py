@@ -180,3 +180,13 @@ async def test_a_client_that_reconnects_in_a_loop_does_not_fill_the_stream_slots
                 while rig.server.hub.stats.clients > 2:
                     await asyncio.sleep(0.02)
         assert rig.server.hub.stats.refused == 0
+
+
+async def test_a_last_event_id_from_the_future_is_a_gap(rig: ApiRig) -> None:
+    # Same boot, a seq this server never wrote: the client's state is not ours to trust.
+    last = f"{rig.server.hub.last_id.rpartition('-')[0]}-99999999"
+    headers = {**auth("viewer-a"), "Last-Event-ID": last}
+    async with rig.session.get(rig.url + STREAM, headers=headers) as resp:
+        assert resp.status == 200
+        opening = await resp.content.readuntil(b'data: {"resync": true}\n\n')
+        assert b"event: stream.gap" in opening
