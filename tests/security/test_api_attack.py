@@ -46,7 +46,8 @@ async def test_a_last_event_id_with_non_ascii_digits_is_a_gap_never_a_500(
     headers = {**auth("viewer-a"), "Last-Event-ID": last}
     async with rig.session.get(rig.url + STREAM, headers=headers) as resp:
         assert resp.status == 200
-        opening = await resp.content.readuntil(b'data: {"resync": true}\n\n')
+        async with asyncio.timeout(5):
+            opening = await resp.content.readuntil(b'data: {"resync": true}\n\n')
         assert b"event: stream.gap" in opening
     assert rig.server.stats.server_errors == 0
 
@@ -175,7 +176,8 @@ async def test_a_client_that_reconnects_in_a_loop_does_not_fill_the_stream_slots
         for _attempt in range(8):
             async with rig.session.get(rig.url + STREAM, headers=auth("viewer-a")) as resp:
                 assert resp.status == 200, await resp.text()
-                await resp.content.readuntil(b": dtp-console stream\n\n")
+                async with asyncio.timeout(5):
+                    await resp.content.readuntil(b": dtp-console stream\n\n")
             async with asyncio.timeout(3):
                 while rig.server.hub.stats.clients > 2:
                     await asyncio.sleep(0.02)
@@ -188,5 +190,6 @@ async def test_a_last_event_id_from_the_future_is_a_gap(rig: ApiRig) -> None:
     headers = {**auth("viewer-a"), "Last-Event-ID": last}
     async with rig.session.get(rig.url + STREAM, headers=headers) as resp:
         assert resp.status == 200
-        opening = await resp.content.readuntil(b'data: {"resync": true}\n\n')
+        async with asyncio.timeout(5):
+            opening = await resp.content.readuntil(b'data: {"resync": true}\n\n')
         assert b"event: stream.gap" in opening
