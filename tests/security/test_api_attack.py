@@ -8,6 +8,7 @@ docstrings of `tests/integration/test_api_*.py` and the helper's report.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import re
@@ -193,3 +194,63 @@ async def test_a_last_event_id_from_the_future_is_a_gap(rig: ApiRig) -> None:
         async with asyncio.timeout(5):
             opening = await resp.content.readuntil(b'data: {"resync": true}\n\n')
         assert b"event: stream.gap" in opening
+
+
+async def _raw(rig: ApiRig, request: bytes) -> bytes:
+    assert rig.server.address is not None
+    reader, writer = await asyncio.open_connection(*rig.server.address)
+    try:
+        writer.write(request)
+        async with asyncio.timeout(5):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+def _post(body: bytes, *headers: bytes) -> bytes:
+    head = [
+        b"POST /api/registry/twins HTTP/1.1",
+        b"Host: x",
+        b"Connection: close",
+        b"Authorization: Bearer test-token-operator-a",
+        b"Content-Type: application/json",
+        *headers,
+    ]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        # Not gzip at all, under a gzip label.
+        (_post(b"\x1b[2Jxxxxxx", b"Content-Encoding: gzip", b"Content-Length: 10"), b"400"),
+        # A truncated gzip stream.
+        (
+            _post(gzip.compress(b'{"@id": "dt:L1"}')[:12], b"Content-Encoding: gzip").replace(
+                b"Connection: close", b"Connection: close\r\nContent-Length: 12"
+            ),
+            b"400",
+        ),
+        # 64 MiB of zeros in 64 KiB: the decompressed size is what counts.
+        (
+            _post(
+                gzip.compress(b"0" * 67_108_864),
+                b"Content-Encoding: gzip",
+                b"Content-Length: %d" % len(gzip.compress(b"0" * 67_108_864)),
+            ),
+            b"413",
+        ),
+        # A chunked body whose chunk size is not hex.
+        (_post(b"zz\r\n{}\r\n0\r\n\r\n", b"Transfer-Encoding: chunked"), b"400"),
+    ],
+    ids=["not-gzip", "truncated-gzip", "gzip-bomb", "bad-chunk"],
+)
+async def test_a_body_that_cannot_be_decoded_is_a_4xx_never_a_500(
+    rig: ApiRig, request_bytes: bytes, status: bytes
+) -> None:
+    answer = await _raw(rig, request_bytes)
+    assert answer.startswith(b"HTTP/1.1 " + status) or answer.startswith(b"HTTP/1.0 " + status), (
+        answer[:200]
+    )
+    assert rig.server.stats.server_errors == 0
+    assert await rig.registry.list_twins() == []
