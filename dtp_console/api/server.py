@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from dtp_console.api.config import ApiConfig, Role, is_loopback_host
 from dtp_console.api.errors import ApiBindError
@@ -70,6 +71,8 @@ class ApiStats:
     """Writes no event store was there to record (stores disabled or not open)."""
     connections_refused: int = 0
     """Connections closed on arrival because `api.max_connections` were open."""
+    bad_requests: int = 0
+    """Requests aiohttp could not parse (answered 400 by aiohttp itself)."""
 
 
 class ApiServer:
@@ -112,11 +115,14 @@ class ApiServer:
         host, port = self.config.address
         bind_host = "127.0.0.1" if host.lower() == "localhost" else host
         context = self._tls_context()
+        protocol_logger = logging.Logger("dtp_console.api.protocol")  # unregistered: ours only
+        protocol_logger.addHandler(_ProtocolErrors(self))
         runner = web.AppRunner(
             self._build_app(),
             access_log=None,
             shutdown_timeout=1.0,
             keepalive_timeout=_KEEPALIVE_S,
+            logger=protocol_logger,
         )
         await runner.setup()
         self._cap_connections(runner)
@@ -398,6 +404,36 @@ class ApiServer:
         # CONTENT_TYPE carries parameters (`; version=0.0.4; charset=utf-8`).
         response.headers["Content-Type"] = metrics.CONTENT_TYPE
         return response
+
+
+class _ProtocolErrors(logging.Handler):
+    """aiohttp's own error reports: a malformed request is counted and one folded line.
+
+    aiohttp logs each unparsable request as an ERROR with a traceback, so anyone who
+    reaches the port could flood the console's stderr. Anything else it reports (a
+    defect, not a client's fault) still goes to the module logger with its traceback.
+    """
+
+    def __init__(self, server: ApiServer) -> None:
+        super().__init__(logging.DEBUG)
+        self._server = server
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Count and fold a client's malformed request; pass anything else on."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            self._server.stats.bad_requests += 1
+            log = self._server._log
+            if log is not None:
+                lines = (exc.message or type(exc).__name__).strip().splitlines()
+                why = lines[0].rstrip(":") if lines else type(exc).__name__
+                log.limited(
+                    "WARN",
+                    "api:bad-request",
+                    f"api: malformed request answered 400 ({exc.code}): {why}",
+                )
+        elif record.levelno >= logging.WARNING:
+            _logger.handle(record)
 
 
 def _optional(name: str, what: str) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import os
 import re
 import subprocess
@@ -254,3 +255,29 @@ async def test_a_body_that_cannot_be_decoded_is_a_4xx_never_a_500(
     )
     assert rig.server.stats.server_errors == 0
     assert await rig.registry.list_twins() == []
+
+
+async def test_malformed_requests_are_counted_and_folded_not_a_traceback_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # aiohttp logs every unparsable request as an ERROR with a traceback: anyone who can
+    # reach the port could fill the console's stderr (journald) at line rate.
+    bus = Bus()
+    lines = bus.subscribe()
+    config = ApiConfig(listen="127.0.0.1:0")
+    caplog.set_level(logging.DEBUG)
+    async with ApiServer(config, bus=bus, registry=lambda: None, log=OpsLog(bus)) as server:
+        assert server.address is not None
+        for index in range(30):
+            reader, writer = await asyncio.open_connection(*server.address)
+            writer.write(b"GET /\x1b]0;pwn\x07%d HTTP/1.1\r\nHost: x\r\n\r\n" % index)
+            async with asyncio.timeout(5):
+                assert (await reader.read()).startswith(b"HTTP/1.0 400")
+            writer.close()
+        assert server.stats.bad_requests == 30
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+    rendered = [e.render() for e in lines.drain() if isinstance(e, LogLine)]
+    bad = [line for line in rendered if "malformed request" in line]
+    assert len(bad) == 1, rendered
+    assert "\x1b" not in bad[0]
+    assert bad[0].startswith("WARN")
