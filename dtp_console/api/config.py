@@ -165,7 +165,8 @@ class ApiConfig(_Model):
     tokens: list[ApiToken] = Field(default_factory=list)
     """Bearer tokens (hashes only). With none, only the open health routes answer."""
     open_health_on_loopback: bool = True
-    """`/healthz`, `/readyz` and `/metrics` answer loopback peers without a token; other
+    """`/healthz`, `/readyz` and `/metrics` answer loopback peers without a token (not a
+    request a local proxy relays, one with `Forwarded`/`X-Forwarded-For`/`X-Real-IP`); other
     peers need an `admin` token (or any token for `/healthz` and `/readyz`)."""
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=67_108_864)
     """Largest request body accepted (413 beyond it)."""

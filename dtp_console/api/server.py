@@ -43,6 +43,8 @@ _WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 _PUBLIC = frozenset({"/api/openapi.json"})
 #: Paths that may be open to loopback peers (`api.open_health_on_loopback`).
 _HEALTH = frozenset({"/healthz", "/readyz", "/metrics"})
+#: Headers a reverse proxy adds; never trusted, only read as "not a local client".
+_FORWARDING = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 _RETRY_MS = 3_000
 #: Seconds between checks that a quiet stream's client is still connected.
 _LIVENESS_S = 0.5
@@ -289,7 +291,10 @@ class ApiServer:
             return
         if path in _HEALTH:
             peer = request.remote or ""
-            if self.config.open_health_on_loopback and is_loopback_host(peer):
+            # A forwarding header from a loopback peer: a proxy on this host relays a
+            # request from elsewhere, which the loopback exemption must not cover.
+            relayed = any(h in request.headers for h in _FORWARDING)
+            if self.config.open_health_on_loopback and is_loopback_host(peer) and not relayed:
                 return
             need: Role = "admin" if path == "/metrics" else "viewer"
         elif request.method in _WRITES:

@@ -281,3 +281,24 @@ async def test_malformed_requests_are_counted_and_folded_not_a_traceback_each(
     assert len(bad) == 1, rendered
     assert "\x1b" not in bad[0]
     assert bad[0].startswith("WARN")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"X-Forwarded-For": "203.0.113.9"},
+        {"Forwarded": "for=203.0.113.9"},
+        {"X-Real-IP": "203.0.113.9"},
+    ],
+)
+@pytest.mark.parametrize("path", ["/metrics", "/readyz", "/healthz"])
+async def test_health_routes_are_not_open_to_a_request_a_local_proxy_relays(
+    rig: ApiRig, header: dict[str, str], path: str
+) -> None:
+    # Behind nginx/caddy on the same host every peer is 127.0.0.1: the forwarding header
+    # says the request came from elsewhere, so the loopback exemption does not apply.
+    # (The header is never trusted the other way: it cannot make a remote peer local.)
+    status, _ = await rig.call("GET", path, headers=header)
+    assert status == 401
+    status, _ = await rig.call("GET", path)
+    assert status != 401  # without the header it is open (this rig has no engine to report)
