@@ -302,3 +302,20 @@ async def test_health_routes_are_not_open_to_a_request_a_local_proxy_relays(
     assert status == 401
     status, _ = await rig.call("GET", path)
     assert status != 401  # without the header it is open (this rig has no engine to report)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: unknown_dependencies is computed over every tenant's twins, so a "
+    "tenant-restricted writer learns which ids exist in other tenants (HTTP and stream); "
+    "fixing it means resolving dependencies per token (or per tenant in the registry)",
+)
+async def test_unknown_dependencies_do_not_reveal_another_tenants_twins(rig: ApiRig) -> None:
+    twin = _body("dt:secret-a")
+    status, _ = await rig.call("POST", "/api/registry/twins", "operator-a", json=twin)
+    assert status == 201
+    probe = _body("dt:probe", "plant-b", dependencies={"static": ["dt:secret-a", "dt:none"]})
+    status, body = await rig.call("POST", "/api/registry/twins", "operator-b", json=probe)
+    assert status == 201
+    # To operator-b, a plant-a twin must look exactly like one that does not exist.
+    assert sorted(body["twin"]["unknown_dependencies"]) == ["dt:none", "dt:secret-a"]
