@@ -34,6 +34,7 @@ from dtp_console.api.tokens import Principal, TokenTable
 from dtp_console.events import Bus, OpsLog
 from dtp_console.registry.service import RegistryService
 from dtp_console.stores.records import EventRecord
+from dtp_console.textsafe import safe_text
 
 __all__ = ["ApiBindError", "ApiServer", "ApiStats"]
 
@@ -239,12 +240,13 @@ class ApiServer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a defect: answered, counted and told, never silent
-            _logger.exception("api: %s %s failed", request.method, request.path[:200])
+            shown = safe_text(request.path, 200)  # the client's path, percent-decoded
+            _logger.exception("api: %s %s failed", request.method, shown)
             if self._log is not None:
                 self._log.limited(
                     "FAIL",
                     "api:internal",
-                    f"api: {request.method} {request.path[:200]} failed: {type(exc).__name__}",
+                    f"api: {request.method} {shown} failed: {type(exc).__name__}",
                 )
             response = json_response(500, {"error": "internal error (see the console log)"})
         self._count(request, response.status)

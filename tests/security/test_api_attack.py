@@ -18,12 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from dtp_console.api.config import ApiConfig, ApiTls
 from dtp_console.api.server import ApiServer
 from dtp_console.events import Bus, LogLine, OpsLog
-from tests.support.api import ApiRig, api_rig, auth
+from tests.support.api import ApiRig, api_rig, auth, token_entries
 from tests.support.mosquitto import make_tls_files
 
 pytestmark = pytest.mark.integration
@@ -319,3 +320,29 @@ async def test_unknown_dependencies_do_not_reveal_another_tenants_twins(rig: Api
     assert status == 201
     # To operator-b, a plant-a twin must look exactly like one that does not exist.
     assert sorted(body["twin"]["unknown_dependencies"]) == ["dt:none", "dt:secret-a"]
+
+
+class _BrokenRegistry:
+    """A registry whose every call fails with a defect (not a RegistryError)."""
+
+    async def find(self, _twin_id: str) -> None:
+        raise KeyError("boom")
+
+
+async def test_a_500_logs_the_path_escaped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The path is the client's (percent-decoded): it reaches stderr through logging.
+    bus = Bus()
+    config = ApiConfig(listen="127.0.0.1:0", tokens=token_entries())
+    broken: Any = _BrokenRegistry()
+    async with (
+        ApiServer(config, bus=bus, registry=lambda: broken, log=OpsLog(bus)) as server,
+        aiohttp.ClientSession() as session,
+    ):
+        url = server.url + "/api/registry/twins/dt:%1B%5D0;pwn%07%1B%5B2J"
+        async with session.get(url, headers=auth("viewer-a")) as resp:
+            assert resp.status == 500
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("dtp_console")]
+    assert any("failed" in m for m in messages), messages
+    assert not any("\x1b" in m or "\x07" in m for m in messages), messages
