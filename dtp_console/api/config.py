@@ -80,6 +80,10 @@ class ApiTls(_Model):
 
     @model_validator(mode="after")
     def _loads(self) -> ApiTls:
+        for name, path in (("cert_file", self.cert_file), ("key_file", self.key_file)):
+            if not path.is_file():
+                msg = f"{name} {path} not found (or not a file)"
+                raise ValueError(msg)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
             context.load_cert_chain(str(self.cert_file), str(self.key_file))

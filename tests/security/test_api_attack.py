@@ -346,3 +346,11 @@ async def test_a_500_logs_the_path_escaped(
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("dtp_console")]
     assert any("failed" in m for m in messages), messages
     assert not any("\x1b" in m or "\x07" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("missing", ["cert_file", "key_file"])
+def test_a_missing_tls_file_is_named(tmp_path: Path, missing: str) -> None:
+    files = make_tls_files(tmp_path / "tls")
+    paths = {"cert_file": files.cert, "key_file": files.key, missing: tmp_path / "gone.pem"}
+    with pytest.raises(ValueError, match=rf"{missing} {re.escape(str(tmp_path))}/gone.pem"):
+        ApiTls.model_validate(paths)
