@@ -26,6 +26,7 @@ __all__ = [
     "AuthState",
     "DeviceState",
     "EngineState",
+    "HaRole",
     "Histogram",
     "PlantCounters",
     "PlantState",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 TokenStatus = Literal["none", "valid", "refreshing", "failed"]
+#: A plant's high-availability role (see `PlantState.ha_role`).
+HaRole = Literal["active", "standby", "no_lock", "off"]
 
 #: How many distinct unknown vendor ids a plant remembers (the rest are still counted).
 MAX_UNKNOWN_IDS = 1_000
@@ -202,6 +205,16 @@ class PlantState:
     """Times the MQTT source task died and was restarted."""
     poster_restarts: int = 0
     """Times the posting task died and was restarted."""
+    ha_role: HaRole = "off"
+    """High availability: `active` (holds the plant's lock, posts), `standby` (another
+    console holds it; parsing, not posting), `no_lock` (the lock's PostgreSQL is out of
+    reach or in doubt; not posting) or `off` (`ha` disabled: posts)."""
+    ha_holder: str | None = None
+    """Identity (`host:pid`) of the console holding the plant's lock, when known."""
+    ha_detail: str = ""
+    """Why the role is what it is (the last lock error, or who is active)."""
+    ha_since: float | None = None
+    """Epoch seconds of the last role change."""
 
     def set_mqtt(self, status: str, detail: str = "") -> None:
         """Move the MQTT state; remembers since when it is up or down, and why it went down."""
@@ -233,6 +246,12 @@ class PlantState:
             "warnings": list(self.warnings),
             "source_restarts": self.source_restarts,
             "poster_restarts": self.poster_restarts,
+            "ha": {
+                "role": self.ha_role,
+                "holder": self.ha_holder,
+                "detail": self.ha_detail,
+                "since": self.ha_since,
+            },
             "unknown_devices": dict(self.unknown.most_common(50)),
             "devices": {d.login: d.as_dict() for d in self.devices.values()},
         }

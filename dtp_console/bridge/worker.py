@@ -51,6 +51,7 @@ class Bridge:
         address: tuple[str, int] | None = None,
         log_every_n: int = 50,
         wall_clock: Callable[[], float] = time.time,
+        may_post: Callable[[], bool] | None = None,
     ) -> None:
         self.plant = plant
         self.state = state
@@ -70,6 +71,7 @@ class Bridge:
             log_every_n=log_every_n,
             backlog=lambda: self.intake_backlog,
             taken_in=lambda: self._handled,
+            may_post=may_post,
         )
         self._handled = 0
         self._drain_timeout = twinzo.drain_timeout_s
