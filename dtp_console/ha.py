@@ -47,9 +47,6 @@ ROLE_LABELS: dict[HaRole, str] = {
     "no_lock": "NO LOCK",
     "off": "HA OFF",
 }
-#: A standby refreshes the tokens of the devices it sees this often (a failing login
-#: would otherwise be re-authenticated every poll).
-_WARM_EVERY_S = 30.0
 _HOLDER_SQL = """
 SELECT a.application_name, host(a.client_addr), a.pid
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -110,7 +107,6 @@ class PlantLock:
         self._lease = config.poll_s * 1.5
         self._valid_until = 0.0
         self._lost = asyncio.Event()
-        self._last_warm = -math.inf
         self.promotions = 0
         """Times this console became the plant's active."""
         self._set_role("no_lock", None, "connecting to PostgreSQL", quiet=True)
@@ -228,10 +224,8 @@ class PlantLock:
         return str(name) if name else f"{address or 'local'} backend {pid}"
 
     async def _warm_tokens(self) -> None:
-        now = time.monotonic()
-        if self.warm is None or now - self._last_warm < _WARM_EVERY_S:
+        if self.warm is None:
             return
-        self._last_warm = now
         task = asyncio.ensure_future(self.warm())
         # Never let token warm-up delay the next lock attempt by more than a poll.
         done, _ = await asyncio.wait({task}, timeout=self._check_timeout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections import deque
@@ -71,6 +72,7 @@ class Poster:
         self._service_failures = 0
         self._hold_until = 0.0
         self._probing = False
+        self._warm_failed: dict[str, float] = {}
         self.deferred_flushes = 0
         """Flushes skipped to let intake catch up."""
         self.latencies_ms: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
@@ -166,23 +168,28 @@ class Poster:
     async def warm_tokens(self) -> int:
         """Fetch or refresh the token of every known device (a standby's warm cache).
 
-        Batch mode posts without device tokens: nothing to do. Failures are the token
-        cache's to count; returns how many logins hold a token afterwards.
+        A valid cached token costs nothing; a login whose last try failed waits
+        `auth_backoff_s` before the next. Batch mode posts without device tokens:
+        nothing to do. Returns how many logins hold a token afterwards.
         """
         if self._plant.twinzo.batch:
             return 0
+        now = time.monotonic()
         logins = sorted({d.login for d in self._state.devices.values()})
+        due = [x for x in logins if now >= self._warm_failed.get(x, -math.inf)]
         limit = asyncio.Semaphore(min(8, self._cfg.max_concurrency))
 
         async def _one(login: str) -> bool:
             async with limit:
                 try:
                     await self._client.tokens.get(login, self._password)
-                except Exception:  # AuthError and transport trouble alike
+                except Exception:  # AuthError and transport trouble alike; counted there
+                    self._warm_failed[login] = time.monotonic() + self._cfg.auth_backoff_s
                     return False
+                self._warm_failed.pop(login, None)
                 return True
 
-        return sum(await asyncio.gather(*(_one(login) for login in logins)))
+        return sum(await asyncio.gather(*(_one(login) for login in due)))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
