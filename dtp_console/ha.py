@@ -35,18 +35,11 @@ import asyncpg
 from dtp_console.config.ha import MAX_INSTANCE_BYTES, HaConfig
 from dtp_console.events import OpsLog
 from dtp_console.pg import describe_pg_error, ssl_argument
-from dtp_console.state import HaRole, PlantState
+from dtp_console.state import HA_ROLE_LABELS, HaRole, PlantState
 from dtp_console.urls import mask_url
 
-__all__ = ["ROLE_LABELS", "PlantLock", "default_identity", "lock_key", "run_with_lock"]
+__all__ = ["PlantLock", "default_identity", "lock_key", "run_with_lock"]
 
-#: The role as badges, stats lines and logs write it.
-ROLE_LABELS: dict[HaRole, str] = {
-    "active": "ACTIVE",
-    "standby": "STANDBY",
-    "no_lock": "NO LOCK",
-    "off": "HA OFF",
-}
 _HOLDER_SQL = """
 SELECT a.application_name, host(a.client_addr), a.pid
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -254,7 +247,7 @@ class PlantLock:
         state.ha_since = time.time()
         if quiet:
             return
-        label = ROLE_LABELS[role]
+        label = HA_ROLE_LABELS[role]
         if role == "active":
             text = f"HA {self._plant}: {label} as {self.identity} (posting)"
             self._log.emit("INFO", text, self._plant)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from dtp_console.bridge.clock import ClockEstimate
 
 __all__ = [
+    "HA_ROLE_LABELS",
     "POST_SECONDS_BUCKETS",
     "AuthState",
     "DeviceState",
@@ -36,6 +37,13 @@ __all__ = [
 TokenStatus = Literal["none", "valid", "refreshing", "failed"]
 #: A plant's high-availability role (see `PlantState.ha_role`).
 HaRole = Literal["active", "standby", "no_lock", "off"]
+#: The role as badges, stats lines and log lines write it.
+HA_ROLE_LABELS: dict[HaRole, str] = {
+    "active": "ACTIVE",
+    "standby": "STANDBY",
+    "no_lock": "NO LOCK",
+    "off": "HA OFF",
+}
 
 #: How many distinct unknown vendor ids a plant remembers (the rest are still counted).
 MAX_UNKNOWN_IDS = 1_000

@@ -151,3 +151,50 @@ async def test_a_closed_gate_posts_nothing_and_keeps_the_latest_per_device() -> 
     assert state.counters.outcomes["coalesced"] == 999
     await asyncio.wait_for(poster.drain(5.0), 1.0)  # a standby does not post on its way out
     assert state.counters.outcomes["dropped:shutdown"] == 1
+
+
+def _plant_with_role(role: str, holder: str | None) -> tuple[ConsoleConfig, object]:
+    from dtp_console.state import EngineState
+
+    config = ConsoleConfig.model_validate(
+        {"plants": [{"name": "Old Plant", "format": "ati_sherpa", "twinzo": {"sector_id": 2}}]}
+    )
+    engine = EngineState()
+    plant = engine.plants["Old Plant"] = PlantState("Old Plant")
+    plant.ha_role, plant.ha_holder = role, holder  # type: ignore[assignment]
+    plant.ha_detail = "why [b]not[/b]"
+    return config, engine
+
+
+@pytest.mark.parametrize(
+    ("role", "label", "level"),
+    [("active", "ACTIVE", "ok"), ("standby", "STANDBY", "off"), ("no_lock", "NO LOCK", "fail")],
+)
+def test_the_plant_badge_says_the_role(role: str, label: str, level: str) -> None:
+    from dtp_console.ui.widgets.badges import badge_infos
+
+    config, engine = _plant_with_role(role, "host-b:42")
+    badges = {b.key: b for b in badge_infos(engine, {}, config, wall_now=0, mono_now=0)}  # type: ignore[arg-type]
+    badge = badges["ha:Old Plant"]
+    assert badge.label == f"Old Plant {label}" and badge.level == level
+    assert badge.error is not None and "why [b]not[/b]" in badge.error
+    if role != "active":
+        assert "host-b:42" in badge.error
+
+
+def test_no_badge_and_no_stats_suffix_with_ha_off() -> None:
+    from dtp_console.headless import stats_line
+    from dtp_console.ui.widgets.badges import badge_infos
+
+    config, engine = _plant_with_role("off", None)
+    keys = [b.key for b in badge_infos(engine, {}, config, wall_now=0, mono_now=0)]  # type: ignore[arg-type]
+    assert not [k for k in keys if k.startswith("ha:")]
+    assert " ha " not in stats_line(engine.plants["Old Plant"])  # type: ignore[attr-defined]
+
+
+def test_the_stats_line_names_the_role_and_the_active() -> None:
+    from dtp_console.headless import stats_line
+
+    _, engine = _plant_with_role("standby", "host-a:7")
+    line = stats_line(engine.plants["Old Plant"])  # type: ignore[attr-defined]
+    assert line.endswith("| ha STANDBY (active: host-a:7)")
