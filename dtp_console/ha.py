@@ -100,6 +100,7 @@ class PlantLock:
         self._lease = config.poll_s * 1.5
         self._valid_until = 0.0
         self._lost = asyncio.Event()
+        self._announced = False
         self.promotions = 0
         """Times this console became the plant's active."""
         self._set_role("no_lock", None, "connecting to PostgreSQL", quiet=True)
@@ -240,6 +241,7 @@ class PlantLock:
     ) -> None:
         state = self._state
         changed = role != state.ha_role or (role == "standby" and holder != state.ha_holder)
+        changed = changed or (not quiet and not self._announced)
         state.ha_holder, state.ha_detail = holder, detail
         if not changed:
             return
@@ -247,6 +249,7 @@ class PlantLock:
         state.ha_since = time.time()
         if quiet:
             return
+        self._announced = True
         label = HA_ROLE_LABELS[role]
         if role == "active":
             text = f"HA {self._plant}: {label} as {self.identity} (posting)"
