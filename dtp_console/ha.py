@@ -101,6 +101,7 @@ class PlantLock:
         self._valid_until = 0.0
         self._lost = asyncio.Event()
         self._announced = False
+        self._warming: asyncio.Future[object] | None = None
         self.promotions = 0
         """Times this console became the plant's active."""
         self._set_role("no_lock", None, "connecting to PostgreSQL", quiet=True)
@@ -218,15 +219,13 @@ class PlantLock:
         return str(name) if name else f"{address or 'local'} backend {pid}"
 
     async def _warm_tokens(self) -> None:
-        if self.warm is None:
+        """Run `warm` once per poll at most, never more than one at a time, and never
+        delaying the next lock attempt by more than `poll_s / 2`."""
+        if self.warm is None or (self._warming is not None and not self._warming.done()):
             return
-        task = asyncio.ensure_future(self.warm())
-        # Never let token warm-up delay the next lock attempt by more than a poll.
-        done, _ = await asyncio.wait({task}, timeout=self._check_timeout)
-        if not done:
-            task.add_done_callback(_swallow)
-        elif task.exception() is not None:
-            pass  # counted by the token cache; a standby keeps trying later
+        task = self._warming = asyncio.ensure_future(self.warm())
+        task.add_done_callback(_swallow)  # failures are the token cache's to count
+        await asyncio.wait({task}, timeout=self._check_timeout)
 
     def _demote(self, reason: str) -> None:
         self._valid_until = 0.0
