@@ -224,3 +224,29 @@ async def test_a_stopped_active_hands_over_within_the_bound(
         stop.set()
         await publisher
         await asyncio.wait_for(run_a, 15)
+
+
+async def test_a_foreign_holder_with_markup_in_its_name_is_shown_as_text(
+    tmp_path: Path, mosquitto: MosquittoServer, sandbox: TwinzoSandbox, pg: PgCluster
+) -> None:
+    from dtp_console.ha import lock_key
+
+    posts = PostLog.attach(sandbox)
+    hostile = "[b]evil[/b] \x1b[31m ☃"
+    squatter = await asyncpg.connect(pg.dsn, server_settings={"application_name": hostile})
+    try:
+        assert await squatter.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(PLANT, "demo"))
+        engine = Engine(_config(tmp_path, mosquitto.port, sandbox, pg, "test-a"))
+        lines = engine.bus.subscribe()
+        async with running(engine):
+            state = engine.state.plants[PLANT]
+            await until(lambda: state.ha_role == "standby", 10, "standby behind the squatter")
+            # PostgreSQL keeps printable ASCII: each byte of the ESC and the snowman is a "?".
+            assert state.ha_holder == "[b]evil[/b] ?[31m ???"
+            await asyncio.sleep(3 * POLL_S)
+            assert posts.posts == [], "nobody posts while a foreign session holds the lock"
+            said = [e.render() for e in lines.drain() if isinstance(e, LogLine)]
+            assert any("active is [b]evil[/b] ?[31m ???" in line for line in said), said
+        assert "\x1b" not in "".join(said)
+    finally:
+        await squatter.close()
