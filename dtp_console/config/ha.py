@@ -68,7 +68,9 @@ class HaConfig(BaseModel):
     """Give up connecting to PostgreSQL after this long (then retry every `poll_s`)."""
     instance: str | None = None
     """This console's identity, shown as the lock holder (`application_name` of the lock
-    connection): printable ASCII, at most 63 characters. `<host>:<pid>` when unset."""
+    connection): printable ASCII, at most 63 characters. `<host>:<pid>` when unset. Two
+    consoles usually share one config file: set it per console (`${HA_INSTANCE}`), or
+    leave it unset."""
 
     _dsn_parses = field_validator("dsn")(validate_dsn)
     _ca_loads = field_validator("ca_file")(validate_ca_file)
