@@ -40,6 +40,9 @@ from dtp_console.urls import mask_url
 
 __all__ = ["PlantLock", "default_identity", "lock_key", "run_with_lock"]
 
+#: SQLSTATEs of a startup setting the server does not know (PostgreSQL < 12 has no
+#: `tcp_user_timeout`) or will not let this user set.
+_SETTING_REFUSED = frozenset({"42704", "42501", "22023", "0A000"})
 _HOLDER_SQL = """
 SELECT a.application_name, host(a.client_addr), a.pid
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -101,6 +104,7 @@ class PlantLock:
         self._valid_until = 0.0
         self._lost = asyncio.Event()
         self._announced = False
+        self._peer_timeouts = True
         self._warming: asyncio.Future[object] | None = None
         self.promotions = 0
         """Times this console became the plant's active."""
@@ -142,32 +146,56 @@ class PlantLock:
         cfg = self._cfg
         assert cfg.dsn is not None  # refused at load otherwise
         self._lost.clear()
-        poll = self._poll
-        settings = {
-            "application_name": self.identity,
-            # The server must not give the lock away while we may still post: it gives
-            # up on a silent peer only after 3 polls, twice the lease (module docstring).
-            "tcp_keepalives_idle": str(max(1, math.ceil(2 * poll))),
-            "tcp_keepalives_interval": str(max(1, math.ceil(poll / 2))),
-            "tcp_keepalives_count": "2",
-            "tcp_user_timeout": str(math.ceil(3000 * poll)),
-        }
+        settings = {"application_name": self.identity}
+        if self._peer_timeouts:
+            settings.update(self._peer_settings())
         try:
-            connection = await asyncio.wait_for(
-                asyncpg.connect(
-                    cfg.dsn.get_secret_value(),
-                    ssl=ssl_argument(cfg.sslmode, cfg.ca_file),
-                    timeout=cfg.connect_timeout_s,
-                    server_settings=settings,
-                    statement_cache_size=0,
-                ),
-                cfg.connect_timeout_s + 1.0,
+            connection = await self._open(settings)
+        except asyncpg.PostgresError as exc:
+            # A server (or a proxy in front of it) that refuses a setting: connect without
+            # the dead-peer timeouts, and say that the failover then waits for its own.
+            if not self._peer_timeouts or exc.sqlstate not in _SETTING_REFUSED:
+                self._demote(f"cannot reach PostgreSQL: {describe_pg_error(exc)}")
+                return None
+            self._peer_timeouts = False
+            self._log.emit(
+                "WARN",
+                f"HA {self._plant}: PostgreSQL refused the lock session's TCP timeouts "
+                f"({describe_pg_error(exc)}); a silent network loss is noticed by the server "
+                "only after its own tcp_keepalives_* settings",
+                self._plant,
             )
+            return await self._connect()
         except Exception as exc:  # a message, then retry next poll
             self._demote(f"cannot reach PostgreSQL: {describe_pg_error(exc)}")
             return None
         connection.add_termination_listener(self._terminated)
         return connection
+
+    def _peer_settings(self) -> dict[str, str]:
+        """The server must not give the lock away while we may still post: it gives up
+        on a silent peer only after 3 polls, twice the lease (module docstring)."""
+        poll = self._poll
+        return {
+            "tcp_keepalives_idle": str(max(1, math.ceil(2 * poll))),
+            "tcp_keepalives_interval": str(max(1, math.ceil(poll / 2))),
+            "tcp_keepalives_count": "2",
+            "tcp_user_timeout": str(math.ceil(3000 * poll)),
+        }
+
+    async def _open(self, settings: dict[str, str]) -> Any:
+        cfg = self._cfg
+        assert cfg.dsn is not None
+        return await asyncio.wait_for(
+            asyncpg.connect(
+                cfg.dsn.get_secret_value(),
+                ssl=ssl_argument(cfg.sslmode, cfg.ca_file),
+                timeout=cfg.connect_timeout_s,
+                server_settings=settings,
+                statement_cache_size=0,
+            ),
+            cfg.connect_timeout_s + 1.0,
+        )
 
     def _terminated(self, _connection: object) -> None:
         # Called by asyncpg as soon as the server closes the session: close the gate now.

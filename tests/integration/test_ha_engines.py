@@ -250,3 +250,24 @@ async def test_a_foreign_holder_with_markup_in_its_name_is_shown_as_text(
         assert "\x1b" not in "".join(said)
     finally:
         await squatter.close()
+
+
+async def test_a_server_refusing_the_tcp_timeouts_still_gets_a_lock_and_a_warning(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    sandbox: TwinzoSandbox,
+    pg: PgCluster,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dtp_console.ha import PlantLock
+
+    # PostgreSQL < 12 knows no tcp_user_timeout: the same refusal (SQLSTATE 42704).
+    monkeypatch.setattr(PlantLock, "_peer_settings", lambda _self: {"no_such_setting": "1"})
+    engine = Engine(_config(tmp_path, mosquitto.port, sandbox, pg, "test-a"))
+    lines = engine.bus.subscribe()
+    async with running(engine):
+        await until(lambda: engine.state.plants[PLANT].ha_role == "active", 10, "active")
+        said = [e.render() for e in lines.drain() if isinstance(e, LogLine)]
+    warned = [line for line in said if "refused the lock session's TCP timeouts" in line]
+    assert len(warned) == 1, said
+    assert "SQLSTATE 42704" in warned[0]
