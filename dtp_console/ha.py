@@ -15,7 +15,10 @@ check that would notice it even times out. A connection the server closes
 termination listener. The session asks the server to give up on a silent peer
 only after `3 * poll_s` (TCP keepalive, `tcp_user_timeout`), longer than the
 lease: the server cannot hand the lock to a standby while this console may
-still believe it holds it.
+still believe it holds it. A check slower than `poll_s / 2` stops posting at
+once but keeps the session (and so the lock) for up to `2 * poll_s` while the
+answer may still come: a loaded event loop pauses posting instead of handing the
+plant back and forth.
 """
 
 from __future__ import annotations
@@ -207,11 +210,12 @@ class PlantLock:
         while not stop.is_set():
             started = time.monotonic()
             if self._state.ha_role == "active":
-                await connection.fetchval("SELECT 1", timeout=self._check_timeout)
-                self._confirm(started)
+                await self._check(connection, started)
             else:
+                # A try that times out may have been granted: the connection is then
+                # closed (releasing it) by `run`, so a timeout here is safe.
                 got = await connection.fetchval(
-                    "SELECT pg_try_advisory_lock($1)", self.key, timeout=self._check_timeout
+                    "SELECT pg_try_advisory_lock($1)", self.key, timeout=self._poll
                 )
                 if got:
                     self._confirm(started)
@@ -232,6 +236,33 @@ class PlantLock:
             if self._lost.is_set():
                 raise _LostError
 
+    async def _check(self, connection: Any, started: float) -> None:
+        """The active's `SELECT 1`: late after `poll_s / 2` closes the gate (posting stops,
+        the lease would close it soon anyway); the session — and so the lock — is kept
+        while the answer may still come, up to `2 * poll_s`, which is before the server
+        gives up on a silent peer. An answer re-opens the gate; no answer is a failure."""
+        check = asyncio.ensure_future(connection.fetchval("SELECT 1"))
+        try:
+            done, _ = await asyncio.wait({check}, timeout=self._check_timeout)
+            if done:
+                check.result()
+                self._confirm(started)
+                return
+            self._valid_until = 0.0
+            late = f"the lock check is slower than {self._check_timeout:g}s"
+            self._state.ha_detail = f"{late}: not posting until PostgreSQL answers"
+            self._log.emit("WARN", f"HA {self._plant}: {late}; not posting", self._plant)
+            await asyncio.wait_for(check, 2 * self._poll - self._check_timeout)
+        except TimeoutError:
+            msg = f"no answer to the lock check within {2 * self._poll:g}s"
+            raise TimeoutError(msg) from None
+        finally:
+            if not check.done():
+                check.cancel()
+        self._state.ha_detail = "holds the plant's lock"
+        self._log.emit("INFO", f"HA {self._plant}: the lock check answered; posting", self._plant)
+        self._confirm(started)  # conservative: the next check, sent at once, re-opens the gate
+
     def _confirm(self, started: float) -> None:
         """The lock was held at `started` (the check was sent then): extend the lease."""
         if not self._lost.is_set():
@@ -240,7 +271,7 @@ class PlantLock:
     async def _holder(self, connection: Any) -> str | None:
         """The identity (application_name, else address and pid) of the lock's holder."""
         high, low = _lock_halves(self.key)
-        row = await connection.fetchrow(_HOLDER_SQL, high, low, timeout=self._check_timeout)
+        row = await connection.fetchrow(_HOLDER_SQL, high, low, timeout=self._poll)
         if row is None:
             return None
         name, address, pid = row[0], row[1], row[2]

@@ -198,3 +198,44 @@ def test_the_stats_line_names_the_role_and_the_active() -> None:
     _, engine = _plant_with_role("standby", "host-a:7")
     line = stats_line(engine.plants["Old Plant"])  # type: ignore[attr-defined]
     assert line.endswith("| ha STANDBY (active: host-a:7)")
+
+
+class _SlowConnection:
+    """Answers `SELECT 1` after `delay` seconds (an asyncpg connection's `fetchval`)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def fetchval(self, _query: str) -> int:
+        await asyncio.sleep(self.delay)
+        return 1
+
+
+async def test_a_slow_check_stops_posting_keeps_the_lock_and_resumes() -> None:
+    state = PlantState("Old Plant")
+    bus = Bus()
+    lines = bus.subscribe()
+    config = HaConfig(enabled=True, dsn="postgresql://u@127.0.0.1:1/db", poll_s=0.2)
+    lock = PlantLock(config, "Old Plant", "demo", state, OpsLog(bus), identity="test-a")
+    lock._set_role("active", "test-a", "holds the plant's lock")
+    lock._confirm(time.monotonic())
+    check = asyncio.ensure_future(lock._check(_SlowConnection(0.25), time.monotonic()))
+    await asyncio.sleep(0.15)
+    assert not lock.may_post(), "late after poll_s / 2: not posting"
+    assert state.ha_role == "active", "the session, and so the lock, is kept"
+    await check
+    said = [e.render() for e in lines.drain() if hasattr(e, "render")]
+    assert any("lock check is slower than 0.1s; not posting" in line for line in said), said
+    assert any("the lock check answered; posting" in line for line in said)
+
+
+async def test_no_answer_to_the_check_within_two_polls_is_a_failure() -> None:
+    state = PlantState("Old Plant")
+    config = HaConfig(enabled=True, dsn="postgresql://u@127.0.0.1:1/db", poll_s=0.2)
+    lock = PlantLock(config, "Old Plant", "demo", state, OpsLog(Bus()), identity="test-a")
+    lock._set_role("active", "test-a", "holds the plant's lock")
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"within 0\.4s"):
+        await lock._check(_SlowConnection(5.0), started)
+    assert 0.35 < time.monotonic() - started < 1.0
+    assert not lock.may_post()
