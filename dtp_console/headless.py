@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dtp_console.events import Bus, Event, LogLine, StoreHealth, TwinDeleted, TwinUpdated
-from dtp_console.state import EngineState, PlantState
+from dtp_console.state import HA_ROLE_LABELS, EngineState, PlantState
 from dtp_console.textsafe import safe_text
 
 __all__ = ["HeadlessRenderer", "stats_line", "stores_stats_line"]
@@ -55,6 +55,10 @@ def stats_line(plant: PlantState, rate: float | None = None) -> str:
         parts.append(f"silence-reconnects {plant.silence_reconnects}")
     mqtt = f"{plant.mqtt} (SILENT)" if plant.silent else plant.mqtt
     line = f"STATS {plant.name}: mqtt {mqtt} | " + " ".join(parts)
+    if plant.ha_role != "off":
+        line += f" | ha {HA_ROLE_LABELS[plant.ha_role]}" + (
+            f" (active: {plant.ha_holder})" if plant.ha_holder and plant.ha_role != "active" else ""
+        )
     return line + "".join(f" | WARN {w}" for w in plant.warnings)
 
 

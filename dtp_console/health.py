@@ -84,7 +84,10 @@ def _bridge(engine: Engine, name: str, plant: PlantState | None) -> tuple[bool, 
         return False, {"up": False, "mqtt": "not started", "broker": broker}
     connected = plant.mqtt == "connected"
     silent = plant_silence(engine, name)
-    up = connected and silent is None
+    # High availability: a standby is ready (it takes over by itself); a plant whose
+    # lock's PostgreSQL is out of reach or in doubt posts for nobody: not ready.
+    no_lock = plant.ha_role == "no_lock"
+    up = connected and silent is None and not no_lock
     return up, {
         "up": up,
         "mqtt": plant.mqtt,
@@ -95,6 +98,9 @@ def _bridge(engine: Engine, name: str, plant: PlantState | None) -> tuple[bool, 
         "last_error": _masked(plant.mqtt_error),
         "connects": plant.connects,
         "silent": silent,
+        "ha": None
+        if plant.ha_role == "off"
+        else {"role": plant.ha_role, "holder": plant.ha_holder, "detail": _masked(plant.ha_detail)},
     }
 
 
@@ -104,7 +110,13 @@ def _bridges(engine: Engine, problems: list[str]) -> dict[str, Any]:
         up, facts = _bridge(engine, plant.name, engine.state.plants.get(plant.name))
         out[plant.name] = facts
         if not up:
-            why = facts.get("silent") or f"MQTT {facts['mqtt']}"
+            ha = facts.get("ha") or {}
+            lockless = ha.get("role") == "no_lock" and facts["connected"] and not facts["silent"]
+            why = (
+                f"no HA lock ({_masked(ha.get('detail')) or 'PostgreSQL out of reach'})"
+                if lockless
+                else facts.get("silent") or f"MQTT {facts['mqtt']}"
+            )
             problems.append(f"bridge {plant.name}: {why}")
     return out
 

@@ -213,6 +213,23 @@ def _plants(engine: Engine) -> Iterator[Metric]:
         connected.add_metric([label], 1 if plant.mqtt == "connected" else 0)
         connects.add_metric([label], plant.connects)
     yield from (received, outcomes, pending, unknown, bounds, restarts, connected, connects)
+    yield from _ha_roles(engine)
+
+
+def _ha_roles(engine: Engine) -> Iterator[Metric]:
+    """`dtp_plant_ha_role{plant,role}`: 1 for each plant's current role, 0 for the others."""
+    plants = engine.state.plants
+    if all(p.ha_role == "off" for p in plants.values()):
+        return
+    family = GaugeMetricFamily(
+        "dtp_plant_ha_role",
+        "High-availability role of each plant (1: the current one)",
+        labels=["plant", "role"],
+    )
+    for name, plant in plants.items():
+        for role in ("active", "standby", "no_lock"):
+            family.add_metric([_label(name), role], 1.0 if plant.ha_role == role else 0.0)
+    yield family
 
 
 def _devices(engine: Engine) -> Iterator[Metric]:

@@ -68,6 +68,8 @@ class Engine:
         self.plants: list[PlantConfig] = [p for p in chosen if p.enabled or plants]
         self.simulate = config.simulator.enabled if simulate is None else simulate
         self.bridges: dict[str, Bridge] = {}
+        self.locks: dict[str, Any] = {}
+        """Each plant's `PlantLock` (`dtp_console.ha`) while `ha` is on."""
         self.sandbox: TwinzoSandbox | None = None
         """The `TwinzoSandbox` while it runs (sandbox enabled)."""
         self.addresses: dict[str, tuple[str, int]] = {}
@@ -125,6 +127,7 @@ class Engine:
                 )
             for plant in self.plants:
                 plant_state = self.state.plants[plant.name] = PlantState(plant.name)
+                lock = self._plant_lock(plant, plant_state)
                 self.bridges[plant.name] = Bridge(
                     plant,
                     twinzo,
@@ -133,11 +136,15 @@ class Engine:
                     self.log,
                     address=self.addresses[plant.name],
                     log_every_n=self.config.logging.log_every_n,
+                    may_post=lock.may_post if lock is not None else None,
                 )
+                if lock is not None:
+                    lock.warm = self.bridges[plant.name].poster.warm_tokens
+                    self.locks[plant.name] = lock
             async with asyncio.TaskGroup() as group:
                 for bridge in self.bridges.values():
                     group.create_task(
-                        self._supervise(f"bridge {bridge.name}", bridge.run, stop),
+                        self._supervise(f"bridge {bridge.name}", self._bridge_work(bridge), stop),
                         name=f"bridge:{bridge.name}",
                     )
                 if self.simulate:
@@ -165,6 +172,23 @@ class Engine:
             # Every worker has stopped: publish the folded lines still waiting for their
             # window to end, or the last "(+N like it)" / "… and N more" is lost.
             self.log.flush(final=True)
+
+    def _plant_lock(self, plant: PlantConfig, state: PlantState) -> Any:
+        """The plant's `PlantLock` when `ha` is on (None: the bridge posts unconditionally)."""
+        if not self.config.ha.enabled:
+            return None
+        from dtp_console.ha import PlantLock
+
+        return PlantLock(self.config.ha, plant.name, self.config.twinzo.client, state, self.log)
+
+    def _bridge_work(self, bridge: Bridge) -> Callable[[asyncio.Event], Awaitable[None]]:
+        """What supervises a bridge: its run, beside its plant's lock when `ha` is on."""
+        lock = self.locks.get(bridge.name)
+        if lock is None:
+            return bridge.run
+        from dtp_console.ha import run_with_lock
+
+        return lambda stop: run_with_lock(lock, bridge.run, stop)
 
     def _banner(self) -> str:
         plants = ", ".join(

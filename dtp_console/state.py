@@ -22,11 +22,13 @@ from typing import Any, Literal
 from dtp_console.bridge.clock import ClockEstimate
 
 __all__ = [
+    "HA_ROLE_LABELS",
     "POST_SECONDS_BUCKETS",
     "AuthState",
     "DeviceState",
     "EngineState",
     "GhostKind",
+    "HaRole",
     "Histogram",
     "Jump",
     "PlantCounters",
@@ -40,6 +42,16 @@ TokenStatus = Literal["none", "valid", "refreshing", "failed"]
 GhostKind = Literal["quiet", "refused"]
 """`quiet`: its messages stopped while its plant reports; `refused`: its messages flow
 but twinzo keeps refusing its positions."""
+
+#: A plant's high-availability role (see `PlantState.ha_role`).
+HaRole = Literal["active", "standby", "no_lock", "off"]
+#: The role as badges, stats lines and log lines write it.
+HA_ROLE_LABELS: dict[HaRole, str] = {
+    "active": "ACTIVE",
+    "standby": "STANDBY",
+    "no_lock": "NO LOCK",
+    "off": "HA OFF",
+}
 
 #: How many distinct unknown vendor ids a plant remembers (the rest are still counted).
 MAX_UNKNOWN_IDS = 1_000
@@ -282,6 +294,16 @@ class PlantState:
     """Ghost episodes of this plant's robots, by kind (`quiet`, `refused`)."""
     implausible_jumps: int = 0
     """Implausible jumps of this plant's robots (forwarded flagged or dropped)."""
+    ha_role: HaRole = "off"
+    """High availability: `active` (holds the plant's lock, posts), `standby` (another
+    console holds it; parsing, not posting), `no_lock` (the lock's PostgreSQL is out of
+    reach or in doubt; not posting) or `off` (`ha` disabled: posts)."""
+    ha_holder: str | None = None
+    """Identity (`host:pid`) of the console holding the plant's lock, when known."""
+    ha_detail: str = ""
+    """Why the role is what it is (the last lock error, or who is active)."""
+    ha_since: float | None = None
+    """Epoch seconds of the last role change."""
 
     def set_mqtt(self, status: str, detail: str = "") -> None:
         """Move the MQTT state; remembers since when it is up or down, and why it went down."""
@@ -320,6 +342,12 @@ class PlantState:
             "ghost_episodes": dict(sorted(self.ghost_episodes.items())),
             "ghosts": sorted(d.login for d in self.devices.values() if d.ghost is not None),
             "implausible_jumps": self.implausible_jumps,
+            "ha": {
+                "role": self.ha_role,
+                "holder": self.ha_holder,
+                "detail": self.ha_detail,
+                "since": self.ha_since,
+            },
             "unknown_devices": dict(self.unknown.most_common(50)),
             "devices": {d.login: d.as_dict(now) for d in self.devices.values()},
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import ssl
+import stat
 from pathlib import Path
 from typing import Literal
 
@@ -47,12 +48,14 @@ def parse_listen(value: str) -> tuple[str, int]:
         host, sep, port_text = text[1:].partition("]:")
     else:
         host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or (":" in host and not text.startswith("[")):
-        msg = f"must be HOST:PORT or [IPv6]:PORT, e.g. 127.0.0.1:8470 (got {value!r})"
+    # ASCII digits only: `isdigit()` also passes '²' (int() refuses it) and '８' (int() reads it).
+    digits = port_text.isascii() and port_text.isdigit()
+    if not sep or not host or not digits or (":" in host and not text.startswith("[")):
+        msg = "must be HOST:PORT or [IPv6]:PORT, e.g. 127.0.0.1:8470"
         raise ValueError(msg)
     port = int(port_text)
     if port > 65535:
-        msg = f"port must be 0-65535 (got {port})"
+        msg = "port must be 0-65535"
         raise ValueError(msg)
     return host, port
 
@@ -77,6 +80,10 @@ class ApiTls(_Model):
 
     @model_validator(mode="after")
     def _loads(self) -> ApiTls:
+        for name, path in (("cert_file", self.cert_file), ("key_file", self.key_file)):
+            if not path.is_file():
+                msg = f"{name} {path} not found (or not a file)"
+                raise ValueError(msg)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
             context.load_cert_chain(str(self.cert_file), str(self.key_file))
@@ -87,6 +94,19 @@ class ApiTls(_Model):
             msg = "cert_file/key_file are not a readable PEM certificate and matching key"
             raise ValueError(msg) from None
         return self
+
+    def key_file_warning(self) -> str | None:
+        """A warning when users other than the owner may read the private key."""
+        try:
+            mode = stat.S_IMODE(self.key_file.stat().st_mode)
+        except OSError:
+            return None
+        if not mode & 0o077:
+            return None
+        return (
+            f"api.tls.key_file {self.key_file} is readable by other users (mode {mode:o}): "
+            "anyone on this host can impersonate the API; chmod 600 it"
+        )
 
 
 class ApiToken(_Model):
@@ -149,7 +169,8 @@ class ApiConfig(_Model):
     tokens: list[ApiToken] = Field(default_factory=list)
     """Bearer tokens (hashes only). With none, only the open health routes answer."""
     open_health_on_loopback: bool = True
-    """`/healthz`, `/readyz` and `/metrics` answer loopback peers without a token; other
+    """`/healthz`, `/readyz` and `/metrics` answer loopback peers without a token (not a
+    request a local proxy relays, one with `Forwarded`/`X-Forwarded-For`/`X-Real-IP`); other
     peers need an `admin` token (or any token for `/healthz` and `/readyz`)."""
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=67_108_864)
     """Largest request body accepted (413 beyond it)."""
@@ -162,6 +183,10 @@ class ApiConfig(_Model):
     """Seconds between heartbeat comments on an idle stream."""
     max_stream_clients: int = Field(default=200, ge=1, le=10_000)
     """Concurrent stream clients; more are refused with 503."""
+    max_connections: int = Field(default=400, ge=8, le=20_000)
+    """Open connections to the API (streams included); past it a new one is closed at once
+    (counted), so idle or trickling clients cannot take every file descriptor of the
+    process the bridges and stores share. Must be more than `max_stream_clients`."""
 
     @field_validator("listen")
     @classmethod
@@ -187,6 +212,13 @@ class ApiConfig(_Model):
                 {"host": host},
             )
             errors.append(InitErrorDetails(type=error, loc=("listen",), input=None))
+        if self.max_connections <= self.max_stream_clients:
+            error = PydanticCustomError(
+                "connections_below_streams",
+                "must be more than max_stream_clients ({streams}): each stream is a connection",
+                {"streams": self.max_stream_clients},
+            )
+            errors.append(InitErrorDetails(type=error, loc=("max_connections",), input=None))
         labels: set[str] = set()
         hashes: set[str] = set()
         for index, token in enumerate(self.tokens):

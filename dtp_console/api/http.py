@@ -89,6 +89,10 @@ async def read_object(request: web.Request, limit: int) -> dict[str, Any]:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, f"body is larger than {limit} bytes (api.max_body_bytes)") from None
+    except web.RequestPayloadError as exc:
+        # A body its Content-Encoding cannot decode, or a broken chunked framing.
+        why = " ".join(str(exc).split())[:200]
+        raise ApiError(400, f"body could not be read: {why}") from None
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from dtp_console.api.config import ApiConfig, Role, is_loopback_host
 from dtp_console.api.errors import ApiBindError
@@ -33,6 +34,7 @@ from dtp_console.api.tokens import Principal, TokenTable
 from dtp_console.events import Bus, OpsLog
 from dtp_console.registry.service import RegistryService
 from dtp_console.stores.records import EventRecord
+from dtp_console.textsafe import safe_text
 
 __all__ = ["ApiBindError", "ApiServer", "ApiStats"]
 
@@ -42,7 +44,13 @@ _WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 _PUBLIC = frozenset({"/api/openapi.json"})
 #: Paths that may be open to loopback peers (`api.open_health_on_loopback`).
 _HEALTH = frozenset({"/healthz", "/readyz", "/metrics"})
+#: Headers a reverse proxy adds; never trusted, only read as "not a local client".
+_FORWARDING = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 _RETRY_MS = 3_000
+#: Seconds between checks that a quiet stream's client is still connected.
+_LIVENESS_S = 0.5
+#: Seconds an idle keep-alive connection (or one that never sends a byte) stays open.
+_KEEPALIVE_S = 30.0
 _logger = logging.getLogger(__name__)
 
 
@@ -64,6 +72,10 @@ class ApiStats:
     """Write requests by an identified token (each one an event_log entry)."""
     writes_unrecorded: int = 0
     """Writes no event store was there to record (stores disabled or not open)."""
+    connections_refused: int = 0
+    """Connections closed on arrival because `api.max_connections` were open."""
+    bad_requests: int = 0
+    """Requests aiohttp could not parse (answered 400 by aiohttp itself)."""
 
 
 class ApiServer:
@@ -106,8 +118,17 @@ class ApiServer:
         host, port = self.config.address
         bind_host = "127.0.0.1" if host.lower() == "localhost" else host
         context = self._tls_context()
-        runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=1.0)
+        protocol_logger = logging.Logger("dtp_console.api.protocol")  # unregistered: ours only
+        protocol_logger.addHandler(_ProtocolErrors(self))
+        runner = web.AppRunner(
+            self._build_app(),
+            access_log=None,
+            shutdown_timeout=1.0,
+            keepalive_timeout=_KEEPALIVE_S,
+            logger=protocol_logger,
+        )
         await runner.setup()
+        self._cap_connections(runner)
         try:
             await web.TCPSite(runner, bind_host, port, ssl_context=context).start()
         except OSError as exc:
@@ -126,7 +147,36 @@ class ApiServer:
         scheme = "https" if context is not None else "http"
         self._url = f"{scheme}://{shown}:{bound_port}"
         self._hub_task = asyncio.create_task(self.hub.run(), name="api-stream-hub")
+        warning = self.config.tls.key_file_warning() if self.config.tls is not None else None
+        if warning is not None and self._log is not None:
+            self._log.emit("WARN", warning)
         return self._url
+
+    def _cap_connections(self, runner: web.AppRunner) -> None:
+        """Close a new connection at once while `api.max_connections` are open.
+
+        aiohttp has no limit of its own: it keeps a connection that trickles its
+        headers forever. The cap wraps the server's `connection_made` hook.
+        """
+        server = runner.server
+        assert server is not None
+        admit = server.connection_made
+        limit = self.config.max_connections
+
+        def _connection_made(handler: Any, transport: asyncio.Transport) -> None:
+            admit(handler, transport)
+            if len(server.connections) > limit:
+                self.stats.connections_refused += 1
+                if self._log is not None:
+                    self._log.limited(
+                        "WARN",
+                        "api:connections",
+                        f"api: {limit} connections open (api.max_connections); "
+                        "closing new ones until some end",
+                    )
+                transport.abort()
+
+        server.connection_made = _connection_made  # type: ignore[method-assign]
 
     async def stop(self) -> None:
         """End every stream, then close the listener; safe to call twice."""
@@ -190,12 +240,13 @@ class ApiServer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a defect: answered, counted and told, never silent
-            _logger.exception("api: %s %s failed", request.method, request.path[:200])
+            shown = safe_text(request.path, 200)  # the client's path, percent-decoded
+            _logger.exception("api: %s %s failed", request.method, shown)
             if self._log is not None:
                 self._log.limited(
                     "FAIL",
                     "api:internal",
-                    f"api: {request.method} {request.path[:200]} failed: {type(exc).__name__}",
+                    f"api: {request.method} {shown} failed: {type(exc).__name__}",
                 )
             response = json_response(500, {"error": "internal error (see the console log)"})
         self._count(request, response.status)
@@ -242,7 +293,10 @@ class ApiServer:
             return
         if path in _HEALTH:
             peer = request.remote or ""
-            if self.config.open_health_on_loopback and is_loopback_host(peer):
+            # A forwarding header from a loopback peer: a proxy on this host relays a
+            # request from elsewhere, which the loopback exemption must not cover.
+            relayed = any(h in request.headers for h in _FORWARDING)
+            if self.config.open_health_on_loopback and is_loopback_host(peer) and not relayed:
                 return
             need: Role = "admin" if path == "/metrics" else "viewer"
         elif request.method in _WRITES:
@@ -300,12 +354,21 @@ class ApiServer:
             await response.write(opening + b"".join(e.frame for e in resume.backlog))
             self.hub.stats.delivered += len(resume.backlog)
             queue = client.queue
+            loop = asyncio.get_running_loop()
+            beat_at = loop.time() + heartbeat
             while not client.cut:
                 try:
-                    async with asyncio.timeout(heartbeat):
+                    # Wake at least every _LIVENESS_S: aiohttp does not cancel a handler
+                    # whose client left, and a dead stream must not hold its slot until
+                    # the next heartbeat write finds it gone.
+                    async with asyncio.timeout(min(heartbeat, _LIVENESS_S)):
                         item = await queue.get()
                 except TimeoutError:
-                    await response.write(b": heartbeat\n\n")
+                    if transport is None or transport.is_closing():
+                        break
+                    if loop.time() >= beat_at:
+                        await response.write(b": heartbeat\n\n")
+                        beat_at = loop.time() + heartbeat
                     continue
                 if item is None:
                     break
@@ -317,6 +380,7 @@ class ApiServer:
                         break
                     frames.append(more.frame)
                 await response.write(b"".join(frames))
+                beat_at = loop.time() + heartbeat
                 self.hub.stats.delivered += len(frames)
         except (ConnectionError, RuntimeError):
             pass  # the client went away, or was cut off for falling behind
@@ -347,6 +411,36 @@ class ApiServer:
         # CONTENT_TYPE carries parameters (`; version=0.0.4; charset=utf-8`).
         response.headers["Content-Type"] = metrics.CONTENT_TYPE
         return response
+
+
+class _ProtocolErrors(logging.Handler):
+    """aiohttp's own error reports: a malformed request is counted and one folded line.
+
+    aiohttp logs each unparsable request as an ERROR with a traceback, so anyone who
+    reaches the port could flood the console's stderr. Anything else it reports (a
+    defect, not a client's fault) still goes to the module logger with its traceback.
+    """
+
+    def __init__(self, server: ApiServer) -> None:
+        super().__init__(logging.DEBUG)
+        self._server = server
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Count and fold a client's malformed request; pass anything else on."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            self._server.stats.bad_requests += 1
+            log = self._server._log
+            if log is not None:
+                lines = (exc.message or type(exc).__name__).strip().splitlines()
+                why = lines[0].rstrip(":") if lines else type(exc).__name__
+                log.limited(
+                    "WARN",
+                    "api:bad-request",
+                    f"api: malformed request answered 400 ({exc.code}): {why}",
+                )
+        elif record.levelno >= logging.WARNING:
+            _logger.handle(record)
 
 
 def _optional(name: str, what: str) -> Any:

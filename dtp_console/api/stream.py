@@ -229,7 +229,9 @@ class StreamHub:
         if last_event_id is None or not last_event_id.strip():
             return Resume([], gap=False)
         boot, _, seq_text = last_event_id.strip().rpartition("-")
-        if boot != self._boot or not seq_text.isdigit() or len(seq_text) > 18:
+        # ASCII digits only: `isdigit()` also passes '²' (int() refuses) and '١' (int() reads).
+        digits = seq_text.isascii() and seq_text.isdigit()
+        if boot != self._boot or not digits or len(seq_text) > 18 or int(seq_text) > self._seq:
             return Resume([e for e in self._replay if client.wants(e)], gap=True)
         seq = int(seq_text)
         backlog = [e for e in self._replay if e.seq > seq and client.wants(e)]

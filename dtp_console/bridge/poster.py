@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections import deque
@@ -50,8 +51,11 @@ class Poster:
         log_every_n: int = 50,
         backlog: Callable[[], int] | None = None,
         taken_in: Callable[[], int] | None = None,
+        may_post: Callable[[], bool] | None = None,
     ) -> None:
         self._plant = plant
+        self._may_post = may_post
+        """High availability's gate: False while this console is not the plant's active."""
         self._backlog = backlog
         self._taken_in = taken_in
         self._cfg = twinzo
@@ -68,6 +72,7 @@ class Poster:
         self._service_failures = 0
         self._hold_until = 0.0
         self._probing = False
+        self._warm_failed: dict[str, float] = {}
         self.deferred_flushes = 0
         """Flushes skipped to let intake catch up."""
         self.latencies_ms: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
@@ -116,7 +121,11 @@ class Poster:
         While twinzo fails service-wide (timeouts, 5xx, 429) the plant backs off as
         one: nothing is sent until the hold ends, then one request probes; its
         success releases every device at once (recovery within one probe interval).
+        A standby (the `may_post` gate closed) sends nothing: the outbox keeps the
+        latest position per device for the flush after its promotion.
         """
+        if self._may_post is not None and not self._may_post():
+            return 0
         if everything:
             ready = self._outbox.take_all()
         elif now < self._hold_until or (self._service_failures and self._probing):
@@ -141,6 +150,8 @@ class Poster:
         """Post everything pending (ignoring intervals and backoff) until done or timeout."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            if self._may_post is not None and not self._may_post():
+                break  # a standby does not post on its way out either
             self.flush(time.monotonic(), everything=True)
             if not self._tasks and not len(self._outbox):
                 break
@@ -153,6 +164,32 @@ class Poster:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._outbox.discard_all("dropped:shutdown")
+
+    async def warm_tokens(self) -> int:
+        """Fetch or refresh the token of every known device (a standby's warm cache).
+
+        A valid cached token costs nothing; a login whose last try failed waits
+        `auth_backoff_s` before the next. Batch mode posts without device tokens:
+        nothing to do. Returns how many logins hold a token afterwards.
+        """
+        if self._plant.twinzo.batch:
+            return 0
+        now = time.monotonic()
+        logins = sorted({d.login for d in self._state.devices.values()})
+        due = [x for x in logins if now >= self._warm_failed.get(x, -math.inf)]
+        limit = asyncio.Semaphore(min(8, self._cfg.max_concurrency))
+
+        async def _one(login: str) -> bool:
+            async with limit:
+                try:
+                    await self._client.tokens.get(login, self._password)
+                except Exception:  # AuthError and transport trouble alike; counted there
+                    self._warm_failed[login] = time.monotonic() + self._cfg.auth_backoff_s
+                    return False
+                self._warm_failed.pop(login, None)
+                return True
+
+        return sum(await asyncio.gather(*(_one(login) for login in due)))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

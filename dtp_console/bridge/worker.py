@@ -60,6 +60,7 @@ class Bridge:
         address: tuple[str, int] | None = None,
         log_every_n: int = 50,
         wall_clock: Callable[[], float] = time.time,
+        may_post: Callable[[], bool] | None = None,
     ) -> None:
         self.plant = plant
         self.state = state
@@ -81,6 +82,7 @@ class Bridge:
             log_every_n=log_every_n,
             backlog=lambda: self.intake_backlog,
             taken_in=lambda: self._handled,
+            may_post=may_post,
         )
         self.watch = PlantWatch(plant, state, log)
         """The silence watchdog and the ghost flags (its task runs with `run()`)."""

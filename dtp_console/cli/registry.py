@@ -27,6 +27,7 @@ from dtp_console.registry.lifecycle import STATUSES
 from dtp_console.registry.model import TwinRecord
 from dtp_console.registry.runner import open_registry
 from dtp_console.registry.service import RegistryService, SyncReport
+from dtp_console.textsafe import safe_text
 
 __all__ = ["register"]
 
@@ -92,7 +93,7 @@ def _runner(action: _Action) -> Callable[[argparse.Namespace], int]:
         except KeyboardInterrupt:
             return 0
         except RegistryError as exc:
-            print(f"registry: {exc}", file=sys.stderr)
+            print(safe_text(f"registry: {exc}"), file=sys.stderr)
             return EXIT_FAILED
 
     return _run
@@ -112,11 +113,12 @@ async def _scan(service: RegistryService, config: RegistryConfig, _args: argpars
 
 def _print_report(report: SyncReport) -> None:
     for problem in [*report.scan.problems, *report.failed]:
-        print(_problem_line(problem), file=sys.stderr)
+        print(safe_text(_problem_line(problem)), file=sys.stderr)
     for twin_id, unknown in report.unknown_dependencies.items():
-        print(f"WARN {twin_id}: depends on unknown twins: {', '.join(unknown)}", file=sys.stderr)
+        line = f"WARN {twin_id}: depends on unknown twins: {', '.join(unknown)}"
+        print(safe_text(line), file=sys.stderr)
     for twin_id in report.deprecated:
-        print(f"INFO {twin_id}: deprecated (its file is gone)")
+        print(safe_text(f"INFO {twin_id}: deprecated (its file is gone)"))
     print(report.summary())
 
 
@@ -167,11 +169,11 @@ async def _watch(
                 continue
             line = _event_line(getter.result())
             if line:
-                print(line, flush=True)
+                print(safe_text(line), flush=True)
         if not task.cancelled():
             task.result()
     except FileNotFoundError as exc:
-        print(f"registry: {exc}", file=sys.stderr)
+        print(safe_text(f"registry: {exc}"), file=sys.stderr)
         return EXIT_FAILED
     finally:
         if not task.done():
@@ -246,12 +248,12 @@ async def _show(service: RegistryService, _config: RegistryConfig, args: argpars
         ("updated", twin.updated_at.isoformat(timespec="seconds")),
     ]
     for key, value in lines:
-        print(f"{key + ':':<14}{value}")
+        print(f"{key + ':':<14}{safe_text(value)}")
     print("history:")
     for h in history:
         start = h.from_status or "(new)"
         when = h.at.isoformat(timespec="seconds")
-        print(f"  {when}  {start} → {h.to_status}  ({h.reason})")
+        print(f"  {when}  {start} → {h.to_status}  ({safe_text(h.reason)})")
     return 0
 
 
@@ -260,12 +262,12 @@ async def _change(
 ) -> int:
     if args.change == "delete":
         removed = await service.delete(args.twin_id)
-        print(f"{removed.id}: removed")
+        print(f"{safe_text(removed.id)}: removed")
         _note_file(removed, "the next scan registers it again")
         return 0
     method = service.activate if args.change == "activate" else service.deprecate
     twin = await method(args.twin_id)
-    print(f"{twin.id}: {twin.status}")
+    print(f"{safe_text(twin.id)}: {twin.status}")
     if args.change == "deprecate":
         _note_file(
             twin,
@@ -301,7 +303,12 @@ def _twin_json(twin: TwinRecord) -> dict[str, Any]:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    """Columns padded to their widest cell; trailing spaces trimmed."""
+    """Columns padded to their widest cell; trailing spaces trimmed.
+
+    Cells are registry data any API client may have written: control, C1 and bidi
+    characters are escaped visibly before they reach the operator's terminal.
+    """
+    rows = [[safe_text(cell, 200) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()

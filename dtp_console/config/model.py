@@ -28,6 +28,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 from dtp_console.api.config import ApiConfig
 from dtp_console.bridge.clock import TimestampUnit
 from dtp_console.bridge.device_map import mapping_problems
+from dtp_console.config.ha import HaConfig
 from dtp_console.registry.config import RegistryConfig
 from dtp_console.simulator.config import PlantSimulatorConfig, SimulatorConfig
 from dtp_console.stores.config import StoresConfig, validate_ca_file
@@ -784,6 +785,8 @@ class ConsoleConfig(_Model):
     server or its embedded default."""
     api: ApiConfig = Field(default_factory=ApiConfig)
     """The console's HTTP API: registry routes, the change stream, health and metrics."""
+    ha: HaConfig = Field(default_factory=HaConfig)
+    """Hot standby and automatic failover between two consoles (off by default)."""
 
     @model_validator(mode="after")
     def _unique_plant_names(self) -> ConsoleConfig:

@@ -111,7 +111,19 @@ class SqliteRepository:
             if self._conn is None:
                 msg = "the SQLite repository is not open"
                 raise RuntimeError(msg)
-            return await asyncio.to_thread(fn, self._conn)
+            work = asyncio.ensure_future(asyncio.to_thread(fn, self._conn))
+            cancelled = False
+            # Cancellation cannot stop the thread: hold the lock until it is done, or
+            # `close()` would close the connection under a running statement (a lost
+            # write, or a segfault). The wait is one statement (busy_timeout bounds it).
+            while not work.done():
+                try:
+                    await asyncio.wait({work})  # never cancels `work` itself
+                except asyncio.CancelledError:
+                    cancelled = True
+            if cancelled:
+                raise asyncio.CancelledError
+            return work.result()
 
     async def get_twin(self, twin_id: str) -> TwinRecord | None:
         """One twin, or None."""

@@ -37,7 +37,22 @@ def test_listen_parses(text: str, expected: tuple[str, int]) -> None:
     assert parse_listen(text) == expected
 
 
-@pytest.mark.parametrize("text", ["8470", "127.0.0.1", ":8470", "::1:8470", "h:99999", "h:x"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "8470",
+        "127.0.0.1",
+        ":8470",
+        "::1:8470",
+        "h:99999",
+        "h:x",
+        # `str.isdigit()` passes these; int() reads the fullwidth and Arabic ones.
+        "127.0.0.1:\uff18\uff14\uff17\uff10",
+        "127.0.0.1:\u0668\u0660",
+        "127.0.0.1:\u00b2",
+        "[::1]:\u00b2",
+    ],
+)
 def test_bad_listen_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"HOST:PORT|0-65535"):
         parse_listen(text)

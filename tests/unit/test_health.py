@@ -19,6 +19,7 @@ import pytest
 
 from dtp_console import __version__, health
 from dtp_console.health import liveness, readiness
+from dtp_console.metrics import render_metrics
 from dtp_console.runtime import Engine
 from dtp_console.state import PlantState
 from tests.support.engine import TWINZO_SECRETS, engine_config, running, until
@@ -226,6 +227,31 @@ async def test_a_plant_the_watchdog_finds_silent_is_not_ready(
         assert body["not_ready"] == [f"bridge Old Plant: {reason}"]
         engine.state.plants["Old Plant"].silent = False  # messages flow again
         assert await _ready(engine)
+
+
+@pytest.mark.integration
+async def test_ha_standby_is_ready_and_no_lock_is_not(
+    broker: MosquittoServer, tmp_path: Path
+) -> None:
+    engine = Engine(engine_config(tmp_path, broker.port, registry=False), simulate=False)
+    async with running(engine):
+        await _until_ready(engine, True)
+        plant = engine.state.plants["Old Plant"]
+        plant.ha_role, plant.ha_holder = "standby", "other-host:42"
+        ready, body = await readiness(engine)
+        assert ready is True
+        assert body["bridges"]["Old Plant"]["ha"]["role"] == "standby"
+        plant.ha_role = "no_lock"
+        plant.ha_detail = "lock check failed: postgresql://dtp:change-me@db.example/dtp"
+        ready, body = await readiness(engine)
+        assert ready is False
+        assert body["not_ready"] == [
+            "bridge Old Plant: no HA lock (lock check failed: postgresql://***@db.example/dtp)"
+        ]
+        assert "change-me" not in json.dumps(body)
+        text = (await render_metrics(engine)).decode()
+        assert 'dtp_plant_ha_role{plant="Old Plant",role="no_lock"} 1.0' in text
+        assert 'dtp_plant_ha_role{plant="Old Plant",role="active"} 0.0' in text
 
 
 @pytest.mark.integration

@@ -16,7 +16,7 @@ from textual.widget import Widget
 
 from dtp_console.config.model import ConsoleConfig
 from dtp_console.events import StoreHealth
-from dtp_console.state import EngineState
+from dtp_console.state import HA_ROLE_LABELS, EngineState, PlantState
 from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import fmt_ms
 
@@ -130,6 +130,8 @@ def _plant_badges(state: EngineState, cfg: ConsoleConfig, mono_now: float) -> li
         detail = _since(mono_now - max(seen)) if seen else ""
         error = ps.mqtt_detail or None
         out.append(BadgeInfo(f"mqtt:{plant.name}", plant.name, level, detail, error))
+        if ps.ha_role != "off":
+            out.append(_ha_badge(plant.name, ps))
         if plant.broker.tls and not plant.broker.verify:
             out.append(
                 BadgeInfo(
@@ -169,6 +171,17 @@ def _platform_badges(state: EngineState, cfg: ConsoleConfig) -> list[BadgeInfo]:
             )
         )
     return out
+
+
+def _ha_badge(name: str, ps: PlantState) -> BadgeInfo:
+    """`ACTIVE` / `STANDBY` / `NO LOCK`: which console of the pair posts for the plant."""
+    role = ps.ha_role
+    level: BadgeLevel = {"active": "ok", "standby": "off"}.get(role, "fail")  # type: ignore[assignment]
+    label = HA_ROLE_LABELS[role]
+    holder = f"; active: {ps.ha_holder}" if ps.ha_holder and role != "active" else ""
+    return BadgeInfo(
+        f"ha:{name}", f"{name} {label}", level, error=f"{name}: {ps.ha_detail}{holder}", short=label
+    )
 
 
 def _twinzo_badge(state: EngineState, cfg: ConsoleConfig, mono_now: float) -> list[BadgeInfo]:
