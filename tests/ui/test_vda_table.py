@@ -67,6 +67,8 @@ async def test_vda_plant_table_has_lost_and_robot_and_fits_beside_the_map(
         assert table.cell_text(vendor_id, "robot") == "gone"
         assert table.cell_text(vendor_id, "lost") == "12k"
         assert vendor_id not in table.stale_rows
+        assert floor.offline == [vendor_id]  # a dim ⊘ on the map: left, not stale
+        assert floor.flags[vendor_id] == (None, False)  # and never a ghost
 
 
 def test_robot_cell_puts_safety_and_errors_first() -> None:

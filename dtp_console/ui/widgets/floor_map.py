@@ -2,7 +2,9 @@
 
 Ghost robots have markers of their own (`◌` in purple: its messages stopped
 while the plant reports; `×` in red: twinzo keeps refusing it), and a recent
-implausible jump is drawn as an amber segment with a `!` before the label.
+implausible jump is drawn as an amber segment with a `!` before the label. A
+VDA 5050 robot that said OFFLINE (or whose last will said CONNECTIONBROKEN) is a
+dim `⊘`: it left on purpose; it is neither stale nor a ghost.
 
 A line-API widget (`render_line` → `Strip`): the frame is rebuilt only when a
 robot moved or the size changed, and each line is then served from the cache.
@@ -74,6 +76,8 @@ class _Track:
     trail: deque[tuple[float, float]]
     stale: bool = False
     ghost: GhostKind | None = None
+    offline: bool = False
+    """A VDA 5050 robot that said it is gone (OFFLINE / CONNECTIONBROKEN)."""
     jump: tuple[tuple[float, float], tuple[float, float]] | None = None
     """A recent implausible jump (from, to), drawn as a warning."""
 
@@ -197,6 +201,11 @@ class FloorMap(Widget):
         """Per vendor id: ghost kind and whether a recent jump is drawn (for tests)."""
         return {k: (t.ghost, t.jump is not None) for k, t in self._tracks.items()}
 
+    @property
+    def offline(self) -> list[str]:
+        """Vendor ids drawn as offline (for tests)."""
+        return [k for k, t in self._tracks.items() if t.offline]
+
     def refresh_from(
         self, plant: PlantState, now: float, stale_after_s: float, *, selected: str | None = None
     ) -> bool:
@@ -235,6 +244,10 @@ class FloorMap(Widget):
             stale = age is None or age > stale_after_s
             if stale != track.stale or label != track.label:
                 track.stale, track.label = stale, label
+                changed = True
+            offline = device.robot is not None and device.robot.offline
+            if offline != track.offline:
+                track.offline = offline
                 changed = True
             jump = recent_jump(device, now)
             segment = None if jump is None else (jump.start, jump.end)
@@ -331,6 +344,8 @@ class FloorMap(Widget):
             cx, cy = min(max(mx // 2, 0), width - 1), min(max(my // 4, 0), height - 1)
             if track is chosen:
                 canvas.write(cx, cy, "◉", f"bold {_SELECTED}")
+            elif track.offline:
+                canvas.write(cx, cy, "⊘", _STALE)
             elif track.ghost == "quiet":
                 canvas.write(cx, cy, "◌", f"bold {PURPLE}")
             elif track.ghost == "refused":
@@ -344,6 +359,8 @@ class FloorMap(Widget):
         for track, cx, cy in placed:
             if track is chosen:
                 label, style = f" {track.label} ", f"bold {_SELECTED_TEXT} on {_SELECTED}"
+            elif track.offline:
+                label, style = track.label, _STALE
             elif track.ghost is not None:
                 label = track.label
                 style = f"italic {PURPLE}" if track.ghost == "quiet" else f"bold {RED}"
