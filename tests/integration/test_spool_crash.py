@@ -334,9 +334,7 @@ async def test_a_tiny_budget_fills_drops_the_oldest_and_the_console_keeps_runnin
             await asyncio.sleep(2)
             await _feed(mqtt.port)
             log = tmp_path / "console.log"
-            await _wait(
-                lambda: "STATS platform: dtp/lift/alerts 1000" in log.read_text(), 60, "intake"
-            )
+            await _wait(lambda: "dtp/lift 1000 dtp/sensors 50000" in log.read_text(), 60, "intake")
             await asyncio.sleep(1.5)
             assert proc.poll() is None  # still running
             assert "spool full" in log.read_text()

@@ -74,6 +74,8 @@ def engine_config(
             **stores,
         },
         "plants": merged,
+        # Never the fixed default port: tests run engines side by side (HA pairs).
+        "api": {"listen": "127.0.0.1:0"},
     }
     return ConsoleConfig.model_validate(data)
 
