@@ -46,7 +46,7 @@ class AmrTable(KeyedTable):
     """
 
     COLUMNS: ClassVar[list[Column]] = [
-        ("login", "login", 12),
+        ("login", "login", 13),
         ("flag", "!", 1),
         ("vendor", "vendor id", 14),
         ("x", "X mm", 7),
