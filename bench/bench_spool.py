@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import platform
 import secrets
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+# The observation generator and the admin helper of the stores bench (same rows).
+from bench_stores import _admin, _observations
 
 from dtp_console.events import Bus, OpsLog
 from dtp_console.stores.config import PostgresConfig
@@ -42,28 +41,6 @@ from dtp_console.stores.spool import Spool
 TARGET_RATIO = 0.5
 TARGET_RATE = 30_000.0
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_spool.json"
-T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-
-
-def _observations(n: int, signals: int, offset_s: float) -> list[Observation]:
-    ids = [uuid.uuid5(uuid.NAMESPACE_URL, f"bench:signal:{i}") for i in range(signals)]
-    return [
-        Observation(
-            ids[i % signals],
-            T0 + dt.timedelta(seconds=offset_s + i / 1000),
-            20.0 + (i % 100) / 10,
-            source="bench",
-        )
-        for i in range(n)
-    ]
-
-
-async def _admin(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 AnySpool = Spool[Observation] | DiskSpool[Observation]
