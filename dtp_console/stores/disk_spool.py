@@ -46,7 +46,7 @@ from typing import Any, Generic, Literal, TypeVar
 from dtp_console.backoff import Backoff
 from dtp_console.events import OpsLog
 from dtp_console.stores.codec import decode_many, encode_many
-from dtp_console.stores.spool import SpoolStats, reason_of
+from dtp_console.stores.spool import SpoolStats, reason_of, sleep_until
 
 __all__ = [
     "DiskSpool",
@@ -767,11 +767,6 @@ class DiskSpool(Generic[_T]):
         self._full.set()
         self._dirty.set()
 
-    async def _sleep(self, event: asyncio.Event, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await event.wait()
-
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             if not self._has_work():
@@ -780,11 +775,11 @@ class DiskSpool(Generic[_T]):
                 continue
             if self._queued < self._batch_size:
                 self._full.clear()
-                await self._sleep(self._full, self._flush_interval)
+                await sleep_until(self._full, self._flush_interval)
                 if self._stopping.is_set():
                     return
             if not await self.flush_once():
-                await self._sleep(self._stopping, self._backoff.next())
+                await sleep_until(self._stopping, self._backoff.next())
 
     async def drain(self, timeout_s: float) -> None:
         """At shutdown: save what is in memory, write what the store takes within

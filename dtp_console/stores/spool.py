@@ -25,9 +25,21 @@ from dtp_console.events import OpsLog
 from dtp_console.stores.protocols import StoreError
 from dtp_console.urls import mask_url
 
-__all__ = ["Spool", "SpoolStats", "reason_of"]
+__all__ = [
+    "Spool",
+    "SpoolStats",
+    "reason_of",
+    "sleep_until",
+]
 
 _T = TypeVar("_T")
+
+
+async def sleep_until(event: asyncio.Event, seconds: float) -> None:
+    """Wait for `event`, at most `seconds` (a spool's flush interval or backoff)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,11 +218,6 @@ class Spool(Generic[_T]):
         self._nonempty.set()
         self._full.set()
 
-    async def _sleep(self, event: asyncio.Event, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await event.wait()
-
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             if not self._queue:
@@ -219,11 +226,11 @@ class Spool(Generic[_T]):
                 continue
             if len(self._queue) < self._batch_size:
                 self._full.clear()
-                await self._sleep(self._full, self._flush_interval)
+                await sleep_until(self._full, self._flush_interval)
                 if self._stopping.is_set():
                     return
             if not await self.flush_once():
-                await self._sleep(self._stopping, self._backoff.next())
+                await sleep_until(self._stopping, self._backoff.next())
 
     async def flush_once(self) -> bool:
         """Write one batch; False (batch back at the front) when the store failed."""
