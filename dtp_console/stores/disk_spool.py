@@ -334,16 +334,18 @@ class DiskSpool(Generic[_T]):
         if self._closed:
             return
         await self.persist_once()
-        lost = len(self._unsaved)
-        if lost:
-            self._unsaved.clear()
-            self.dropped += lost
-            self._log.emit(
-                "FAIL",
-                f"store {self.name}: {lost} record(s) could not be saved to the spool "
-                f"at shutdown ({self.disk_error})",
-            )
+        self._drop_unsaved("could not be saved to the spool at shutdown")
         await self.close()
+
+    def _drop_unsaved(self, how: str) -> None:
+        """At shutdown: what is still only in memory is lost; count it and say why."""
+        lost = len(self._unsaved)
+        if not lost:
+            return
+        self._unsaved.clear()
+        self.dropped += lost
+        why = self.disk_error or self.last_error
+        self._log.emit("FAIL", f"store {self.name}: {lost} record(s) {how} ({why})")
 
     # -- counters -----------------------------------------------------------------------
 
@@ -796,15 +798,7 @@ class DiskSpool(Generic[_T]):
             self.last_error = f"shutdown drain timed out after {timeout_s:g}s"
         if self._ops:
             await self.persist_once()
-        lost = len(self._unsaved)
-        if lost:
-            self._unsaved.clear()
-            self.dropped += lost
-            self._log.emit(
-                "FAIL",
-                f"store {self.name}: {lost} record(s) could neither be saved to the spool "
-                f"nor written at shutdown ({self.disk_error or self.last_error})",
-            )
+        self._drop_unsaved("could neither be saved to the spool nor written at shutdown")
         if self.on_disk:
             self._log.emit(
                 "INFO",
