@@ -68,6 +68,7 @@ from sandbox_child import (
     SANDBOX_PASSWORD,
     TWINZO_CLIENT,
     RemoteSandbox,
+    final_json,
     new_sandbox,
 )
 
@@ -122,21 +123,7 @@ class Child:
 
     async def result(self, limit_s: float) -> dict[str, Any]:
         """The child's JSON result; stops it (by PID) if it overruns `limit_s`."""
-        assert self.process.stdout is not None
-        try:
-            async with asyncio.timeout(limit_s):
-                out = await self.process.stdout.read()
-                await self.process.wait()
-        except TimeoutError:
-            await self.stop()
-            msg = f"{self.name} did not finish within {limit_s:.0f}s"
-            raise RuntimeError(msg) from None
-        lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
-        if self.process.returncode != 0 or not lines:
-            msg = f"{self.name} failed (rc={self.process.returncode})"
-            raise RuntimeError(msg)
-        result: dict[str, Any] = json.loads(lines[-1])
-        return result
+        return await final_json(self.process, self.name, limit_s, self.stop)
 
     async def stop(self) -> None:
         """Terminate this child (only this PID), then kill it if it lingers."""

@@ -30,6 +30,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -73,6 +74,30 @@ def new_sandbox(max_recorded: int = 200_000) -> TwinzoSandbox:
 
 
 # -- parent side --------------------------------------------------------------------------
+
+
+async def final_json(
+    process: asyncio.subprocess.Process,
+    what: str,
+    limit_s: float,
+    stop: Callable[[], Awaitable[None]],
+) -> dict[str, Any]:
+    """A bench child's last JSON line, once its output ends; `stop` it past `limit_s`."""
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(limit_s):
+            out = await process.stdout.read()
+            await process.wait()
+    except TimeoutError:
+        await stop()
+        msg = f"{what} did not finish within {limit_s:.0f}s"
+        raise RuntimeError(msg) from None
+    lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
+    if process.returncode != 0 or not lines:
+        msg = f"{what} failed (rc={process.returncode})"
+        raise RuntimeError(msg)
+    final: dict[str, Any] = orjson.loads(lines[-1])
+    return final
 
 
 class RemoteSandbox:
@@ -128,19 +153,7 @@ class RemoteSandbox:
         assert self.process.stdout is not None
         if self.process.returncode is None:
             self.process.terminate()
-        try:
-            async with asyncio.timeout(limit_s):
-                out = await self.process.stdout.read()
-                await self.process.wait()
-        except TimeoutError:
-            await self.stop()
-            msg = f"sandbox child did not hand back its records within {limit_s:.0f}s"
-            raise RuntimeError(msg) from None
-        lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
-        if self.process.returncode != 0 or not lines:
-            msg = f"sandbox child failed (rc={self.process.returncode})"
-            raise RuntimeError(msg)
-        final: dict[str, Any] = orjson.loads(lines[-1])
+        final = await final_json(self.process, "sandbox child", limit_s, self.stop)
         self.stats = stats_from_dict(final["stats"])
         self.cpu_s = float(final["cpu_s"])
         rows: list[dict[str, Any]] = orjson.loads(self.records.read_bytes())
