@@ -88,6 +88,7 @@ def _config(tmp_path: Path, port: int, ca: Path, pg: str | None) -> ConsoleConfi
             "twinzo": {"client": "demo", "password": "change-me", "api_key": "change-me"},
             "sandbox": {"enabled": True},
             "registry": {"enabled": False},
+            "api": {"listen": "127.0.0.1:0"},  # never the fixed default port
             "stores": stores,
             "platform": {
                 "enabled": True,
@@ -254,6 +255,7 @@ async def test_a_crashed_platform_worker_is_restarted(
             "twinzo": {"client": "demo", "password": "change-me", "api_key": "change-me"},
             "sandbox": {"enabled": True},
             "registry": {"enabled": False},
+            "api": {"listen": "127.0.0.1:0"},  # never the fixed default port
             "stores": {"enabled": False},
             "platform": {"enabled": True},
         }

@@ -198,7 +198,10 @@ async def test_demo_vda_plant_end_to_end(tmp_path: Path) -> None:
     registry = config.registry.model_copy(
         update={"twins_root": ROOT / "twins", "sqlite_path": tmp_path / "registry.sqlite3"}
     )
-    config = config.model_copy(update={"plants": [plant], "stores": stores, "registry": registry})
+    api = config.api.model_copy(update={"listen": "127.0.0.1:0"})  # never the fixed 8470
+    config = config.model_copy(
+        update={"plants": [plant], "stores": stores, "registry": registry, "api": api}
+    )
     engine = Engine(config)
     stop = asyncio.Event()
     task = asyncio.create_task(engine.run(stop))

@@ -127,6 +127,7 @@ _CONFIG = {
     "simulator": {"enabled": False},
     "registry": {"enabled": False},
     "stores": {"enabled": False},
+    "api": {"listen": "127.0.0.1:0"},  # never the fixed default port
     "plants": [
         {
             "name": "Old Plant",
