@@ -32,7 +32,7 @@ from dtp_console.stores.records import EventRecord
 from dtp_console.twinzo.client import TwinzoClient
 from dtp_console.twinzo.http import twinzo_http_client
 from dtp_console.urls import is_loopback, mask_url
-from dtp_console.view import AffineSaved
+from dtp_console.view import AffineSaved, LinkStatus
 from dtp_console.watchdog import ServiceNotifier, WorkerLedger
 
 if TYPE_CHECKING:
@@ -425,7 +425,17 @@ class Engine:
         bridge = self.bridges.get(plant_name)
         return None if bridge is None else dict(bridge.device_map)
 
-    def save_affine(
+    @property
+    def link(self) -> LinkStatus | None:
+        """None: this engine runs in the UI's own process."""
+        return None
+
+    @property
+    def read_only(self) -> str | None:
+        """None: the in-process UI may change everything."""
+        return None
+
+    async def save_affine(
         self, plant_name: str, values: Mapping[str, float], *, reason: str
     ) -> AffineSaved:
         """Validate, write (atomically, comments kept) and apply a plant's affine; log, event.
@@ -461,7 +471,7 @@ class Engine:
             state=self.state.plants.get(plant_name),
         )
 
-    def save_device_map(
+    async def save_device_map(
         self,
         plant_name: str,
         mapping: Mapping[str, str],

@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from dtp_console.calibrate.points import ControlPoint
@@ -35,6 +35,8 @@ __all__ = [
     "ConsoleEngine",
     "EngineCommands",
     "EngineView",
+    "LinkState",
+    "LinkStatus",
     "RegistryView",
 ]
 
@@ -69,6 +71,23 @@ class RegistryView(Protocol):
     async def delete(self, twin_id: str, *, reason: str = ...) -> TwinRecord:
         """Hard delete; the twin as it was."""
         ...
+
+
+LinkState = Literal["connecting", "up", "down"]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStatus:
+    """How an attached UI's link to its engine is (`EngineView.link`)."""
+
+    state: LinkState
+    """`connecting` (first contact), `up` (state flowing) or `down` (lost; retrying)."""
+    url: str
+    """The engine's API address (never with credentials)."""
+    detail: str = ""
+    """Why it is down, or who is at the other end."""
+    since: float | None = None
+    """Epoch seconds of the last change of `state`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,29 +143,50 @@ class EngineView(Protocol):
         """The running device map of a plant, or None while its bridge is not running."""
         ...
 
+    @property
+    def link(self) -> LinkStatus | None:
+        """The link to an attached engine (None: the engine runs in this process)."""
+        ...
+
+    @property
+    def read_only(self) -> str | None:
+        """Why this UI may not change anything (a viewer token), or None when it may."""
+        ...
+
 
 class EngineCommands(Protocol):
     """Every change the UI may make to a running plant or twin: one method each."""
 
-    def save_device_map(
+    async def save_device_map(
         self,
         plant_name: str,
         mapping: Mapping[str, str],
         base: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
-        """Validate, write and apply the operator's device-map edits; the map now in force."""
+        """Validate, write and apply the operator's device-map edits; the map now in force.
+
+        Raises `ValueError` for an invalid map, `DeviceMapConflictError` when a vendor id
+        changed both ways meanwhile (its `current` is the map to rebase on),
+        `ConfigWriteError` when it could not be stored and `OSError` (`ConnectionError`,
+        `PermissionError`) when an attached engine cannot be reached or refuses.
+        """
         ...
 
-    def save_affine(
+    async def save_affine(
         self, plant_name: str, values: Mapping[str, float], *, reason: str
     ) -> AffineSaved:
-        """Validate, write and apply a plant's vendor → twinzo affine."""
+        """Validate, write and apply a plant's vendor → twinzo affine (raises as
+        `save_device_map` does)."""
         ...
 
     def capture_point(
         self, plant_name: str, vendor_id: str, twinzo_x: float, twinzo_y: float, name: str
     ) -> ControlPoint:
-        """Pair a robot's last vendor position with where twinzo shows it."""
+        """Pair a robot's last vendor position with where twinzo shows it.
+
+        A read of the state the view already holds (no round trip), hence not async;
+        `ValueError` when the robot has no position or the plant no bridge.
+        """
         ...
 
 

@@ -86,7 +86,7 @@ async def test_save_writes_keeps_comments_applies_events_and_logs(
     engine = running.engine
     lines = engine.subscribe(maxsize=1000)
     assert engine.config_path is not None
-    saved = engine.save_affine(PLANT, NEW, reason="calibration (robust affine)")
+    saved = await engine.save_affine(PLANT, NEW, reason="calibration (robust affine)")
     expected = Affine(a=999.741235, b=22.88, c=22.88, d=-999.74, tx=95598.812, ty=1.5)
     assert saved.written == engine.config_path
     assert saved.applied
@@ -130,7 +130,7 @@ async def test_an_invalid_affine_is_refused_and_nothing_changes(
     before = engine.config_path.read_text()
     lines = engine.subscribe(maxsize=1000)
     with pytest.raises(ConfigWriteError, match=why):
-        engine.save_affine(PLANT, values, reason="test")  # type: ignore[arg-type]
+        await engine.save_affine(PLANT, values, reason="test")  # type: ignore[arg-type]
     assert engine.config_path.read_text() == before
     assert engine.bridges[PLANT].affine == Affine(a=1000, d=-1000)
     assert not any(isinstance(e, LogLine) and "affine" in e.text for e in lines.drain())
@@ -143,14 +143,14 @@ async def test_an_unwritable_file_keeps_the_running_affine(running: _Running) ->
     assert engine.config_path is not None
     engine.config_path.write_text("plants: []\n")  # the plant is no longer in the file
     with pytest.raises(ConfigWriteError, match="no plant named"):
-        engine.save_affine(PLANT, NEW, reason="test")
+        await engine.save_affine(PLANT, NEW, reason="test")
     assert engine.bridges[PLANT].affine == Affine(a=1000, d=-1000)
 
 
 async def test_without_a_file_the_affine_is_applied_not_stored(running: _Running) -> None:
     engine = running.engine
     engine.config_path = None
-    saved = engine.save_affine(PLANT, {"a": 2.0, "d": 2.0}, reason="test")
+    saved = await engine.save_affine(PLANT, {"a": 2.0, "d": 2.0}, reason="test")
     assert saved.written is None
     assert saved.applied
     assert engine.bridges[PLANT].affine == Affine(a=2.0, d=2.0)

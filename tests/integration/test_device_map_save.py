@@ -42,7 +42,7 @@ async def test_save_persists_applies_live_and_logs(engine: Engine) -> None:
     lines = engine.bus.subscribe()
     assert engine.config_path is not None
     new_map = {"ati_amr_001": "tugger-05-old", "ati_amr_002": "tugger-06-old"}
-    engine.save_device_map("Old Plant", new_map)
+    await engine.save_device_map("Old Plant", new_map)
     assert engine.bridges["Old Plant"].device_map == new_map
     text = engine.config_path.read_text()
     assert "# plant config kept by operators" in text
@@ -56,7 +56,7 @@ async def test_invalid_map_is_refused_and_nothing_changes(engine: Engine) -> Non
     assert engine.config_path is not None
     before = engine.config_path.read_text()
     with pytest.raises(ValueError, match="login may use letters"):
-        engine.save_device_map("Old Plant", {"ati_amr_001": "tugger 05"})
+        await engine.save_device_map("Old Plant", {"ati_amr_001": "tugger 05"})
     assert engine.config_path.read_text() == before
     assert engine.bridges["Old Plant"].device_map == {"ati_amr_001": "tugger-05-old"}
 
@@ -67,7 +67,7 @@ async def test_read_only_directory_keeps_the_old_map(engine: Engine) -> None:  #
     engine.config_path.parent.chmod(0o500)
     try:
         with pytest.raises(ConfigWriteError):
-            engine.save_device_map("Old Plant", {"ati_amr_009": "tugger-09"})
+            await engine.save_device_map("Old Plant", {"ati_amr_009": "tugger-09"})
     finally:
         engine.config_path.parent.chmod(0o700)
     assert engine.bridges["Old Plant"].device_map == {"ati_amr_001": "tugger-05-old"}
@@ -84,7 +84,7 @@ async def test_failed_write_keeps_the_old_map(
 
     monkeypatch.setattr(os, "replace", _disk_full)
     with pytest.raises(ConfigWriteError, match="No space left"):
-        engine.save_device_map("Old Plant", {"ati_amr_009": "tugger-09"})
+        await engine.save_device_map("Old Plant", {"ati_amr_009": "tugger-09"})
     monkeypatch.undo()
     assert engine.config_path.read_text() == before
     assert engine.bridges["Old Plant"].device_map == {"ati_amr_001": "tugger-05-old"}
@@ -100,7 +100,7 @@ async def test_a_mapping_added_to_the_file_meanwhile_survives_in_file_and_bridge
     engine.config_path.write_text(text.replace(anchor, anchor + "      ati_amr_007: tugger-07\n"))
     engine.reload()  # what the housekeeping task does within a second
     assert engine.bridges["Old Plant"].device_map["ati_amr_007"] == "tugger-07"
-    saved = engine.save_device_map(
+    saved = await engine.save_device_map(
         "Old Plant", {**opened, "ati_amr_002": "tugger-06-old"}, base=opened
     )
     expected = {
@@ -122,6 +122,6 @@ async def test_a_conflicting_save_changes_neither_file_nor_bridge(engine: Engine
     engine.reload()
     changed = engine.config_path.read_text()
     with pytest.raises(DeviceMapConflictError, match="the file changed since you opened it"):
-        engine.save_device_map("Old Plant", {"ati_amr_001": "tugger-11"}, base=opened)
+        await engine.save_device_map("Old Plant", {"ati_amr_001": "tugger-11"}, base=opened)
     assert engine.config_path.read_text() == changed
     assert engine.bridges["Old Plant"].device_map == {"ati_amr_001": "tugger-99"}

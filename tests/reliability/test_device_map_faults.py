@@ -68,12 +68,15 @@ async def test_racing_saves_keep_both_edits_in_file_and_bridge(engine: Engine) -
     bridge = engine.bridges[PLANT]
     outcomes: list[str] = []
     for _round in range(8):
-        engine.save_device_map(PLANT, ORIGINAL)
+        await engine.save_device_map(PLANT, ORIGINAL)
 
         async def _save(mapping: dict[str, str]) -> str:
             try:
                 # Both editors opened ORIGINAL: each saves only its own addition.
-                await asyncio.to_thread(engine.save_device_map, PLANT, mapping, ORIGINAL)
+                # Each in its own thread and loop, as two processes would race on the file.
+                await asyncio.to_thread(
+                    asyncio.run, engine.save_device_map(PLANT, mapping, ORIGINAL)
+                )
             except ConfigWriteError as exc:
                 # The only acceptable refusal: it noticed the other save and says so.
                 return f"refused: {exc}"
@@ -171,7 +174,7 @@ async def test_unwritable_config_keeps_the_old_map_and_says_why(
     target = {"mkstemp": tempfile, "fsync": os, "replace": os}[where]
     monkeypatch.setattr(target, where, _fail(code))
     with pytest.raises(ConfigWriteError) as raised:
-        engine.save_device_map(PLANT, MAP_A)
+        await engine.save_device_map(PLANT, MAP_A)
     monkeypatch.undo()
     message = str(raised.value)
     assert os.strerror(code) in message, message

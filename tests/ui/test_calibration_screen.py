@@ -155,7 +155,9 @@ async def test_the_screen_changes_the_plant_only_through_the_engine_commands(
         saves: list[tuple[str, dict[str, float], str]] = []
         captures: list[tuple[str, str, float, float, str]] = []
 
-        def save_affine(plant: str, values: Mapping[str, float], *, reason: str) -> AffineSaved:
+        async def save_affine(
+            plant: str, values: Mapping[str, float], *, reason: str
+        ) -> AffineSaved:
             saves.append((plant, dict(values), reason))
             return AffineSaved(plant, {"a": 1.0, "d": 2.0}, None, applied=False)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from textual.widgets import DataTable, Input, OptionList
 
 from dtp_console.config.writer import ConfigWriteError
 from dtp_console.ui.screens.confirm import ConfirmScreen
-from dtp_console.ui.screens.device_map import DeviceMapEditor
+from dtp_console.ui.screens.device_map import DeviceMapEditor, SaveMap
 
 SIZE = (100, 30)
 
@@ -26,7 +25,7 @@ class _Saver:
         self.bases: list[dict[str, str]] = []
         self.error = error
 
-    def __call__(self, mapping: dict[str, str], base: dict[str, str]) -> None:
+    async def __call__(self, mapping: dict[str, str], base: dict[str, str]) -> None:
         self.calls.append(mapping)
         self.bases.append(base)
         if self.error is not None:
@@ -46,7 +45,7 @@ class _Host(App[None]):
 def _editor(
     mapping: dict[str, str] | None = None,
     suggestions: list[str] | None = None,
-    save: Callable[[dict[str, str], dict[str, str]], dict[str, str] | None] | None = None,
+    save: SaveMap | None = None,
 ) -> DeviceMapEditor:
     return DeviceMapEditor(
         "Hall A",

@@ -32,7 +32,7 @@ def _file_editor(tmp_path: Path, opened: dict[str, str]) -> tuple[Path, DeviceMa
     path = tmp_path / "console.yaml"
     path.write_text(OPERATOR_CONFIG.format(port=1883))
 
-    def save(mapping: dict[str, str], base: dict[str, str]) -> dict[str, str]:
+    async def save(mapping: dict[str, str], base: dict[str, str]) -> dict[str, str]:
         return merge_device_map(path, "Old Plant", base, mapping, environ={})
 
     return path, DeviceMapEditor("Old Plant", opened, [], save)
@@ -109,12 +109,11 @@ async def test_a_login_already_mapped_is_shown_on_the_field_and_save_refused(
 async def test_a_var_reference_in_the_map_is_written_back_as_written(tmp_path: Path) -> None:
     path, _ = _file_editor(tmp_path, OPENED)
     path.write_text(path.read_text().replace("tugger-05-old", "${TUGGER_ONE:-tugger-05-old}"))
-    editor = DeviceMapEditor(
-        "Old Plant",
-        _in_file(path),
-        [],
-        lambda mapping, base: merge_device_map(path, "Old Plant", base, mapping, environ={}),
-    )
+
+    async def save(mapping: dict[str, str], base: dict[str, str]) -> dict[str, str]:
+        return merge_device_map(path, "Old Plant", base, mapping, environ={})
+
+    editor = DeviceMapEditor("Old Plant", _in_file(path), [], save)
     async with _Host(editor).run_test(size=SIZE) as pilot:
         await _add(pilot, "ati_amr_002", "tugger-06-old")
         await pilot.press("ctrl+s")

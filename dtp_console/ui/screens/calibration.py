@@ -205,7 +205,7 @@ class CalibrationScreen(ModalScreen[None]):
         self._refit()
         self._say(f"removed {row_key.value}", MUTED)
 
-    def action_write(self, force: bool = False) -> None:
+    async def action_write(self, force: bool = False) -> None:
         """Store the chosen (robust) fit as the plant's affine and apply it to the bridge."""
         report = self.report
         if report is None:
@@ -220,8 +220,8 @@ class CalibrationScreen(ModalScreen[None]):
             )
             return
         try:
-            self._say(self._write(report), GREEN)
-        except ConfigWriteError as exc:
+            self._say(await self._write(report), GREEN)
+        except (ConfigWriteError, ValueError, OSError) as exc:
             self._say(f"not written: {exc}", RED)
 
     # -- events --------------------------------------------------------------------
@@ -369,9 +369,9 @@ class CalibrationScreen(ModalScreen[None]):
             text.append(f"\nwarning: {warning}", style=AMBER)
         return text
 
-    def _write(self, report: CalibrationReport) -> str:
+    async def _write(self, report: CalibrationReport) -> str:
         """Hand the chosen transform to the engine's command; the line that says what happened."""
-        saved = self.engine.save_affine(
+        saved = await self.engine.save_affine(
             self.plant.name,
             report.chosen.transform.as_dict(),
             reason=f"calibration ({report.chosen.label})",

@@ -11,7 +11,7 @@ the operator's other edits re-applied and says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -33,7 +33,7 @@ __all__ = ["DeviceMapEditor"]
 
 #: `save(edited, base)`: persist the edits from `base` (the map the editor opened with)
 #: to `edited`; returns the map now in force (None: `edited`), raises to refuse.
-SaveMap = Callable[[dict[str, str], dict[str, str]], dict[str, str] | None]
+SaveMap = Callable[[dict[str, str], dict[str, str]], Awaitable[dict[str, str] | None]]
 
 _HINT = "a add · e edit · d remove · enter on a suggestion maps it · ctrl+s save · esc cancel"
 
@@ -159,7 +159,7 @@ class DeviceMapEditor(ModalScreen[dict[str, str] | None]):
         self._fill_table(cursor=max(0, min(row, len(self._mapping) - 1)))
         self._fill_suggestions()
 
-    def action_save(self) -> None:
+    async def action_save(self) -> None:
         """Commit a pending form, then save the map; stay open and say why if that fails."""
         pending = self._form_values() not in {("", ""), self._form_base}
         if pending and not self._commit_form():
@@ -171,7 +171,7 @@ class DeviceMapEditor(ModalScreen[dict[str, str] | None]):
             return
         mapping = dict(self._mapping)
         try:
-            saved = self._save(mapping, dict(self._original))
+            saved = await self._save(mapping, dict(self._original))
         except DeviceMapConflictError as exc:
             self._rebase(exc.current, exc.keys)
             self._show_error(f"not saved: {exc}")

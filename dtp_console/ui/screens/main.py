@@ -196,8 +196,8 @@ class MainScreen(Screen[None]):
         suggestions = [vid for vid, _ in state.unknown.most_common()] if state else []
         engine, name = self.engine, plant.name
 
-        def save(mapping: dict[str, str], base: dict[str, str]) -> dict[str, str]:
-            return engine.save_device_map(name, mapping, base)
+        async def save(mapping: dict[str, str], base: dict[str, str]) -> dict[str, str]:
+            return await engine.save_device_map(name, mapping, base)
 
         self.app.push_screen(DeviceMapEditor(name, device_map, suggestions, save))
 
