@@ -677,7 +677,12 @@ class LoggingConfig(_Model):
     stats_interval_s: float = Field(default=5.0, gt=0)
     """Interval of the headless stats line."""
     file: Path | None = None
-    """Also write log lines (with timestamps) to this file."""
+    """Also write operator log lines to this file, one per line: ISO timestamp (UTC),
+    level, plant (`-` for none), text (control characters escaped). The same in the UI
+    and with `--no-ui`."""
+    library_file: Path = Path("var/dtp-console.log")
+    """Where library log records (Python `logging`, WARNING and up) go while the UI owns
+    the terminal; with `--no-ui` they go to stderr."""
 
 
 class PlatformBrokerSettings(BrokerConfig):
