@@ -27,10 +27,10 @@ from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import UiClock
 from dtp_console.ui.screens.calibration import CalibrationScreen
 from dtp_console.ui.screens.device_map import DeviceMapEditor
+from dtp_console.ui.screens.help import HelpScreen
 from dtp_console.ui.screens.main import MainScreen
 from dtp_console.ui.widgets.amr_table import AmrTable
 from dtp_console.ui.widgets.badges import Badge
-from dtp_console.ui.widgets.help_screen import HelpScreen
 from dtp_console.ui.widgets.log_panel import LogPanel
 from dtp_console.ui.widgets.registry_panel import RegistryPanel
 
