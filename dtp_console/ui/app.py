@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
-from textual.app import App
 from textual.binding import Binding, BindingType
 
 from dtp_console.atomic import write_json_atomic
 from dtp_console.events import Event, LogLine, StoreHealth, Subscription
 from dtp_console.oplog import OpLogFile, configure_library_logging
 from dtp_console.textsafe import safe_text
+from dtp_console.ui import palette
 from dtp_console.ui.display import UiClock
 from dtp_console.ui.screens.calibration import CalibrationScreen
 from dtp_console.ui.screens.device_map import DeviceMapEditor
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["DtpConsoleApp", "run_ui"]
 
 
-class DtpConsoleApp(App[int]):
+class DtpConsoleApp(palette.PaletteApp[int]):
     """The full-screen console."""
 
     # Absolute, so subclasses elsewhere (tests, bench) find it too.
@@ -65,6 +65,8 @@ class DtpConsoleApp(App[int]):
         handle_signals: bool = False,
     ) -> None:
         super().__init__()
+        self.register_theme(palette.THEME)
+        self.theme = palette.THEME.name
         self.engine = engine
         self.clock = clock or UiClock()
         self.duration = duration
