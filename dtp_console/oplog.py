@@ -8,10 +8,10 @@ through one `OpLogFile`, so the file reads the same whichever ran:
 
 ISO timestamp (UTC, milliseconds; the time of the event, not of the write),
 level, plant (`-` for none; JSON-quoted when it holds a space) and text, one
-line per log line. Outside text
-stays text: control characters are escaped visibly (`safe_text`), so a
-newline cannot forge a line and an escape sequence cannot reach a terminal
-that `cat`s the file; markup (`[red]`) is written as the characters it is.
+line per log line. Outside text stays text: control characters are escaped
+visibly (`safe_text`), so a newline cannot forge a line and an escape sequence
+cannot reach a terminal that `cat`s the file; markup (`[red]`) is written as
+the characters it is.
 
 Library log records (Python `logging`: aiomqtt, aiohttp, our own `logger`s)
 are set up once by `configure_library_logging`: to a file while the UI owns
