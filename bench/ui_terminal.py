@@ -267,8 +267,9 @@ class _CpuAccount:
 def _app_child(config_path: Path, out: Path, seconds: float, pidfile: Path) -> None:
     """Inside tmux: the product's engine and App, plus the latency probe."""
     from dtp_console.config.loader import load_config
+    from dtp_console.oplog import configure_library_logging
     from dtp_console.runtime import Engine
-    from dtp_console.ui.app import DtpConsoleApp, configure_logging
+    from dtp_console.ui.app import DtpConsoleApp
 
     class ProbedApp(DtpConsoleApp):
         def __init__(self, engine: Engine) -> None:
@@ -298,7 +299,7 @@ def _app_child(config_path: Path, out: Path, seconds: float, pidfile: Path) -> N
             self.call_after_refresh(painted)
 
     pidfile.write_text(str(os.getpid()))
-    configure_logging(out.with_suffix(".log"))
+    configure_library_logging(out.with_suffix(".log"))
     engine = Engine(load_config(config_path), config_path=config_path)
     from textual.screen import Screen
 

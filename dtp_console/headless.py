@@ -10,11 +10,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from dtp_console.events import Bus, Event, LogLine, StoreHealth, TwinDeleted, TwinUpdated
+from dtp_console.oplog import OpLogFile
 from dtp_console.state import HA_ROLE_LABELS, EngineState, PlantState
 from dtp_console.textsafe import safe_text
 
@@ -81,7 +81,12 @@ def stores_stats_line(stores: dict[str, Any]) -> str:
 
 
 class HeadlessRenderer:
-    """Prints bus log lines as they come and a stats line every `interval_s`."""
+    """Prints bus log lines as they come and a stats line every `interval_s`.
+
+    Log lines (and the twin and store lines made from events) also go to
+    `log_file`, through the same writer and in the same format as the UI's;
+    stats lines are stdout's heartbeat and stay there.
+    """
 
     def __init__(
         self,
@@ -97,54 +102,56 @@ class HeadlessRenderer:
         self._state = state
         self._out = out
         self._interval = interval_s
-        self._log: TextIO | None = None
-        if log_file is not None:
-            # As the UI does: a log file in a folder not made yet is not a crash.
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            # Opened once, line-buffered: no open/close per line in the event loop.
-            self._log = log_file.open("a", encoding="utf-8", buffering=1)
+        # Opened once: no open/close per line in the event loop.
+        self._log = OpLogFile(log_file) if log_file is not None else None
         self._clock = clock
         self._last_rx: dict[str, tuple[float, int]] = {}
         self._store_ok: dict[str, bool] = {}
 
     def _write(self, line: str) -> None:
-        # Log lines are escaped when made; twin ids and store errors are composed
-        # here, so the one place that prints escapes them too (idempotent for safe text).
-        line = safe_text(line, None)
-        self._out.write(line + "\n")
+        # Log lines are escaped when made; stats lines are composed here, so the
+        # one place that prints escapes them too (idempotent for safe text).
+        self._out.write(safe_text(line, None) + "\n")
         self._out.flush()
+
+    def _log_line(self, line: LogLine) -> None:
+        self._write(line.render())
         if self._log is not None:
-            stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
-            self._log.write(f"{stamp} {line}\n")
+            self._log.write((line,))
 
     def _render(self, event: Event) -> None:
+        # Twin ids and store errors are outside text: made into LogLines, escaped once.
         if isinstance(event, LogLine):
-            self._write(event.render())
+            self._log_line(event)
         elif isinstance(event, TwinUpdated):
             status = str(event.twin.status)
             if event.previous_status and event.previous_status != status:
                 status = f"{event.previous_status} -> {status}"
             why = event.reason or ("registered" if event.created else "updated")
-            self._write(f"INFO twin {event.twin.id}: {status} ({why})")
+            text = f"twin {event.twin.id}: {status} ({why})"
+            self._log_line(LogLine(level="INFO", text=text, ts=event.ts))
         elif isinstance(event, StoreHealth):
             previous = self._store_ok.get(event.name)
             self._store_ok[event.name] = event.ok
             if previous is None or previous != event.ok:
+                store = f"store {event.name} ({event.role})"
                 if event.ok:
                     latency = f" {event.latency_ms:.1f} ms" if event.latency_ms is not None else ""
-                    self._write(f"INFO store {event.name} ({event.role}): ok{latency}")
+                    line = LogLine(level="INFO", text=f"{store}: ok{latency}", ts=event.ts)
                 else:
-                    self._write(f"WARN store {event.name} ({event.role}): {event.error}")
+                    line = LogLine(level="WARN", text=f"{store}: {event.error}", ts=event.ts)
+                self._log_line(line)
         elif isinstance(event, TwinDeleted):
             verb = "deleted" if event.hard else "deprecated"
-            self._write(f"INFO twin {event.twin.id} {verb}")
+            self._log_line(LogLine(level="INFO", text=f"twin {event.twin.id} {verb}", ts=event.ts))
 
     def drain(self) -> None:
         """Print every queued log line."""
         for event in self._subscription.drain():
             self._render(event)
         if self._subscription.dropped:
-            self._write(f"WARN log reader fell behind: {self._subscription.dropped} lines dropped")
+            note = f"log reader fell behind: {self._subscription.dropped} lines dropped"
+            self._log_line(LogLine(level="WARN", text=note))
             self._subscription.dropped = 0
 
     def print_stats(self) -> None:
@@ -180,7 +187,6 @@ class HeadlessRenderer:
         self._subscription.close()
         if self._log is not None:
             self._log.close()
-            self._log = None
 
 
 def platform_stats_line(stats: dict[str, Any]) -> str:

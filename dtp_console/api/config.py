@@ -15,8 +15,10 @@ import stat
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from dtp_console.config_base import ConfigModel
 
 __all__ = [
     "ALL_TENANTS",
@@ -35,10 +37,6 @@ ALL_TENANTS = "*"
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$")
 _TENANT = re.compile(r"^\S{1,200}$")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -70,7 +68,7 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-class ApiTls(_Model):
+class ApiTls(ConfigModel):
     """TLS for the API's listener (PEM files)."""
 
     cert_file: Path
@@ -109,7 +107,7 @@ class ApiTls(_Model):
         )
 
 
-class ApiToken(_Model):
+class ApiToken(ConfigModel):
     """One bearer token: its hash, what it may do and which tenants it sees."""
 
     label: str
@@ -152,7 +150,7 @@ class ApiToken(_Model):
         return value
 
 
-class ApiConfig(_Model):
+class ApiConfig(ConfigModel):
     """The console's HTTP API: registry routes, the change stream, health and metrics."""
 
     enabled: bool = True

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from dtp_console.cli.common import (
 )
 from dtp_console.config.model import ConsoleConfig
 from dtp_console.headless import HeadlessRenderer
+from dtp_console.oplog import configure_library_logging
 from dtp_console.runtime import Engine
 
 __all__ = ["register"]
@@ -89,15 +89,8 @@ def _run(args: argparse.Namespace) -> int:
         from dtp_console.ui.app import run_ui
 
         return run_ui(engine, duration=args.duration, stats_json=args.stats_json)
-    _quiet_library_logs()
+    configure_library_logging(None)  # headless: library records go to stderr
     return asyncio.run(_headless(engine, config, args.duration, args.stats_json))
-
-
-def _quiet_library_logs() -> None:
-    """Library log records go to stderr, briefly; amqtt's own are reported by us instead."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("amqtt").setLevel(logging.CRITICAL)
-    logging.getLogger("transitions").setLevel(logging.ERROR)
 
 
 async def _headless(

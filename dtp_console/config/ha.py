@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -20,6 +18,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from dtp_console.config_base import ConfigModel
 from dtp_console.stores.config import SslMode, validate_ca_file, validate_dsn
 
 __all__ = ["MAX_INSTANCE_BYTES", "HaConfig", "instance_problem"]
@@ -44,10 +43,8 @@ def instance_problem(value: str) -> str | None:
     return None
 
 
-class HaConfig(BaseModel):
+class HaConfig(ConfigModel):
     """Hot standby: two consoles on one plant, one posts; PostgreSQL decides which."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     enabled: bool = False
     """Run every plant as active or standby, decided by a session-level PostgreSQL

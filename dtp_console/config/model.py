@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
@@ -29,6 +28,7 @@ from dtp_console.api.config import ApiConfig
 from dtp_console.bridge.clock import TimestampUnit
 from dtp_console.bridge.device_map import mapping_problems
 from dtp_console.config.ha import HaConfig
+from dtp_console.config_base import ConfigModel
 from dtp_console.registry.config import RegistryConfig
 from dtp_console.simulator.config import PlantSimulatorConfig, SimulatorConfig
 from dtp_console.stores.config import StoresConfig, validate_ca_file
@@ -73,10 +73,6 @@ DEFAULT_TOPICS: dict[str, list[str]] = {
 VDA5050_TOPICS = ("visualization", "state", "connection")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-
 def header_problem(value: str) -> str | None:
     """Why `value` cannot be an HTTP header value, without quoting it; None when it can.
 
@@ -114,7 +110,7 @@ def _refuse_header_values(title: str, fields: dict[str, str | SecretStr | None])
         raise ValidationError.from_exception_data(title, errors)
 
 
-class _FiniteModel(_Model):
+class _FiniteModel(ConfigModel):
     # `.inf`/`.nan` in a transform or on the floor would turn every position into garbage.
     model_config = ConfigDict(allow_inf_nan=False)
 
@@ -171,7 +167,7 @@ class TopicFilter(str):
         return core_schema.no_info_after_validator_function(_topic_filter, core_schema.str_schema())
 
 
-class BrokerConfig(_Model):
+class BrokerConfig(ConfigModel):
     """Where a plant's vendor MQTT broker is and how to log in."""
 
     host: str = "127.0.0.1"
@@ -299,7 +295,7 @@ class BrokerConfig(_Model):
         return self.qos >= 1 and bool(self.client_id)
 
 
-class GenericFields(_Model):
+class GenericFields(ConfigModel):
     """Dotted field paths of a `generic` payload (e.g. `data.pos.x`)."""
 
     id: str = "id"
@@ -330,7 +326,7 @@ def _topic_level(value: str, field: str) -> str:
     return value
 
 
-class Vda5050Config(_Model):
+class Vda5050Config(ConfigModel):
     """Settings of the `vda5050` format (VDA 5050 v2.1.0; the 3.0 draft's names too).
 
     Topics are `interfaceName/majorVersion/manufacturer/serialNumber/topic`; the
@@ -378,7 +374,7 @@ class Vda5050Config(_Model):
         return [f"{prefix}/{topic}" for topic in VDA5050_TOPICS]
 
 
-class PlantTwinzo(_Model):
+class PlantTwinzo(ConfigModel):
     """How a plant's robots appear in twinzo."""
 
     sector_id: int = Field(ge=0)
@@ -452,7 +448,7 @@ class Bounds(_FiniteModel):
         return self.x_min <= x <= self.x_max and self.y_min <= y <= self.y_max
 
 
-class PlantConfig(_Model):
+class PlantConfig(ConfigModel):
     """One plant: a vendor broker bridged to one twinzo sector."""
 
     name: str = Field(min_length=1)
@@ -569,7 +565,7 @@ class PlantConfig(_Model):
         return self
 
 
-class TwinzoConfig(_Model):
+class TwinzoConfig(ConfigModel):
     """The twinzo API and how politely the console talks to it."""
 
     base_url: str = "https://api.platform.twinzo.com"
@@ -631,7 +627,7 @@ class TwinzoConfig(_Model):
         return self.retry_after_max_s
 
 
-class SandboxFaults(_Model):
+class SandboxFaults(ConfigModel):
     """Faults the twinzo sandbox injects (for tests and demos)."""
 
     latency_ms: float = Field(default=0.0, ge=0)
@@ -648,7 +644,7 @@ class SandboxFaults(_Model):
     """Share of locations answered `Success: false` inside an HTTP 200."""
 
 
-class SandboxConfig(_Model):
+class SandboxConfig(ConfigModel):
     """The in-package twinzo sandbox (a loopback HTTP server)."""
 
     enabled: bool = False
@@ -667,7 +663,7 @@ class SandboxConfig(_Model):
     """Injected faults."""
 
 
-class LoggingConfig(_Model):
+class LoggingConfig(ConfigModel):
     """Operator log lines."""
 
     log_every_n: int = Field(default=50, ge=1)
@@ -677,7 +673,12 @@ class LoggingConfig(_Model):
     stats_interval_s: float = Field(default=5.0, gt=0)
     """Interval of the headless stats line."""
     file: Path | None = None
-    """Also write log lines (with timestamps) to this file."""
+    """Also write operator log lines to this file, one per line: ISO timestamp (UTC),
+    level, plant (`-` for none), text (control characters escaped). The same in the UI
+    and with `--no-ui`."""
+    library_file: Path = Path("var/dtp-console.log")
+    """Where library log records (Python `logging`, WARNING and up) go while the UI owns
+    the terminal; with `--no-ui` they go to stderr."""
 
 
 class PlatformBrokerSettings(BrokerConfig):
@@ -730,7 +731,7 @@ class PlatformStream(_FiniteModel):
         return value
 
 
-class PlatformConfig(_Model):
+class PlatformConfig(ConfigModel):
     """The platform's own data: the `dtp/#` broker, mapped to observations and events."""
 
     enabled: bool | None = None
@@ -762,7 +763,7 @@ class PlatformConfig(_Model):
         return "platform"
 
 
-class ConsoleConfig(_Model):
+class ConsoleConfig(ConfigModel):
     """The whole console."""
 
     twinzo: TwinzoConfig = Field(default_factory=TwinzoConfig)

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
+from dtp_console.config_base import ConfigModel
 from dtp_console.stores.config import SslMode, validate_ca_file, validate_dsn
 
 __all__ = ["RegistryConfig"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-
-class RegistryConfig(_Model):
+class RegistryConfig(ConfigModel):
     """The twin registry: where twin files are found and where twins are kept."""
 
     enabled: bool = True

@@ -9,7 +9,9 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from dtp_console.config_base import ConfigModel
 
 __all__ = [
     "FAULT_KINDS",
@@ -42,11 +44,7 @@ def stable_signal_id(name: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"dtp-console:signal:{name}")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-
-class PlantSimulatorConfig(_Model):
+class PlantSimulatorConfig(ConfigModel):
     """Simulated robots of one plant."""
 
     enabled: bool = True
@@ -101,7 +99,7 @@ class PlantSimulatorConfig(_Model):
         return self
 
 
-class PlatformBrokerConfig(_Model):
+class PlatformBrokerConfig(ConfigModel):
     """Deprecated alias of `platform.broker` (host, port, username, password only)."""
 
     host: str = "embedded"
@@ -119,7 +117,7 @@ class PlatformBrokerConfig(_Model):
         return self.host == "embedded"
 
 
-class LiftGeneratorConfig(_Model):
+class LiftGeneratorConfig(ConfigModel):
     """Lift vibration: RMS as a sine plus noise plus occasional spikes."""
 
     enabled: bool = True
@@ -144,7 +142,7 @@ class LiftGeneratorConfig(_Model):
     """Typical spike height added to the RMS (mm/s)."""
 
 
-class EnergyGeneratorConfig(_Model):
+class EnergyGeneratorConfig(ConfigModel):
     """Energy meter of an HVAC unit: kW, kWh, cost and HVAC state changes."""
 
     enabled: bool = True
@@ -163,7 +161,7 @@ class EnergyGeneratorConfig(_Model):
     """Chance per reading that the HVAC changes state."""
 
 
-class RoomSensorConfig(_Model):
+class RoomSensorConfig(ConfigModel):
     """A room temperature sensor."""
 
     enabled: bool = True
@@ -191,7 +189,7 @@ class RoomSensorConfig(_Model):
         return self.signal_id or stable_signal_id(self.topic)
 
 
-class GeneratorsConfig(_Model):
+class GeneratorsConfig(ConfigModel):
     """The twin platform's sample twins."""
 
     enabled: bool = True
@@ -208,7 +206,7 @@ class GeneratorsConfig(_Model):
     """Room temperature."""
 
 
-class SimulatorConfig(_Model):
+class SimulatorConfig(ConfigModel):
     """Simulator-wide settings."""
 
     enabled: bool = False

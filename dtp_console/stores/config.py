@@ -12,8 +12,9 @@ import ssl
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from dtp_console.config_base import ConfigModel
 from dtp_console.urls import DsnError, check_url, parse_pg_dsn
 
 __all__ = [
@@ -81,11 +82,7 @@ def _check_url_field(
         raise ValueError(msg)
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-
-class PostgresConfig(_Model):
+class PostgresConfig(ConfigModel):
     """PostgreSQL / TimescaleDB: observations (`observation`, `signal`) and the event log."""
 
     dsn: SecretStr | None = None
@@ -112,7 +109,7 @@ class PostgresConfig(_Model):
     _ca_loads = field_validator("ca_file")(validate_ca_file)
 
 
-class InfluxConfig(_Model):
+class InfluxConfig(ConfigModel):
     """InfluxDB 2: observations as measurement `observation`, tag `signal_id`, field `value`."""
 
     url: str | None = None
@@ -136,7 +133,7 @@ class InfluxConfig(_Model):
         return data
 
 
-class Neo4jConfig(_Model):
+class Neo4jConfig(ConfigModel):
     """Neo4j 5: twins, assets, dependencies, plants and their devices."""
 
     uri: str | None = None
@@ -161,7 +158,7 @@ class Neo4jConfig(_Model):
         return data
 
 
-class S3Config(_Model):
+class S3Config(ConfigModel):
     """MinIO / S3: blobs (device-map snapshots, twin file archives) with a manifest beside each."""
 
     endpoint: str | None = None
@@ -178,7 +175,7 @@ class S3Config(_Model):
     """Region; the server's default when unset."""
 
 
-class StoresConfig(_Model):
+class StoresConfig(ConfigModel):
     """The platform's stores: which backend serves each role, the spool, health checks."""
 
     enabled: bool = True

@@ -14,22 +14,23 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, TextIO
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
-from textual.app import App
 from textual.binding import Binding, BindingType
 
 from dtp_console.atomic import write_json_atomic
 from dtp_console.events import Event, LogLine, StoreHealth, Subscription
+from dtp_console.oplog import OpLogFile, configure_library_logging
 from dtp_console.textsafe import safe_text
+from dtp_console.ui import palette
 from dtp_console.ui.display import UiClock
 from dtp_console.ui.screens.calibration import CalibrationScreen
 from dtp_console.ui.screens.device_map import DeviceMapEditor
+from dtp_console.ui.screens.help import HelpScreen
 from dtp_console.ui.screens.main import MainScreen
 from dtp_console.ui.widgets.amr_table import AmrTable
 from dtp_console.ui.widgets.badges import Badge
-from dtp_console.ui.widgets.help_screen import HelpScreen
 from dtp_console.ui.widgets.log_panel import LogPanel
 from dtp_console.ui.widgets.registry_panel import RegistryPanel
 
@@ -38,11 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DtpConsoleApp", "run_ui"]
 
-#: Where library log records go while the UI owns the terminal.
-LOG_FILE = Path("var/dtp-console.log")
 
-
-class DtpConsoleApp(App[int]):
+class DtpConsoleApp(palette.PaletteApp[int]):
     """The full-screen console."""
 
     # Absolute, so subclasses elsewhere (tests, bench) find it too.
@@ -67,6 +65,8 @@ class DtpConsoleApp(App[int]):
         handle_signals: bool = False,
     ) -> None:
         super().__init__()
+        self.register_theme(palette.THEME)
+        self.theme = palette.THEME.name
         self.engine = engine
         self.clock = clock or UiClock()
         self.duration = duration
@@ -78,7 +78,7 @@ class DtpConsoleApp(App[int]):
         self._handle_signals = handle_signals
         self._subscription: Subscription | None = None
         self._engine_task: asyncio.Task[None] | None = None
-        self._log_file: TextIO | None = None
+        self._log_file: OpLogFile | None = None
 
     @property
     def main(self) -> MainScreen:
@@ -92,8 +92,7 @@ class DtpConsoleApp(App[int]):
         self.push_screen("main")
         log_path = self.engine.config.logging.file
         if log_path is not None:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_file = log_path.open("a", encoding="utf-8")
+            self._log_file = OpLogFile(log_path)
         self._engine_task = asyncio.create_task(self.engine.run(self.stop), name="engine")
         self._engine_task.add_done_callback(self._engine_done)
         if self.refresh_s is not None:
@@ -126,10 +125,7 @@ class DtpConsoleApp(App[int]):
             note = f"UI fell behind: {dropped} events dropped"
             events.append(LogLine(level="WARN", text=note))
         if self._log_file is not None:
-            lines = [e.render() for e in events if isinstance(e, LogLine)]
-            if lines:
-                self._log_file.write("\n".join(lines) + "\n")
-                self._log_file.flush()
+            self._log_file.write(e for e in events if isinstance(e, LogLine))
         return events
 
     def refresh_now(self) -> None:
@@ -192,26 +188,12 @@ class DtpConsoleApp(App[int]):
         self.main.query_one(LogPanel).cycle_plant()
 
 
-def configure_logging(path: Path = LOG_FILE) -> None:
-    """Send library logging to a file: under the UI nothing may write to the terminal."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    logging.captureWarnings(True)
-    logging.getLogger("amqtt").setLevel(logging.CRITICAL)
-    logging.getLogger("transitions").setLevel(logging.ERROR)
-
-
 def run_ui(
     engine: ConsoleEngine, *, duration: float | None = None, stats_json: Path | None = None
 ) -> int:
     """Run the console UI until the operator quits (or `duration` passes); the exit code."""
-    configure_logging()
+    # Under the UI nothing may write to the terminal: library records go to a file.
+    configure_library_logging(engine.config.logging.library_file)
     app = DtpConsoleApp(engine, duration=duration, handle_signals=True)
     with contextlib.suppress(KeyboardInterrupt):
         app.run()

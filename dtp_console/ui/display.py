@@ -1,4 +1,5 @@
-"""Clock, palette and text formatting shared by the console's widgets (no Textual here).
+"""Clock and text formatting shared by the console's widgets (no Textual here; colours are
+in `palette`).
 
 Widgets never call `time` directly: they read a `UiClock`, so tests and
 snapshots can pin ages and countdowns.
@@ -11,15 +12,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 __all__ = [
-    "AMBER",
-    "BLUE",
-    "DIM",
-    "GREEN",
-    "LEVEL_COLOURS",
-    "MUTED",
-    "PURPLE",
-    "RED",
-    "TEXT",
     "FixedClock",
     "UiClock",
     "fmt_age",
@@ -29,18 +21,6 @@ __all__ = [
     "post_status_text",
     "short_label",
 ]
-
-# Hex only: Rich renderables do not know every Textual colour name.
-GREEN = "#3fb950"
-AMBER = "#d29922"
-RED = "#f85149"
-BLUE = "#58a6ff"
-MUTED = "#8b949e"
-DIM = "#484f58"
-TEXT = "#c9d1d9"
-PURPLE = "#bc8cff"
-"""Quiet ghost robots (their messages stopped while their plant reports)."""
-LEVEL_COLOURS = {"OK": GREEN, "WARN": AMBER, "FAIL": RED, "INFO": BLUE}
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from dtp_console.ui.display import AMBER, DIM, GREEN, RED
+from dtp_console.ui.palette import AMBER, DIM, GREEN, RED
 
 __all__ = ["braille_spark"]
 

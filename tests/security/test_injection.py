@@ -77,6 +77,16 @@ def _forged(lines: list[str]) -> list[str]:
     return [line for line in lines if re.match(r"(\S+ )?\s*OK forged", line)]
 
 
+_FILE_LINE = re.compile(r'\S+ (OK|FAIL|WARN|INFO) (?:-|"(?:[^"\\]|\\.)*"|[^\s"]+) (.*)')
+
+
+def _level_and_text(line: str) -> str:
+    """A `logging.file` line as stdout shows it (`LEVEL text`); the format is checked too."""
+    match = _FILE_LINE.fullmatch(line)
+    assert match is not None, f"not a log file line: {line!r}"
+    return f"{match.group(1)} {match.group(2)}"
+
+
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[MosquittoServer]:
     """An anonymous mosquitto on a free 127.0.0.1 port."""
@@ -118,7 +128,10 @@ async def test_headless_stdout_and_log_file_show_hostile_ids_as_text(
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     stdout = "\n".join(seen) + "\n" + out.decode("utf-8", "replace")
-    logged = log.read_text(encoding="utf-8")
+    # The file's lines are `<timestamp> <LEVEL> <plant> <text>`; compared as stdout's `LEVEL text`.
+    raw_log = log.read_text("utf-8")
+    assert _raw_controls(raw_log) == [], "logging.file"
+    logged = "\n".join(_level_and_text(line) for line in raw_log.splitlines())
     for name, text in (("stdout", stdout), ("logging.file", logged)):
         assert _raw_controls(text) == [], name
         assert _forged(text.splitlines()) == [], name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dtp_console.state import DeviceState
-from dtp_console.ui.display import AMBER, DIM, RED
+from dtp_console.ui.palette import AMBER, DIM, RED
 from dtp_console.ui.widgets.amr_table import AmrTable, fmt_offset
 
 

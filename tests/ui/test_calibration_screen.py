@@ -17,7 +17,7 @@ from dtp_console.config.model import Affine
 from dtp_console.runtime import Engine
 from dtp_console.ui.app import DtpConsoleApp
 from dtp_console.ui.screens.calibration import CalibrationScreen
-from dtp_console.ui.widgets.help_screen import HelpScreen
+from dtp_console.ui.screens.help import HelpScreen
 from dtp_console.ui.widgets.residual_map import (
     MAX_EXAGGERATION,
     ResidualMap,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from textual.app import App
 from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, OptionList
 
 from dtp_console.config.writer import ConfigWriteError
+from dtp_console.ui.palette import PaletteApp
 from dtp_console.ui.screens.confirm import ConfirmScreen
 from dtp_console.ui.screens.device_map import DeviceMapEditor, SaveMap
 
@@ -32,7 +32,7 @@ class _Saver:
             raise self.error
 
 
-class _Host(App[None]):
+class _Host(PaletteApp[None]):
     def __init__(self, editor: DeviceMapEditor) -> None:
         super().__init__()
         self.editor = editor

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.app import App
 from textual.pilot import Pilot
 
 from dtp_console.config import load_config
 from dtp_console.config.writer import merge_device_map
+from dtp_console.ui.palette import PaletteApp
 from dtp_console.ui.screens.device_map import DeviceMapEditor
 from tests.support.configs import OPERATOR_CONFIG
 
@@ -18,7 +18,7 @@ OPENED = {"ati_amr_001": "tugger-05-old"}
 LINE = "      ati_amr_001: tugger-05-old   # the first tugger\n"
 
 
-class _Host(App[None]):
+class _Host(PaletteApp[None]):
     def __init__(self, editor: DeviceMapEditor) -> None:
         super().__init__()
         self.editor = editor

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 
 from dtp_console.config.model import Bounds
 from dtp_console.state import DeviceState, PlantState
 from dtp_console.ui.display import map_labels
+from dtp_console.ui.palette import PaletteApp
 from dtp_console.ui.widgets.floor_map import FloorMap
 
 BOUNDS = Bounds(x_min=0, x_max=100_000, y_min=0, y_max=50_000)
 
 
-class MapApp(App[None]):
+class MapApp(PaletteApp[None]):
     def compose(self) -> ComposeResult:
         yield FloorMap(BOUNDS, id="map")
 

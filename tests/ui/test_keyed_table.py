@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 
+from dtp_console.ui.palette import PaletteApp
 from dtp_console.ui.widgets.keyed_table import Cell, Column, KeyedTable
 
 
@@ -13,7 +14,7 @@ class Table(KeyedTable):
     COLUMNS: ClassVar[list[Column]] = [("id", "id", 6), ("x", "x", 6)]
 
 
-class TableApp(App[None]):
+class TableApp(PaletteApp[None]):
     def compose(self) -> ComposeResult:
         yield Table()
 

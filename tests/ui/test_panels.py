@@ -9,12 +9,12 @@ from textual.widgets import TabbedContent
 
 from dtp_console.events import LogLine
 from dtp_console.ui.display import fmt_countdown
+from dtp_console.ui.screens.help import HelpScreen
 from dtp_console.ui.screens.main import PlantPane
 from dtp_console.ui.widgets.amr_table import AmrTable
 from dtp_console.ui.widgets.auth_panel import AuthPanel
 from dtp_console.ui.widgets.badges import Badge, BadgeInfo, HealthBadges, fit_badges
 from dtp_console.ui.widgets.floor_map import FloorMap
-from dtp_console.ui.widgets.help_screen import HelpScreen
 from dtp_console.ui.widgets.log_panel import LogPanel
 from tests.ui.harness import make_app, settle
 from tests.ui.seeded import FAILING_LOGIN

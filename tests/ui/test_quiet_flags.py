@@ -6,7 +6,7 @@ from pathlib import Path
 
 from textual.widgets import TabbedContent
 
-from dtp_console.ui.display import AMBER, PURPLE, RED
+from dtp_console.ui.palette import AMBER, PURPLE, RED
 from dtp_console.ui.widgets.amr_table import AmrTable
 from dtp_console.ui.widgets.floor_map import FloorMap
 from tests.ui.harness import make_app, settle

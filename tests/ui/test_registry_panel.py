@@ -17,6 +17,7 @@ from dtp_console.registry.config import RegistryConfig
 from dtp_console.registry.model import Interfaces, TwinSpec
 from dtp_console.registry.runner import open_registry
 from dtp_console.registry.service import RegistryService
+from dtp_console.ui.palette import PaletteApp
 from dtp_console.ui.screens.confirm import ConfirmScreen
 from dtp_console.ui.widgets.registry_panel import RegistryPanel
 
@@ -46,7 +47,7 @@ async def service(tmp_path: Path, bus: Bus) -> AsyncIterator[RegistryService]:
         yield service
 
 
-class _Host(App[None]):
+class _Host(PaletteApp[None]):
     def __init__(
         self, getter: Callable[[], Any], clock: Callable[[], dt.datetime] | None = None
     ) -> None:

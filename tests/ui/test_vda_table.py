@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dtp_console.state import DeviceState, RobotFacts
-from dtp_console.ui.display import DIM, GREEN, RED
+from dtp_console.ui.palette import DIM, GREEN, RED
 from dtp_console.ui.widgets.amr_table import AmrTable
 from dtp_console.ui.widgets.floor_map import FloorMap
 from dtp_console.ui.widgets.vda_table import VdaAmrTable, robot_cell

@@ -38,7 +38,7 @@ from dtp_console.calibrate import (
 from dtp_console.config.model import PlantConfig
 from dtp_console.config.writer import ConfigWriteError
 from dtp_console.textsafe import safe_text
-from dtp_console.ui.display import AMBER, GREEN, MUTED, RED, TEXT
+from dtp_console.ui.palette import AMBER, GREEN, MUTED, RED, TEXT
 from dtp_console.ui.widgets.residual_map import ResidualMap, ResidualPoint
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from textual.widgets.option_list import Option
 from dtp_console.bridge.device_map import login_problem, mapping_problems, vendor_id_problem
 from dtp_console.config.writer import ConfigWriteError, DeviceMapConflictError
 from dtp_console.textsafe import safe_text
-from dtp_console.ui.display import MUTED, TEXT
+from dtp_console.ui.palette import MUTED, TEXT
 from dtp_console.ui.screens.confirm import ConfirmScreen
 
 __all__ = ["DeviceMapEditor"]

@@ -24,7 +24,8 @@ from textual.widgets import Footer, Static
 from textual.worker import WorkType
 
 from dtp_console.textsafe import safe_text
-from dtp_console.ui.display import AMBER, BLUE, GREEN, MUTED, RED, TEXT, UiClock, fmt_age
+from dtp_console.ui.display import UiClock, fmt_age
+from dtp_console.ui.palette import AMBER, BLUE, GREEN, MUTED, RED, TEXT
 from dtp_console.ui.screens.confirm import ConfirmScreen
 from dtp_console.ui.sparkline import braille_spark
 
@@ -138,7 +139,7 @@ class TwinScreen(Screen[None]):
 
     DEFAULT_CSS = """
     TwinScreen #twin-body { height: 1fr; padding: 0 1; }
-    TwinScreen .twin-title { color: #8b949e; text-style: bold; margin-top: 1; }
+    TwinScreen .twin-title { color: $dtp-muted; text-style: bold; margin-top: 1; }
     TwinScreen #twin-head { text-style: bold; }
     """
 

@@ -13,18 +13,8 @@ from typing import ClassVar
 
 from dtp_console.bridge.plausibility import recent_jump
 from dtp_console.state import DeviceState, PlantState
-from dtp_console.ui.display import (
-    AMBER,
-    DIM,
-    GREEN,
-    MUTED,
-    PURPLE,
-    RED,
-    TEXT,
-    fmt_age,
-    fmt_ms,
-    post_status_text,
-)
+from dtp_console.ui.display import fmt_age, fmt_ms, post_status_text
+from dtp_console.ui.palette import AMBER, DIM, GREEN, MUTED, PURPLE, RED, TEXT
 from dtp_console.ui.widgets.keyed_table import Cell, Column, KeyedTable
 
 __all__ = ["AmrTable", "fmt_offset"]

@@ -12,18 +12,8 @@ from textual.widgets import Static
 
 from dtp_console.state import AuthState, DeviceState, EngineState
 from dtp_console.textsafe import safe_text
-from dtp_console.ui.display import (
-    AMBER,
-    BLUE,
-    DIM,
-    GREEN,
-    MUTED,
-    RED,
-    TEXT,
-    fmt_countdown,
-    fmt_ms,
-    post_status_text,
-)
+from dtp_console.ui.display import fmt_countdown, fmt_ms, post_status_text
+from dtp_console.ui.palette import AMBER, BLUE, DIM, GREEN, MUTED, RED, TEXT
 from dtp_console.ui.widgets.keyed_table import Cell, Column, KeyedTable
 
 __all__ = ["AuthPanel", "AuthTable"]
@@ -58,7 +48,7 @@ class AuthPanel(Vertical):
     AuthPanel > #auth-summary {
         height: 1;
         padding: 0 1;
-        color: #8b949e;
+        color: $dtp-muted;
     }
     """
 

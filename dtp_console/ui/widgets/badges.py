@@ -250,13 +250,13 @@ class Badge(Widget, can_focus=True):
         height: 1;
         padding: 0 1;
         margin-right: 1;
-        background: #21262d;
-        color: #c9d1d9;
+        background: $dtp-raised;
+        color: $dtp-text;
     }
-    Badge.-ok { background: #12361f; color: #7ee2a8; }
-    Badge.-warn { background: #3d2e00; color: #f2cc60; }
-    Badge.-fail { background: #4c1214; color: #ffa198; text-style: bold; }
-    Badge.-off { background: #21262d; color: #8b949e; }
+    Badge.-ok { background: $dtp-ok-background; color: $dtp-ok; }
+    Badge.-warn { background: $dtp-warn-background; color: $dtp-warn; }
+    Badge.-fail { background: $dtp-fail-background; color: $dtp-fail; text-style: bold; }
+    Badge.-off { background: $dtp-raised; color: $dtp-muted; }
     Badge:focus { text-style: bold reverse; }
     """
 
@@ -315,7 +315,7 @@ class HealthBadges(HorizontalScroll):
     HealthBadges {
         height: 1;
         dock: top;
-        background: #0d1117;
+        background: $dtp-background;
         scrollbar-size: 0 0;
     }
     """

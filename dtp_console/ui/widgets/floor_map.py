@@ -30,25 +30,25 @@ from dtp_console.bridge.plausibility import recent_jump
 from dtp_console.config.model import Bounds
 from dtp_console.state import GhostKind, PlantState
 from dtp_console.textsafe import safe_text
-from dtp_console.ui.display import AMBER, MUTED, PURPLE, RED, map_labels
+from dtp_console.ui.display import map_labels
+from dtp_console.ui.palette import (
+    AMBER,
+    BACKGROUND,
+    BRIGHT,
+    MUTED,
+    OUTLINE,
+    PURPLE,
+    RED,
+    ROBOT_COLOURS,
+    SURFACE,
+)
 
 __all__ = ["BrailleCanvas", "FloorMap"]
 
-_ROBOT_COLOURS = (
-    "#58a6ff",
-    "#3fb950",
-    "#d2a8ff",
-    "#ffa657",
-    "#56d4dd",
-    "#f778ba",
-    "#e3b341",
-    "#a5d6ff",
-)
-_OUTLINE = "#6e7681"
-_FADE_TO = "#161b22"
-_STALE = "#8b949e"
-_SELECTED = "#f0f6fc"
-_SELECTED_TEXT = "#0d1117"
+_FADE_TO = SURFACE
+_STALE = MUTED
+_SELECTED = BRIGHT
+_SELECTED_TEXT = BACKGROUND
 _ZOOMS = (1, 2, 4, 8)
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 
@@ -141,9 +141,9 @@ class FloorMap(Widget):
     FloorMap {
         height: 1fr;
         min-height: 6;
-        border: round #30363d;
-        border-title-color: #8b949e;
-        background: #0d1117;
+        border: round $dtp-border;
+        border-title-color: $dtp-muted;
+        background: $dtp-background;
     }
     """
 
@@ -231,7 +231,7 @@ class FloorMap(Widget):
             label = safe_text(self._labels.get(device.login, device.login), 80)
             track = self._tracks.get(vendor_id)
             if track is None:
-                colour = _ROBOT_COLOURS[zlib.crc32(vendor_id.encode()) % len(_ROBOT_COLOURS)]
+                colour = ROBOT_COLOURS[zlib.crc32(vendor_id.encode()) % len(ROBOT_COLOURS)]
                 track = self._tracks[vendor_id] = _Track(
                     label, colour, deque(maxlen=self.trail_length)
                 )
@@ -320,7 +320,7 @@ class FloorMap(Widget):
         fx0, fx1, fy0, fy1 = self._floor()
         corners = [px(fx0, fy0), px(fx1, fy0), px(fx1, fy1), px(fx0, fy1)]
         for a, b in zip(corners, corners[1:] + corners[:1], strict=True):
-            canvas.line(a, b, _OUTLINE, 0)
+            canvas.line(a, b, OUTLINE, 0)
         for track in self._tracks.values():
             points = [px(x, y) for x, y in track.trail]
             n = len(points)

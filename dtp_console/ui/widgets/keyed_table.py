@@ -20,6 +20,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from dtp_console.textsafe import safe_text
+from dtp_console.ui.palette import BACKGROUND, CURSOR, MUTED, SURFACE, ZEBRA
 
 __all__ = ["Cell", "Column", "KeyedTable"]
 
@@ -28,9 +29,9 @@ Cell = tuple[str, str]
 Column = tuple[str, str, int]
 """A column: key, label, width in cells (fixed: nothing re-measures while data flows)."""
 
-_HEADER = "bold #8b949e on #161b22"
-_ZEBRA = ("#0d1117", "#11161d")
-_CURSOR = "#1f3a5f"
+_HEADER = f"bold {MUTED} on {SURFACE}"
+_ZEBRA = (BACKGROUND, ZEBRA)
+_CURSOR = CURSOR
 
 
 def _fit(text: str, width: int) -> str:
@@ -45,8 +46,8 @@ class KeyedTable(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     KeyedTable {
         height: 1fr;
-        background: #0d1117;
-        color: #c9d1d9;
+        background: $dtp-background;
+        color: $dtp-text;
         scrollbar-size-vertical: 1;
     }
     """

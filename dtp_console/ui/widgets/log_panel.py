@@ -22,7 +22,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from dtp_console.events import LogLine
-from dtp_console.ui.display import LEVEL_COLOURS, MUTED, TEXT, UiClock
+from dtp_console.ui.display import UiClock
+from dtp_console.ui.palette import LEVEL_COLOURS, MUTED, TEXT
 
 __all__ = ["LEVEL_FILTERS", "LogPanel"]
 
@@ -47,9 +48,9 @@ class LogPanel(ScrollView, can_focus=False):
     DEFAULT_CSS = """
     LogPanel {
         height: 9;
-        border: round #30363d;
-        border-title-color: #8b949e;
-        background: #0d1117;
+        border: round $dtp-border;
+        border-title-color: $dtp-muted;
+        background: $dtp-background;
         scrollbar-size-vertical: 1;
         scrollbar-size-horizontal: 0;
         overflow-x: hidden;

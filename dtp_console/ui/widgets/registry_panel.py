@@ -22,7 +22,8 @@ from textual.worker import WorkType
 from dtp_console.events import TwinDeleted, TwinUpdated
 from dtp_console.registry.lifecycle import STATUSES, TwinStatus
 from dtp_console.textsafe import safe_text
-from dtp_console.ui.display import BLUE, GREEN, MUTED, TEXT, fmt_age
+from dtp_console.ui.display import fmt_age
+from dtp_console.ui.palette import BLUE, GREEN, MUTED, TEXT
 from dtp_console.ui.screens.confirm import ConfirmScreen
 
 if TYPE_CHECKING:

@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from textual.strip import Strip
 
 from dtp_console.config.model import Bounds
-from dtp_console.ui.display import GREEN, MUTED, RED
+from dtp_console.ui.palette import GREEN, MUTED, OUTLINE, RED
 from dtp_console.ui.widgets.floor_map import BrailleCanvas, FloorMap
 
 __all__ = ["MAX_EXAGGERATION", "ResidualMap", "ResidualPoint", "exaggeration_for"]
-
-_OUTLINE = "#6e7681"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +72,9 @@ class ResidualMap(FloorMap):
     ResidualMap {
         height: 1fr;
         min-height: 6;
-        border: round #30363d;
-        border-title-color: #8b949e;
-        background: #0d1117;
+        border: round $dtp-border;
+        border-title-color: $dtp-muted;
+        background: $dtp-background;
     }
     """
 
@@ -130,7 +128,7 @@ class ResidualMap(FloorMap):
                 px(b.x_min, b.y_max),
             ]
             for a, c in zip(corners, corners[1:] + corners[:1], strict=True):
-                canvas.line(a, c, _OUTLINE, 0)
+                canvas.line(a, c, OUTLINE, 0)
         k = self.exaggeration
         for point in self.points:
             if point.fitted_x is None or point.fitted_y is None:

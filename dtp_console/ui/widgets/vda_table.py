@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from dtp_console.state import DeviceState, RobotFacts
-from dtp_console.ui.display import AMBER, DIM, GREEN, MUTED, RED, TEXT
+from dtp_console.ui.palette import AMBER, DIM, GREEN, MUTED, RED, TEXT
 from dtp_console.ui.widgets.amr_table import AmrTable
 from dtp_console.ui.widgets.keyed_table import Cell, Column
 

@@ -12,6 +12,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from dtp_console.ui.palette import BLUE, TEXT, YELLOW
+
 __all__ = ["HelpScreen", "bindings_of"]
 
 
@@ -37,16 +39,16 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen {
         align: center middle;
-        background: #010409 70%;
+        background: $dtp-overlay 70%;
     }
     HelpScreen > VerticalScroll {
         width: 76;
         max-width: 100%;
         height: auto;
         max-height: 90%;
-        border: round #58a6ff;
-        border-title-color: #58a6ff;
-        background: #0d1117;
+        border: round $dtp-accent;
+        border-title-color: $dtp-accent;
+        background: $dtp-background;
         padding: 0 1;
     }
     """
@@ -67,14 +69,14 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         """One table with a header row per section."""
         table = Table(box=None, show_header=False, padding=(0, 1))
-        table.add_column("key", style="bold #e3b341", min_width=12, no_wrap=True)
-        table.add_column("does", style="#c9d1d9")
+        table.add_column("key", style=f"bold {YELLOW}", min_width=12, no_wrap=True)
+        table.add_column("does", style=TEXT)
         section = None
         for title, key, description in self.rows():
             if title != section:
                 if section is not None:
                     table.add_row("", "")
-                table.add_row(f"[bold #58a6ff]{title}[/]", "")
+                table.add_row(f"[bold {BLUE}]{title}[/]", "")
                 section = title
             table.add_row(key, description)
         with VerticalScroll() as scroll:
