@@ -137,10 +137,12 @@ def plan_reload(
     return ReloadPlan(config, live, restart)
 
 
-def restart_warnings(plan: ReloadPlan) -> list[str]:
-    """One line per scope naming what changed but runs with the old value until a restart."""
-    lines = []
-    for paths in plan.restart.values():
+def restart_warnings(plan: ReloadPlan) -> list[tuple[str | None, str]]:
+    """One line per scope naming what changed but runs with the old value until a restart,
+    with the plant it is about (None for the other sections)."""
+    lines: list[tuple[str | None, str]] = []
+    for scope, paths in plan.restart.items():
+        plant = scope[len("plants[") : -1] if scope.startswith("plants[") else None
         named = ", ".join(paths[:_NAMED])
         if len(paths) > _NAMED:
             named += f" and {len(paths) - _NAMED} more"
@@ -149,7 +151,10 @@ def restart_warnings(plan: ReloadPlan) -> list[str]:
             verb = "needs"
         values = "value" if len(paths) == 1 else "values"
         lines.append(
-            f"config change to {named} {verb} a restart; still running with the old {values}"
+            (
+                plant,
+                f"config change to {named} {verb} a restart; still running with the old {values}",
+            )
         )
     return lines
 

@@ -60,7 +60,9 @@ def test_warnings_name_every_field_and_never_a_value() -> None:
             "plants": [{**_PLANT, "broker": broker}],
         }
     )
-    lines = restart_warnings(plan_reload(old, new, ["Old Plant"]))
+    said = restart_warnings(plan_reload(old, new, ["Old Plant"]))
+    assert [plant for plant, _ in said] == ["Old Plant", None]
+    lines = [line for _, line in said]
     assert lines == [
         "config change to plants[Old Plant].broker.host, plants[Old Plant].broker.password "
         "needs a restart; still running with the old values",
@@ -144,7 +146,7 @@ def test_many_changes_are_summarised() -> None:
             "verify": False,
         },
     )
-    (line,) = restart_warnings(plan_reload(old, new, ["Old Plant"]))
+    ((_, line),) = restart_warnings(plan_reload(old, new, ["Old Plant"]))
     assert line.endswith("and 4 more need a restart; still running with the old values")
 
 
