@@ -155,3 +155,17 @@ def test_every_live_field_is_a_plant_field(field: str) -> None:
     from dtp_console.config.model import PlantConfig
 
     assert field.split(".")[0] in PlantConfig.model_fields
+
+
+def test_the_readme_lists_exactly_the_live_fields() -> None:
+    import re
+    from pathlib import Path
+
+    from dtp_console.config.reload import LIVE_TWINZO_FIELDS
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    plants = text.split("<!-- live-plant-fields -->")[1].split("<!-- live-twinzo-fields -->")[0]
+    twinzo = text.split("<!-- live-twinzo-fields -->")[1].split("<!-- end-live-fields -->")[0]
+    named = set(re.findall(r"`([a-z_.0-9]+)`", plants))
+    assert named == LIVE_PLANT_FIELDS
+    assert set(re.findall(r"`([a-z_.0-9]+)`", twinzo)) - {"twinzo"} == LIVE_TWINZO_FIELDS
