@@ -629,6 +629,11 @@ class Engine:
             self._say_reloaded(before, plant, plan.live.get(f"plants[{name}]", []))
         if "twinzo" in plan.live:
             self.log.emit("INFO", f"config of twinzo reloaded: {', '.join(plan.live['twinzo'])}")
+            if "password" in plan.live["twinzo"] and self.sandbox is not None:
+                self.log.emit(
+                    "WARN",
+                    "the twinzo sandbox keeps accepting the old twinzo.password until a restart",
+                )
         self._config = plan.config
         self._config_versions = self._versions()
 
