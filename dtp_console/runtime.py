@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from dtp_console import __version__
 from dtp_console.backoff import Backoff
+from dtp_console.bridge.cell import PlantCell
 from dtp_console.bridge.device_map import mapping_problems
 from dtp_console.bridge.worker import Bridge
 from dtp_console.config.loader import ConfigError, load_config
@@ -59,13 +60,17 @@ class Engine:
         bus: Bus | None = None,
         simulate: bool | None = None,
     ) -> None:
-        self.config = config
+        self._config = config
         self.config_path = config_path
         self.bus = bus or Bus()
         self.state = EngineState()
         self.log = OpsLog(self.bus, config.logging.repeat_window_s)
         chosen = [config.plant(name) for name in plants] if plants else config.plants
-        self.plants: list[PlantConfig] = [p for p in chosen if p.enabled or plants]
+        self.cells: dict[str, PlantCell] = {
+            p.name: PlantCell(p, config.twinzo) for p in chosen if p.enabled or plants
+        }
+        """The one owner of each running plant's current config (bridges read it there)."""
+        self._config_versions = self._versions()
         self.simulate = config.simulator.enabled if simulate is None else simulate
         self.bridges: dict[str, Bridge] = {}
         self.locks: dict[str, Any] = {}
@@ -89,6 +94,30 @@ class Engine:
         self.workers = WorkerLedger()
         """What the supervisor knows of each worker (the systemd watchdog reads it)."""
         self._twins: LoggedRegistry | None = None
+
+    @property
+    def config(self) -> ConsoleConfig:
+        """The config that runs: the running plants as their cells hold them now.
+
+        A reload replaces what applies live and keeps the running value of what
+        needs a restart (`dtp_console.config.reload`), so this is what runs, not
+        necessarily what the file says.
+        """
+        versions = self._versions()
+        if versions != self._config_versions:
+            current = {name: cell.plant for name, cell in self.cells.items()}
+            plants = [current.get(p.name, p) for p in self._config.plants]
+            self._config = self._config.model_copy(update={"plants": plants})
+            self._config_versions = versions
+        return self._config
+
+    @property
+    def plants(self) -> list[PlantConfig]:
+        """The plants this process runs, in tab order, as they run now."""
+        return [cell.plant for cell in self.cells.values()]
+
+    def _versions(self) -> tuple[int, ...]:
+        return tuple(cell.version for cell in self.cells.values())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down in order."""
@@ -129,7 +158,7 @@ class Engine:
                 plant_state = self.state.plants[plant.name] = PlantState(plant.name)
                 lock = self._plant_lock(plant, plant_state)
                 self.bridges[plant.name] = Bridge(
-                    plant,
+                    self.cells[plant.name],
                     twinzo,
                     client,
                     plant_state,
@@ -560,7 +589,7 @@ class Engine:
         self.workers.ended(name)
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:
-        """Summaries of folded log lines, and live config reloads (device maps, affines)."""
+        """Summaries of folded log lines, and a live `reload` whenever the file changes."""
         mtime = self._config_mtime()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -580,7 +609,11 @@ class Engine:
             return None
 
     def reload(self) -> None:
-        """Re-read the config file and apply device-map and affine changes to running bridges."""
+        """Re-read the config file: apply what reloads live to every running plant, and
+        name what needs a restart (it keeps running with the old value).
+
+        All or nothing per file: a file that does not load changes nothing.
+        """
         if self.config_path is None:
             return
         try:
@@ -588,20 +621,43 @@ class Engine:
         except ConfigError as exc:
             self.log.emit("WARN", f"config reload failed, keeping the running config: {exc}")
             return
-        for plant in fresh.plants:
-            bridge = self.bridges.get(plant.name)
-            if bridge is None:
+        from dtp_console.config.reload import plan_reload, restart_warnings
+
+        plan = plan_reload(self.config, fresh, self.cells)
+        for plant_name, line in restart_warnings(plan):
+            self.log.emit("WARN", line, plant_name if plant_name in self.cells else None)
+        twinzo = plan.config.twinzo
+        for name, cell in self.cells.items():
+            before, plant = cell.plant, plan.config.plant(name)
+            if plant is before and twinzo is cell.twinzo:
                 continue
-            if plant.device_map != bridge.device_map:
-                bridge.apply_device_map(plant.device_map)
-                if self.stores is not None:
-                    self.stores.sync_device_map(plant.name, plant.device_map)
+            bridge = self.bridges.get(name)
+            if bridge is not None:
+                bridge.apply_plant(plant, twinzo)
+            else:
+                cell.replace(plant, twinzo)
+            self._say_reloaded(before, plant, plan.live.get(f"plants[{name}]", []))
+        if "twinzo" in plan.live:
+            self.log.emit("INFO", f"config of twinzo reloaded: {', '.join(plan.live['twinzo'])}")
+            if "password" in plan.live["twinzo"] and self.sandbox is not None:
                 self.log.emit(
-                    "INFO",
-                    f"device map of {plant.name} reloaded ({len(plant.device_map)} devices)",
-                    plant.name,
+                    "WARN",
+                    "the twinzo sandbox keeps accepting the old twinzo.password until a restart",
                 )
-            if plant.affine != bridge.affine:
-                bridge.apply_affine(plant.affine)
-                self.log.emit("INFO", f"affine of {plant.name} reloaded", plant.name)
-        self.config = fresh
+        self._config = plan.config
+        self._config_versions = self._versions()
+
+    def _say_reloaded(self, before: PlantConfig, plant: PlantConfig, fields: list[str]) -> None:
+        """One line per kind of live change of a plant (the device map also goes to the stores)."""
+        name = plant.name
+        if plant.device_map != before.device_map:
+            if self.stores is not None:
+                self.stores.sync_device_map(name, plant.device_map)
+            self.log.emit(
+                "INFO", f"device map of {name} reloaded ({len(plant.device_map)} devices)", name
+            )
+        if plant.affine != before.affine:
+            self.log.emit("INFO", f"affine of {name} reloaded", name)
+        others = [f for f in fields if f not in ("device_map", "affine")]
+        if others:
+            self.log.emit("INFO", f"config of {name} reloaded: {', '.join(others)}", name)

@@ -108,7 +108,10 @@ class EngineView(Protocol):
 
     @property
     def config(self) -> ConsoleConfig:
-        """The running config (read only: change it through the commands)."""
+        """The config that runs (read only: change it through the commands or the file).
+
+        After a reload it holds the file's live values and the running values of
+        what needs a restart (`dtp_console.config.reload`)."""
         ...
 
     @property
@@ -118,7 +121,7 @@ class EngineView(Protocol):
 
     @property
     def plants(self) -> Sequence[PlantConfig]:
-        """The plants this process runs, in tab order."""
+        """The plants this process runs, in tab order, as they run now (same as `config`)."""
         ...
 
     @property

@@ -92,6 +92,15 @@ class Outbox:
         return len(self._dirty)
 
     @property
+    def min_interval_s(self) -> float:
+        """The shortest time between two posts of one device (slots already waiting keep theirs)."""
+        return self._min_interval
+
+    @min_interval_s.setter
+    def min_interval_s(self, value: float) -> None:
+        self._min_interval = value
+
+    @property
     def in_flight(self) -> int:
         """Devices with a request in flight."""
         return sum(1 for slot in self._slots.values() if slot.in_flight)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from dtp_console.backoff import jittered_delay
+from dtp_console.bridge.cell import PlantCell, cell_of
 from dtp_console.bridge.outbox import Location, Outbox
 from dtp_console.config.model import PlantConfig, TwinzoConfig
 from dtp_console.events import OpsLog
@@ -41,7 +42,7 @@ class Poster:
 
     def __init__(
         self,
-        plant: PlantConfig,
+        plant: PlantConfig | PlantCell,
         twinzo: TwinzoConfig,
         client: TwinzoClient,
         outbox: Outbox,
@@ -53,18 +54,16 @@ class Poster:
         taken_in: Callable[[], int] | None = None,
         may_post: Callable[[], bool] | None = None,
     ) -> None:
-        self._plant = plant
+        self._cell = cell_of(plant, twinzo)
         self._may_post = may_post
         """High availability's gate: False while this console is not the plant's active."""
         self._backlog = backlog
         self._taken_in = taken_in
-        self._cfg = twinzo
         self._client = client
         self._outbox = outbox
         self._state = state
         self._log = log
         self._log_every_n = log_every_n
-        self._password = (plant.twinzo.password or twinzo.password).get_secret_value()
         self._semaphore = asyncio.Semaphore(twinzo.max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._successes = 0
@@ -77,6 +76,33 @@ class Poster:
         """Flushes skipped to let intake catch up."""
         self.latencies_ms: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
         """Receive → accepted latency of forwarded locations (bounded, for figures)."""
+
+    @property
+    def plant(self) -> PlantConfig:
+        """The plant's config as the poster uses it now (its `PlantCell`)."""
+        return self._cell.plant
+
+    @property
+    def twinzo(self) -> TwinzoConfig:
+        """The `twinzo` posting settings in force now."""
+        return self._cell.twinzo
+
+    @property
+    def password(self) -> str:
+        """The device password in force: the plant's own, else the `twinzo` one."""
+        cell = self._cell
+        return (cell.plant.twinzo.password or cell.twinzo.password).get_secret_value()
+
+    def forget_tokens(self) -> None:
+        """Drop the cached tokens of this plant's logins: the next post authenticates anew."""
+        tokens = self._client.tokens
+        logins = set(self.plant.device_map.values())
+        logins.update(d.login for d in self._state.devices.values())
+        for login in logins:
+            token = tokens.peek(login)
+            if token is not None:
+                tokens.invalidate(login, token)
+        self._warm_failed.clear()
 
     @property
     def client(self) -> TwinzoClient:
@@ -97,11 +123,12 @@ class Poster:
         posting CPU does not slow the intake that must absorb it. Newer positions
         keep replacing pending ones meanwhile, so nothing is lost.
         """
-        interval = self._cfg.flush_interval_ms / 1000.0
-        burst = INTAKE_BURST_RATE * interval
         deferred = 0.0
         seen = self._taken_in() if self._taken_in is not None else 0
         while not stop.is_set():
+            # Read each round: a config reload may change it.
+            interval = self.twinzo.flush_interval_ms / 1000.0
+            burst = INTAKE_BURST_RATE * interval
             backlog = self._backlog() if self._backlog is not None else 0
             taken = self._taken_in() if self._taken_in is not None else 0
             busy = backlog > INTAKE_BACKLOG_DEFER or taken - seen > burst
@@ -137,8 +164,8 @@ class Poster:
             ready = self._outbox.take_ready(now)
         if not ready:
             return 0
-        if self._plant.twinzo.batch:
-            size = self._cfg.batch_max_devices
+        if self.plant.twinzo.batch:
+            size = self.twinzo.batch_max_devices
             for i in range(0, len(ready), size):
                 self._spawn(self._post_batch(ready[i : i + size]))
         else:
@@ -172,19 +199,19 @@ class Poster:
         `auth_backoff_s` before the next. Batch mode posts without device tokens:
         nothing to do. Returns how many logins hold a token afterwards.
         """
-        if self._plant.twinzo.batch:
+        if self.plant.twinzo.batch:
             return 0
         now = time.monotonic()
         logins = sorted({d.login for d in self._state.devices.values()})
         due = [x for x in logins if now >= self._warm_failed.get(x, -math.inf)]
-        limit = asyncio.Semaphore(min(8, self._cfg.max_concurrency))
+        limit = asyncio.Semaphore(min(8, self.twinzo.max_concurrency))
 
         async def _one(login: str) -> bool:
             async with limit:
                 try:
-                    await self._client.tokens.get(login, self._password)
+                    await self._client.tokens.get(login, self.password)
                 except Exception:  # AuthError and transport trouble alike; counted there
-                    self._warm_failed[login] = time.monotonic() + self._cfg.auth_backoff_s
+                    self._warm_failed[login] = time.monotonic() + self.twinzo.auth_backoff_s
                     return False
                 self._warm_failed.pop(login, None)
                 return True
@@ -197,14 +224,14 @@ class Poster:
         task.add_done_callback(self._tasks.discard)
 
     async def _post_one(self, location: Location) -> None:
-        sector = self._plant.twinzo.sector_id
+        sector = self.plant.twinzo.sector_id
         try:
             async with self._semaphore:
                 result = await self._client.post_device(
                     location.login,
-                    self._password,
+                    self.password,
                     [location.payload(sector)],
-                    branch=self._plant.twinzo.branch,
+                    branch=self.plant.twinzo.branch,
                 )
         except asyncio.CancelledError:
             self._final(location, "failed:shutdown", None)
@@ -217,8 +244,8 @@ class Poster:
         self._account(location, result)
 
     async def _post_batch(self, locations: Sequence[Location]) -> None:
-        sector = self._plant.twinzo.sector_id
-        branch = self._plant.twinzo.branch or ""
+        sector = self.plant.twinzo.sector_id
+        branch = self.plant.twinzo.branch or ""
         devices = {loc.login: [loc.payload(sector)] for loc in locations}
         try:
             async with self._semaphore:
@@ -246,10 +273,10 @@ class Poster:
             self._final(location, "failed:internal_error", now)
         self._log.limited(
             "FAIL",
-            f"internal:{self._plant.name}",
-            f"{self._plant.name}: posting failed with an internal error ({kind}); "
+            f"internal:{self.plant.name}",
+            f"{self.plant.name}: posting failed with an internal error ({kind}); "
             f"{len(locations)} location(s) counted as failed",
-            self._plant.name,
+            self.plant.name,
         )
 
     def _account(self, location: Location, result: PostResult) -> None:
@@ -272,7 +299,7 @@ class Poster:
             self.latencies_ms.append((now - location.received_at) * 1000.0)
             self._successes += 1
             if self._successes % self._log_every_n == 1 or self._log_every_n == 1:
-                self._log.emit("OK", self._ok_text(location), self._plant.name)
+                self._log.emit("OK", self._ok_text(location), self.plant.name)
             return
         if device is not None:
             device.posts_failed += 1
@@ -286,16 +313,16 @@ class Poster:
                 "FAIL",
                 f"auth:{login}",
                 f"OAuth failed for {login}: {result.code}",
-                self._plant.name,
+                self.plant.name,
             )
         else:
             text = f"POST failed for {login}: {result.code}"
             if result.error and result.error != result.code:
                 text += f" {result.error}"
-            self._log.limited("FAIL", f"post:{login}", text, self._plant.name)
+            self._log.limited("FAIL", f"post:{login}", text, self.plant.name)
         if result.retryable:
             self._service_trouble(now, result)
-            if location.attempts + 1 < self._cfg.max_attempts:
+            if location.attempts + 1 < self.twinzo.max_attempts:
                 self._outbox.retry(location, now, 0.0)
                 return
         reason = _reason(result)
@@ -308,7 +335,7 @@ class Poster:
         if now is None:
             return
         if auth:
-            self._outbox.hold(location, now, self._cfg.auth_backoff_s)
+            self._outbox.hold(location, now, self.twinzo.auth_backoff_s)
         else:
             self._outbox.done(location, now)
 
@@ -320,8 +347,8 @@ class Poster:
             delay = self._capped_retry_after(delay, result)
         else:
             delay = jittered_delay(
-                self._cfg.backoff_initial_s,
-                self._cfg.backoff_max_s,
+                self.twinzo.backoff_initial_s,
+                self.twinzo.backoff_max_s,
                 self._service_failures,
                 self._rng,
             )
@@ -333,22 +360,22 @@ class Poster:
 
         One answer of `Retry-After: 86400` would otherwise stop the plant for a day.
         """
-        cap = self._cfg.retry_after_cap_s
+        cap = self.twinzo.retry_after_cap_s
         delay = min(asked, cap)
         where = "authentication" if result.auth_failed else "post"
         text = (
-            f"{self._plant.name}: twinzo answered {result.code} with Retry-After {asked:g}s "
+            f"{self.plant.name}: twinzo answered {result.code} with Retry-After {asked:g}s "
             f"({where}); posting held for {delay:g}s"
         )
         if asked > cap:
             text += f" (capped by twinzo.retry_after_max_s = {cap:g}s)"
-        self._log.limited("WARN", f"retry-after:{self._plant.name}", text, self._plant.name)
+        self._log.limited("WARN", f"retry-after:{self.plant.name}", text, self.plant.name)
         return delay
 
     def _ok_text(self, location: Location) -> str:
-        label = self._plant.label
+        label = self.plant.label
         return (
-            f"{location.login} ({label}:{location.vendor_id}) -> {self._plant.name}: "
+            f"{location.login} ({label}:{location.vendor_id}) -> {self.plant.name}: "
             f"({location.x:.0f}, {location.y:.0f})"
         )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
+from dtp_console.bridge.cell import PlantCell, cell_of
 from dtp_console.config.model import PlantConfig
 from dtp_console.events import OpsLog
 from dtp_console.state import PlantState
@@ -27,8 +28,8 @@ MAX_BACKOFF_FACTOR = 8
 class SilenceWatchdog:
     """Decides, on each `poll(now)`, whether one plant is silent and must reconnect."""
 
-    def __init__(self, plant: PlantConfig, state: PlantState, log: OpsLog) -> None:
-        self.plant = plant
+    def __init__(self, plant: PlantConfig | PlantCell, state: PlantState, log: OpsLog) -> None:
+        self._cell = cell_of(plant)
         self.state = state
         self._log = log
         self.reconnect = asyncio.Event()
@@ -40,6 +41,11 @@ class SilenceWatchdog:
         self._connected_at: float | None = None
         self._forced = 0
         """Reconnects forced in this silent episode."""
+
+    @property
+    def plant(self) -> PlantConfig:
+        """The plant's config as it runs now (its `PlantCell`)."""
+        return self._cell.plant
 
     def poll(self, now: float) -> None:
         """Look at the plant as of monotonic `now` (called a few times per bound)."""

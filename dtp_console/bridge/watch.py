@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import Callable
 
+from dtp_console.bridge.cell import PlantCell, cell_of
 from dtp_console.bridge.ghosts import update_ghosts
 from dtp_console.bridge.silence import SilenceWatchdog
 from dtp_console.config.model import PlantConfig
@@ -29,17 +30,22 @@ class PlantWatch:
 
     def __init__(
         self,
-        plant: PlantConfig,
+        plant: PlantConfig | PlantCell,
         state: PlantState,
         log: OpsLog,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.plant = plant
+        self._cell = cell_of(plant)
         self.state = state
         self._log = log
         self._clock = clock
-        self.silence = SilenceWatchdog(plant, state, log)
+        self.silence = SilenceWatchdog(self._cell, state, log)
+
+    @property
+    def plant(self) -> PlantConfig:
+        """The plant's config as it runs now (its `PlantCell`)."""
+        return self._cell.plant
 
     @property
     def tick_s(self) -> float:

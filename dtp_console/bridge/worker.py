@@ -2,8 +2,9 @@
 
 `handle()` is the whole intake path: synchronous, no I/O, never raises, and
 gives every message exactly one outcome or a place in the outbox. Posting is
-the `Poster`'s job in its own task. The device map and the affine can be
-replaced while the bridge runs.
+the `Poster`'s job in its own task. The plant's live settings (device map,
+affine, bounds, clock and plausibility rules, …) can be replaced while the
+bridge runs (`apply_plant`); every part reads them from one `PlantCell`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from dtp_console.backoff import Backoff
+from dtp_console.bridge.cell import PlantCell, cell_of
 from dtp_console.bridge.formats import parser_for
 from dtp_console.bridge.geometry import apply_affine, moved
 from dtp_console.bridge.mqtt import raise_if_cancelling, run_source
@@ -51,7 +53,7 @@ class Bridge:
 
     def __init__(
         self,
-        plant: PlantConfig,
+        plant: PlantConfig | PlantCell,
         twinzo: TwinzoConfig,
         client: TwinzoClient,
         state: PlantState,
@@ -62,18 +64,18 @@ class Bridge:
         wall_clock: Callable[[], float] = time.time,
         may_post: Callable[[], bool] | None = None,
     ) -> None:
-        self.plant = plant
+        self.cell = cell_of(plant, twinzo)
+        """The plant's current config: the bridge, its poster and its watch read it here."""
+        plant = self.cell.plant
         self.state = state
         self._log = log
         self._parse = parser_for(plant)
         if plant.format == "vda5050":
             track_sequences(state)
         self._address = address or (plant.broker.host, plant.broker.port)
-        self.device_map: dict[str, str] = dict(plant.device_map)
-        self.affine: Affine = plant.affine
         self.outbox = Outbox(state.counters, plant.min_post_interval_ms / 1000.0)
         self.poster = Poster(
-            plant,
+            self.cell,
             twinzo,
             client,
             self.outbox,
@@ -84,30 +86,70 @@ class Bridge:
             taken_in=lambda: self._handled,
             may_post=may_post,
         )
-        self.watch = PlantWatch(plant, state, log)
+        self.watch = PlantWatch(self.cell, state, log)
         """The silence watchdog and the ghost flags (its task runs with `run()`)."""
         self._handled = 0
-        self._drain_timeout = twinzo.drain_timeout_s
         self._wall_clock = wall_clock
+
+    @property
+    def plant(self) -> PlantConfig:
+        """The plant's config as it runs now."""
+        return self.cell.plant
 
     @property
     def name(self) -> str:
         """The plant name."""
-        return self.plant.name
+        return self.cell.plant.name
+
+    @property
+    def device_map(self) -> dict[str, str]:
+        """The running device map (read only: change it with `apply_device_map`)."""
+        return self.cell.plant.device_map
+
+    @property
+    def affine(self) -> Affine:
+        """The running affine."""
+        return self.cell.plant.affine
+
+    @property
+    def _drain_timeout(self) -> float:
+        return self.cell.twinzo.drain_timeout_s
 
     def apply_device_map(self, mapping: Mapping[str, str]) -> None:
         """Use `mapping` from the next message on; devices no longer mapped are forgotten."""
-        self.device_map = dict(mapping)
-        for vendor_id in [v for v in self.state.devices if v not in self.device_map]:
-            del self.state.devices[vendor_id]
-        for vendor_id, device in self.state.devices.items():
-            device.login = self.device_map[vendor_id]
-        for vendor_id in self.device_map:
-            self.state.unknown.pop(vendor_id, None)
+        self.apply_plant(self.plant.model_copy(update={"device_map": dict(mapping)}))
 
     def apply_affine(self, affine: Affine) -> None:
         """Use `affine` from the next message on."""
-        self.affine = affine
+        self.apply_plant(self.plant.model_copy(update={"affine": affine}))
+
+    def apply_plant(self, plant: PlantConfig, twinzo: TwinzoConfig | None = None) -> None:
+        """Run with `plant` (and the `twinzo` posting settings) from the next message on.
+
+        Only the live fields may differ from the running config
+        (`dtp_console.config.reload`): the MQTT connection and the format are the
+        ones the bridge started with. Devices no longer mapped are forgotten; a
+        changed device password drops the plant's cached tokens, so the next post
+        authenticates with it.
+        """
+        before = self.plant
+        password = self.poster.password
+        self.cell.replace(plant, twinzo)
+        self._parse = parser_for(plant)
+        self.outbox.min_interval_s = plant.min_post_interval_ms / 1000.0
+        if plant.device_map != before.device_map:
+            self._forget_unmapped()
+        if self.poster.password != password:
+            self.poster.forget_tokens()
+
+    def _forget_unmapped(self) -> None:
+        device_map = self.device_map
+        for vendor_id in [v for v in self.state.devices if v not in device_map]:
+            del self.state.devices[vendor_id]
+        for vendor_id, device in self.state.devices.items():
+            device.login = device_map[vendor_id]
+        for vendor_id in device_map:
+            self.state.unknown.pop(vendor_id, None)
 
     @property
     def intake_backlog(self) -> int:
@@ -150,7 +192,7 @@ class Bridge:
                 known.last_heard_at = now  # rejected, yet the robot is there
             return self._reject(result.reason, result.detail, result.vendor_id or topic)
         vendor_id = result.vendor_id
-        login = self.device_map.get(vendor_id)
+        login = plant.device_map.get(vendor_id)
         if login is None:
             state.counters.count("unknown_device")
             state.note_unknown(vendor_id)
@@ -198,7 +240,7 @@ class Bridge:
             return stamped
         timestamp, sane_stamp = stamped
         previous_ts = device.last_timestamp_ms
-        x, y = apply_affine(self.affine, result.x, result.y)
+        x, y = apply_affine(plant.affine, result.x, result.y)
         if not (math.isfinite(x) and math.isfinite(y)):
             # A huge but finite vendor value can overflow through the affine.
             return self._reject(

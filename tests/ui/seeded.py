@@ -139,7 +139,7 @@ class SeededEngine(Engine):
             state = self.state.plants[plant.name] = PlantState(plant.name)
             # The fleets stamp reports on the same fixed clock the bridges receive them by.
             self.bridges[plant.name] = Bridge(
-                plant,
+                self.cells[plant.name],
                 self.config.twinzo,
                 client,
                 state,

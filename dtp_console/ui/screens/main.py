@@ -55,15 +55,27 @@ class PlantPane(Horizontal):
         yield FloorMap(self.plant.bounds, id=f"map-{self.id}")
 
     def refresh_from(self, engine: ConsoleEngine, now: float) -> None:
-        """Feed both widgets the plant's current state."""
+        """Feed both widgets the plant's current state (and its config as it runs now)."""
         state = engine.state.plants.get(self.plant.name)
         if state is None:
             return
         table = self.query_one(AmrTable)
+        self._follow(engine, table)
         table.refresh_from(state, now)
         self.query_one(FloorMap).refresh_from(
             state, now, self.plant.stale_after_s, selected=table.selected_key
         )
+
+    def _follow(self, engine: ConsoleEngine, table: AmrTable) -> None:
+        """Take a reloaded config's staleness, clock tolerance and bounds (name and format
+        never change while the console runs)."""
+        plant = next((p for p in engine.plants if p.name == self.plant.name), self.plant)
+        if plant is self.plant:
+            return
+        self.plant = plant
+        table.stale_after_s = plant.stale_after_s
+        table.clock_tolerance_s = plant.clock_tolerance_s
+        self.query_one(FloorMap).set_bounds(plant.bounds)
 
 
 class MainScreen(Screen[None]):
@@ -117,7 +129,11 @@ class MainScreen(Screen[None]):
     @property
     def active_plant(self) -> PlantConfig | None:
         """The plant of the visible tab, if it is a plant tab."""
-        return self.plant_tabs.get(self.active_tab)
+        plant = self.plant_tabs.get(self.active_tab)
+        if plant is None:
+            return None
+        # As it runs now: a config reload may have changed its bounds since start-up.
+        return next((p for p in self.engine.plants if p.name == plant.name), plant)
 
     def refresh_view(self, health: Mapping[str, StoreHealth], events: Sequence[Event]) -> None:
         """Apply this tick's events and redraw what is visible (call inside `batch_update`)."""

@@ -180,6 +180,15 @@ class FloorMap(Widget):
             self._title_text = title
             self.border_title = Text(title)  # a str would be parsed as markup
 
+    def set_bounds(self, bounds: Bounds | None) -> None:
+        """Draw the floor within `bounds` from now on (a config reload changed them)."""
+        if bounds == self.bounds:
+            return
+        self.bounds = bounds
+        self._title()
+        self._frame = None
+        self.refresh()
+
     def set_zoom(self, step: int) -> int:
         """Zoom in (`step` > 0), out (< 0) or back to the whole floor (0); the new zoom."""
         index = _ZOOMS.index(self.zoom)
