@@ -372,8 +372,10 @@ async def test_an_invalid_file_keeps_everything_running_old(rig: Rig) -> None:
 
 async def test_commands_keep_the_config_and_the_plants_in_step(rig: Rig) -> None:
     engine = rig.engine
-    engine.save_device_map(PLANT, {"r1": "tugger-01", "r9": "tugger-09"})
-    engine.save_affine(PLANT, {"a": 2, "b": 0, "c": 0, "d": 2, "tx": 1, "ty": 1}, reason="test")
+    await engine.save_device_map(PLANT, {"r1": "tugger-01", "r9": "tugger-09"})
+    await engine.save_affine(
+        PLANT, {"a": 2, "b": 0, "c": 0, "d": 2, "tx": 1, "ty": 1}, reason="test"
+    )
     for holder in _holders(engine):
         assert holder.device_map == {"r1": "tugger-01", "r9": "tugger-09"}
         assert (holder.affine.a, holder.affine.tx) == (2.0, 1.0)
