@@ -24,6 +24,7 @@ from dtp_console.registry.repository import (
     TwinChange,
     TwinMutation,
 )
+from dtp_console.sqlite_conn import connect_sqlite
 
 __all__ = ["SqliteRepository"]
 
@@ -90,13 +91,12 @@ class SqliteRepository:
             self._conn = await asyncio.to_thread(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
-        if str(self.path) != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 10000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.executescript(_SCHEMA)
+        conn = connect_sqlite(self.path)
+        try:
+            conn.executescript(_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     async def close(self) -> None:
