@@ -173,12 +173,16 @@ class PostgresRepository:
 
     async def existing_ids(self, ids: Collection[str]) -> set[str]:
         """Which of `ids` are registered."""
+        return set(await self.tenants_of(ids))
+
+    async def tenants_of(self, ids: Collection[str]) -> dict[str, str]:
+        """Registered id → its tenant, for those of `ids` that are registered."""
         if not ids:
-            return set()
+            return {}
         rows = await self._ready().fetch(
-            "SELECT id FROM registry_twin WHERE id = ANY($1::text[])", list(ids)
+            "SELECT id, tenant FROM registry_twin WHERE id = ANY($1::text[])", list(ids)
         )
-        return {row["id"] for row in rows}
+        return {row["id"]: row["tenant"] for row in rows}
 
     async def change_twin(self, twin_id: str, mutate: TwinMutation, reason: str) -> TwinChange:
         """Lock the id, read, mutate, upsert, and record a status change."""

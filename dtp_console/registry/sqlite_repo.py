@@ -147,17 +147,21 @@ class SqliteRepository:
 
     async def existing_ids(self, ids: Collection[str]) -> set[str]:
         """Which of `ids` are registered."""
+        return set(await self.tenants_of(ids))
+
+    async def tenants_of(self, ids: Collection[str]) -> dict[str, str]:
+        """Registered id → its tenant, for those of `ids` that are registered."""
         wanted = list(dict.fromkeys(ids))
         if not wanted:
-            return set()
+            return {}
 
-        def _query(conn: sqlite3.Connection) -> set[str]:
-            found: set[str] = set()
+        def _query(conn: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
             for start in range(0, len(wanted), 500):  # stay under SQLite's variable limit
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                sql = f"SELECT id FROM registry_twin WHERE id IN ({marks})"  # noqa: S608
-                found.update(row[0] for row in conn.execute(sql, chunk))
+                sql = f"SELECT id, tenant FROM registry_twin WHERE id IN ({marks})"  # noqa: S608
+                found.update((row[0], row[1]) for row in conn.execute(sql, chunk))
             return found
 
         return await self._run(_query)
