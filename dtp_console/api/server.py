@@ -104,6 +104,7 @@ class ApiServer:
             queue_size=config.stream_queue,
             max_clients=config.max_stream_clients,
             owners=self._dependency_owners,
+            log=log,
         )
         self.stats = ApiStats()
         self._routes = RegistryRoutes(registry, max_body_bytes=config.max_body_bytes)

@@ -33,7 +33,7 @@ import orjson
 
 from dtp_console.api.tokens import Principal
 from dtp_console.api.visibility import flagged_dependencies_known, unknown_to
-from dtp_console.events import Bus, Event, ServiceUpdated, TwinDeleted, TwinUpdated
+from dtp_console.events import Bus, Event, OpsLog, ServiceUpdated, TwinDeleted, TwinUpdated
 from dtp_console.registry.model import TwinRecord
 
 __all__ = [
@@ -200,10 +200,12 @@ class StreamHub:
         queue_size: int,
         max_clients: int,
         owners: OwnerLookup | None = None,
+        log: OpsLog | None = None,
     ) -> None:
         """`owners` finds the tenants of dependencies; None: restricted tokens see all unknown."""
         self._bus = bus
         self._owners = owners
+        self._log = log
         self._boot = f"{time.time_ns() // 1_000_000:x}"
         self._seq = 0
         self._replay: deque[StreamEvent] = deque(maxlen=replay) if replay else deque(maxlen=0)
@@ -246,8 +248,17 @@ class StreamHub:
         self.stats.owner_lookups += 1
         try:
             return await self._owners(wanted)
-        except Exception:  # the hub must go on; counted, and it hides rather than reveals
+        except Exception as exc:  # the hub must go on: counted, logged, and it hides
             self.stats.owner_lookups_failed += 1
+            if self._log is not None:
+                why = (str(exc).splitlines() or [""])[0][:200]
+                self._log.limited(
+                    "WARN",
+                    "api:stream-owners",
+                    f"api: the stream cannot look up the tenants of dependencies "
+                    f"({type(exc).__name__}: {why}); tokens restricted to some tenants "
+                    "see those dependencies as unknown",
+                )
             return None
 
     def offer(self, event: Event, owners: Mapping[str, str] | None = None) -> StreamEvent | None:

@@ -12,7 +12,7 @@ import pytest
 from dtp_console.api.stream import OwnerLookup, StreamEvent, StreamHub
 from dtp_console.api.tokens import Principal
 from dtp_console.api.visibility import unknown_to, visible_to
-from dtp_console.events import Bus, TwinDeleted, TwinUpdated
+from dtp_console.events import Bus, LogLine, OpsLog, TwinDeleted, TwinUpdated
 from dtp_console.registry.model import Dependencies, TwinRecord
 
 _NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -49,10 +49,10 @@ def test_a_dependency_on_an_unseen_tenant_is_unknown_to_a_restricted_token() -> 
 
 
 async def _hub_run(
-    events: list[TwinUpdated | TwinDeleted], lookup: OwnerLookup
+    events: list[TwinUpdated | TwinDeleted], lookup: OwnerLookup, log: OpsLog | None = None
 ) -> tuple[StreamHub, list[StreamEvent]]:
     bus = Bus()
-    hub = StreamHub(bus, replay=10, queue_size=10, max_clients=10, owners=lookup)
+    hub = StreamHub(bus, replay=10, queue_size=10, max_clients=10, owners=lookup, log=log)
     attached = hub.attach(EVERYONE, None, None, lambda: None)
     assert attached is not None
     client, _ = attached
@@ -95,10 +95,15 @@ async def test_a_failed_lookup_is_counted_and_hides_every_dependency() -> None:
     async def lookup(_ids: Collection[str]) -> dict[str, str]:
         raise OSError("registry down")
 
-    hub, (item,) = await _hub_run([TwinUpdated(twin=_probe())], lookup)
+    log_bus = Bus()
+    lines = log_bus.subscribe()
+    hub, (item,) = await _hub_run([TwinUpdated(twin=_probe())], lookup, OpsLog(log_bus))
     assert _unknown(item.frame_for(PLANT_B)) == ["dt:lift", "dt:none", "dt:own"]
     assert _unknown(item.frame_for(EVERYONE)) == ["dt:none"]
     assert hub.stats.owner_lookups_failed == 1
+    (line,) = [e for e in lines.drain() if isinstance(e, LogLine)]
+    assert line.level == "WARN"
+    assert "OSError: registry down" in line.text
 
 
 @pytest.mark.parametrize("deps", [Dependencies(), Dependencies(static=["dt:none"])])
