@@ -112,8 +112,8 @@ PG_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
 )
 
-#: Creates (or migrates) a schema on a connection inside the locked transaction.
-Migration = Callable[[Any], Awaitable[None]]
+#: An async step on one connection: a schema migration, or a new connection's set-up.
+ConnectionStep = Callable[[Any], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +129,7 @@ class PoolSettings:
     """Connect timeout (s); None keeps asyncpg's (60 s)."""
     command_timeout: float | None = None
     """Default statement timeout (s); None: none."""
-    init: Migration | None = None
+    init: ConnectionStep | None = None
     """Run on every new connection (type codecs)."""
 
     def __repr__(self) -> str:
@@ -145,7 +145,7 @@ class PgOpenError(Exception):
         self.reason = reason
 
 
-async def open_pool(settings: PoolSettings, schema_lock: int, migrate: Migration) -> Any:
+async def open_pool(settings: PoolSettings, schema_lock: int, migrate: ConnectionStep) -> Any:
     """A connected pool whose schema `migrate` has created under advisory lock `schema_lock`.
 
     Raises `PgOpenError` (phase `connect` or `schema`, the reason from
