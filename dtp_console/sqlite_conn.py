@@ -6,8 +6,9 @@ is opened here with one set of PRAGMAs, so they cannot drift apart again:
 - `journal_mode=WAL`: readers (a `check`, the registry CLI, a second console)
   go on while one connection writes.
 - `busy_timeout=5000`: a writer that finds the file locked waits up to 5 s
-  (`BUSY_TIMEOUT_MS`), then fails with "database is locked". 5 s rather than
-  the registry's former 10 s: a waiting call holds its adapter's only
+  (`BUSY_TIMEOUT_MS`), then fails with "database is locked". 5 s (also what
+  Python's `sqlite3.connect` sets by default) rather than the registry's
+  former 10 s: a waiting call holds its adapter's only
   connection and a worker thread and cannot be cancelled (the thread must
   finish first), so this is the longest a shutdown or a cancelled request can
   stall on someone else's lock. It matches the stores' default shutdown drain
@@ -40,17 +41,13 @@ BUSY_TIMEOUT_MS = 5_000
 Synchronous = Literal["off", "normal", "full", "extra"]
 
 
-def connect_sqlite(
-    path: Path | str, *, synchronous: Synchronous = "normal", create_folder: bool = True
-) -> sqlite3.Connection:
+def connect_sqlite(path: Path | str, *, synchronous: Synchronous = "normal") -> sqlite3.Connection:
     """A connection to `path` (`:memory:` works) with the shared PRAGMAs applied.
 
-    Creates the file's folder unless `create_folder` is False. Blocking: call it in a
-    worker thread from async code. Raises `sqlite3.Error` / `OSError`; the connection
-    is closed when a PRAGMA fails.
+    Creates the file's folder. Blocking: call it in a worker thread from async code.
+    Raises `sqlite3.Error` / `OSError`; the connection is closed when a PRAGMA fails.
     """
-    memory = str(path) == ":memory:"
-    if create_folder and not memory:
+    if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     try:
