@@ -15,6 +15,13 @@ p50/p99/max, frames delivered and clients cut off. Never gates anything.
 
     .venv/bin/python bench/bench_sse.py                      # 50 subscribers, 200/s, 10 s
     .venv/bin/python bench/bench_sse.py --seconds 5 --subscribers 10
+    .venv/bin/python bench/bench_sse.py --restricted   # per-token dependency flags
+
+`--restricted`: every written twin depends on a twin of another tenant (and on
+one that does not exist), and the subscribers' token sees only the writer's
+tenant, so each event costs the hub a dependency-owner lookup and one more
+encoding (shared by all subscribers of that grant set): the worst case of the
+per-token `unknown_dependencies` view.
 """
 
 from __future__ import annotations
@@ -42,12 +49,13 @@ from dtp_console.api.server import ApiServer
 from dtp_console.api.tokens import hash_token
 from dtp_console.events import Bus
 from dtp_console.registry.config import RegistryConfig
-from dtp_console.registry.model import TwinSpec
+from dtp_console.registry.model import Dependencies, TwinSpec
 from dtp_console.registry.runner import open_registry
 from dtp_console.registry.service import RegistryService
 
 RESULTS = Path(__file__).parent / "results" / "bench_sse.json"
 TOKEN = "test-bench-token"
+RESTRICTED_TOKEN = "test-bench-token-plant-a"
 
 
 def _cpu() -> float:
@@ -56,7 +64,7 @@ def _cpu() -> float:
 
 
 async def _writes(
-    service: RegistryService, rate: float, seconds: float, tag: str
+    service: RegistryService, rate: float, seconds: float, tag: str, deps: Dependencies
 ) -> dict[str, Any]:
     """Register `rate` changes/s for `seconds`; each call's latency (ms)."""
     latencies: list[float] = []
@@ -76,6 +84,7 @@ async def _writes(
             name=f"bench {n % 100}",
             tenant="plant-a",
             metadata={"domain": ["bench"], "phase": tag, "n": n},
+            dependencies=deps,
         )
         t0 = time.perf_counter()
         await service.register(spec)
@@ -96,7 +105,15 @@ async def _console(args: argparse.Namespace) -> dict[str, Any]:
     bus = Bus()
     api = ApiConfig(
         listen="127.0.0.1:0",
-        tokens=[ApiToken(label="bench", hash=hash_token(TOKEN), role="viewer", tenants=["*"])],
+        tokens=[
+            ApiToken(label="bench", hash=hash_token(TOKEN), role="viewer", tenants=["*"]),
+            ApiToken(
+                label="bench-a",
+                hash=hash_token(RESTRICTED_TOKEN),
+                role="viewer",
+                tenants=["plant-a"],
+            ),
+        ],
         max_stream_clients=max(200, args.subscribers),
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,9 +121,15 @@ async def _console(args: argparse.Namespace) -> dict[str, Any]:
         async with open_registry(config, bus) as service:
             server = ApiServer(api, bus=bus, registry=lambda: service)
             async with server:
-                await _writes(service, args.rate, 1.0, "warmup")
+                deps = Dependencies()
+                if args.restricted:
+                    shared = TwinSpec(id="dt:Shared", name="shared", tenant="shared")
+                    await service.register(shared)
+                    deps = Dependencies(static=["dt:Shared", "dt:Nope"])
+                await _writes(service, args.rate, 1.0, "warmup", deps)
                 results: dict[str, Any] = {
-                    "baseline": await _writes(service, args.rate, args.seconds, "a")
+                    "restricted": args.restricted,
+                    "baseline": await _writes(service, args.rate, args.seconds, "a", deps),
                 }
                 expected = int(args.rate * args.seconds)
                 child = await asyncio.create_subprocess_exec(
@@ -118,6 +141,7 @@ async def _console(args: argparse.Namespace) -> dict[str, Any]:
                     str(args.subscribers),
                     "--expect",
                     str(expected),
+                    *(["--restricted"] if args.restricted else []),
                     stdout=subprocess.PIPE,
                 )
                 assert child.stdout is not None
@@ -127,13 +151,16 @@ async def _console(args: argparse.Namespace) -> dict[str, Any]:
                     while server.hub.stats.clients < args.subscribers:  # noqa: ASYNC110
                         await asyncio.sleep(0.05)
                 before = server.hub.stats.delivered
-                fanout = await _writes(service, args.rate, args.seconds, "b")
+                fanout = await _writes(service, args.rate, args.seconds, "b", deps)
                 out, _ = await asyncio.wait_for(child.communicate(), 120)
                 fanout.update(json.loads(out.decode().strip().splitlines()[-1]))
                 fanout["frames_written"] = server.hub.stats.delivered - before
                 fanout["cut_off"] = server.hub.stats.cut_off
                 results["fanout"] = fanout
-                results["baseline_again"] = await _writes(service, args.rate, args.seconds, "c")
+                fanout["owner_lookups"] = server.hub.stats.owner_lookups
+                results["baseline_again"] = await _writes(
+                    service, args.rate, args.seconds, "c", deps
+                )
     base = (results["baseline"]["write_p99_ms"] + results["baseline_again"]["write_p99_ms"]) / 2
     results["write_p99_ratio_fanout_vs_baseline"] = round(
         results["fanout"]["write_p99_ms"] / base, 2
@@ -145,10 +172,16 @@ async def _console(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _subscribe(
-    session: aiohttp.ClientSession, url: str, expect: int, latencies: list[float], deadline: float
+    session: aiohttp.ClientSession,
+    url: str,
+    expect: int,
+    latencies: list[float],
+    deadline: float,
+    token: str,
+    hidden: list[int],
 ) -> int:
     got = 0
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+    headers = {"Authorization": f"Bearer {token}"}
     async with session.get(url + "/api/portal/stream", headers=headers) as resp:
         buffer = b""
         while got < expect and time.monotonic() < deadline:
@@ -165,19 +198,26 @@ async def _subscribe(
             for frame in frames:
                 for line in frame.split(b"\n"):
                     if line.startswith(b"data: "):
-                        latencies.append((now - orjson.loads(line[6:])["ts"]) * 1000)
+                        doc = orjson.loads(line[6:])
+                        latencies.append((now - doc["ts"]) * 1000)
                         got += 1
+                        if "dt:Shared" in doc["twin"]["unknown_dependencies"]:
+                            hidden.append(1)
     return got
 
 
 async def _subscriber(args: argparse.Namespace) -> None:
     latencies: list[float] = []
+    hidden: list[int] = []
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         deadline = time.monotonic() + 300
+        token = RESTRICTED_TOKEN if args.restricted else TOKEN
         tasks = [
             asyncio.create_task(
-                _subscribe(session, args.subscriber, args.expect, latencies, deadline)
+                _subscribe(
+                    session, args.subscriber, args.expect, latencies, deadline, token, hidden
+                )
             )
             for _ in range(args.subscribers)
         ]
@@ -190,6 +230,7 @@ async def _subscriber(args: argparse.Namespace) -> None:
                 "subscribers": args.subscribers,
                 "events_received": sum(received),
                 "events_expected": args.expect * args.subscribers,
+                "events_with_shared_hidden": len(hidden),
                 "delivery_p50_ms": round(percentile(latencies, 50), 2),
                 "delivery_p99_ms": round(percentile(latencies, 99), 2),
                 "delivery_max_ms": round(max(latencies, default=float("nan")), 2),
@@ -204,6 +245,11 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=50)
     parser.add_argument("--rate", type=float, default=200.0, help="registry changes per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase")
+    parser.add_argument(
+        "--restricted",
+        action="store_true",
+        help="twins depend on another tenant's twin; subscribers see one tenant",
+    )
     parser.add_argument("--subscriber", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--expect", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()

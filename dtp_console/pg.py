@@ -4,18 +4,36 @@
 takes; `plaintext_warning()` says when a password may travel unverified to a
 remote host; `describe_pg_error()` is the one line an operator sees — none of
 them ever contains the DSN (at most `host:port/db`).
+
+`open_pool()` is the one way a pool is opened: connect, then run the caller's
+schema creation in a transaction holding a transaction-scoped advisory lock on
+the caller's key (two consoles starting at once do not race on the catalog),
+and close the pool again when that fails. `PG_ERRORS` are what a connection can
+raise; callers turn them into their own error with `describe_pg_error()`.
 """
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 from dtp_console.urls import DsnError, parse_pg_dsn
 
-__all__ = ["describe_pg_error", "effective_sslmode", "plaintext_warning", "ssl_argument"]
+__all__ = [
+    "PG_ERRORS",
+    "PgOpenError",
+    "PoolSettings",
+    "describe_pg_error",
+    "effective_sslmode",
+    "open_pool",
+    "plaintext_warning",
+    "ssl_argument",
+]
 
 #: Modes that send the password without checking who receives it.
 _UNVERIFIED = frozenset({"disable", "allow", "prefer", "require"})
@@ -82,3 +100,82 @@ def describe_pg_error(exc: BaseException) -> str:
     if isinstance(exc, asyncpg.InterfaceError):
         return f"connection lost: {str(exc).splitlines()[0] if str(exc) else 'interface error'}"
     return type(exc).__name__
+
+
+#: What connecting or a statement can raise. `ValueError` is asyncpg's DSN parser, whose
+#: text may hold part of the password: never show `{exc}`, use `describe_pg_error()`.
+PG_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    ValueError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+
+#: An async step on one connection: a schema migration, or a new connection's set-up.
+ConnectionStep = Callable[[Any], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """How to open one asyncpg pool (the DSN is a secret: never shown)."""
+
+    dsn: str
+    sslmode: str | None = None
+    ca_file: Path | None = None
+    min_size: int = 1
+    max_size: int = 10
+    timeout: float | None = None
+    """Connect timeout (s); None keeps asyncpg's (60 s)."""
+    command_timeout: float | None = None
+    """Default statement timeout (s); None: none."""
+    init: ConnectionStep | None = None
+    """Run on every new connection (type codecs)."""
+
+    def __repr__(self) -> str:
+        return "PoolSettings(<dsn masked>)"
+
+
+class PgOpenError(Exception):
+    """Opening a pool failed; `phase` is `connect` or `schema`, the text has no DSN."""
+
+    def __init__(self, phase: str, reason: str) -> None:
+        super().__init__(reason)
+        self.phase = phase
+        self.reason = reason
+
+
+async def open_pool(settings: PoolSettings, schema_lock: int, migrate: ConnectionStep) -> Any:
+    """A connected pool whose schema `migrate` has created under advisory lock `schema_lock`.
+
+    Raises `PgOpenError` (phase `connect` or `schema`, the reason from
+    `describe_pg_error`) for a driver error and closes the pool when the schema fails;
+    the SSL context's `OSError` for an unreadable CA file counts as `connect`.
+    """
+    extra: dict[str, Any] = {}
+    if settings.timeout is not None:
+        extra["timeout"] = settings.timeout
+    if settings.command_timeout is not None:
+        extra["command_timeout"] = settings.command_timeout
+    try:
+        pool = await asyncpg.create_pool(
+            settings.dsn,
+            min_size=settings.min_size,
+            max_size=settings.max_size,
+            init=settings.init,
+            ssl=ssl_argument(settings.sslmode, settings.ca_file),
+            **extra,
+        )
+    except PG_ERRORS as exc:
+        raise PgOpenError("connect", describe_pg_error(exc)) from None
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", schema_lock)
+            await migrate(conn)
+    except PG_ERRORS as exc:
+        await pool.close()
+        raise PgOpenError("schema", describe_pg_error(exc)) from None
+    except BaseException:
+        await pool.close()
+        raise
+    return pool

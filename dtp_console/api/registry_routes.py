@@ -4,7 +4,8 @@ Bodies are validated with the registry's own models (`TwinFile` and its
 normalisation, `Interfaces`, `Dependencies`, `ServiceSpec`), so the routes,
 the CLI and twin files agree on every rule. A token sees only its tenants: a
 twin of another tenant is a 404 by id and absent from lists; writing into a
-tenant it lacks is a 403.
+tenant it lacks is a 403; a dependency on it is reported unknown
+(`api.visibility`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dtp_console.api.http import ApiError, json_response, read_object, validation_error
 from dtp_console.api.tokens import Principal
+from dtp_console.api.visibility import flagged_dependencies_known, visible_to
 from dtp_console.registry.errors import (
     IllegalTransitionError,
     RegistryError,
@@ -126,6 +128,17 @@ class RegistryRoutes:
             raise ApiError(404, f"no twin {twin_id!r} is registered")
         return twin
 
+    @staticmethod
+    async def _seen(
+        service: RegistryService, principal: Principal, twins: list[TwinRecord]
+    ) -> list[dict[str, Any]]:
+        """Flagged twins as JSON, dependencies of tenants the token cannot see as unknown."""
+        if principal.all_tenants:
+            return [twin_json(t) for t in twins]
+        known = {dep for twin in twins for dep in flagged_dependencies_known(twin)}
+        owners = await _guard(service.tenants_of(known)) if known else {}
+        return [twin_json(visible_to(principal, t, owners)) for t in twins]
+
     # -- twins ------------------------------------------------------------------------
 
     async def upsert_twin(self, request: web.Request) -> web.Response:
@@ -143,8 +156,9 @@ class RegistryRoutes:
         if existing is not None and not principal.sees(existing.tenant):
             raise ApiError(409, f"twin id {spec.id!r} is registered by another tenant")
         result = await _guard(service.register(spec, reason=f"api: {principal.label}"))
+        (shown,) = await self._seen(service, principal, [result.twin])
         body_out = {
-            "twin": twin_json(result.twin),
+            "twin": shown,
             "created": result.created,
             "changed": result.changed,
         }
@@ -161,8 +175,8 @@ class RegistryRoutes:
         status = cast("TwinStatus | None", status_text)
         service = self._service()
         twins = await _guard(service.list_twins(tenant=tenant, status=status))
-        visible = [twin_json(t) for t in twins if principal.sees(t.tenant)]
-        return json_response(200, {"twins": visible})
+        visible = [t for t in twins if principal.sees(t.tenant)]
+        return json_response(200, {"twins": await self._seen(service, principal, visible)})
 
     async def get_twin(self, request: web.Request) -> web.Response:
         """One twin and its status history."""
@@ -171,10 +185,11 @@ class RegistryRoutes:
         service = self._service()
         twin = await self._visible_twin(service, principal, twin_id)
         history = await _guard(service.history(twin_id))
+        (shown,) = await self._seen(service, principal, [twin])
         return json_response(
             200,
             {
-                "twin": twin_json(twin),
+                "twin": shown,
                 "status_history": [h.model_dump(mode="json") for h in history],
             },
         )
@@ -208,7 +223,8 @@ class RegistryRoutes:
         if patch.status is not None:
             twin = await _guard(service.set_status(twin_id, patch.status, reason=why))
         assert twin is not None
-        return json_response(200, {"twin": twin_json(twin)})
+        (shown,) = await self._seen(service, principal, [twin])
+        return json_response(200, {"twin": shown})
 
     async def delete_twin(self, request: web.Request) -> web.Response:
         """`?soft=true`: deprecate; otherwise remove the twin and its history."""
@@ -224,9 +240,10 @@ class RegistryRoutes:
         why = f"api: {principal.label}"
         if soft:
             twin = await _guard(service.deprecate(twin_id, reason=why))
-        else:
-            twin = await _guard(service.delete(twin_id, reason=why))
-        return json_response(200, {"twin": twin_json(twin), "deleted": "soft" if soft else "hard"})
+            (shown,) = await self._seen(service, principal, [twin])
+        else:  # the removed record is not flagged (see `api.visibility`): shown as it is
+            shown = twin_json(await _guard(service.delete(twin_id, reason=why)))
+        return json_response(200, {"twin": shown, "deleted": "soft" if soft else "hard"})
 
     # -- services ---------------------------------------------------------------------
 

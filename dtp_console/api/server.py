@@ -17,7 +17,7 @@ import errno
 import importlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,11 +97,14 @@ class ApiServer:
         self._record = record_event
         self._log = log
         self._tokens = TokenTable(config.tokens)
+        self._registry = registry
         self.hub = StreamHub(
             bus,
             replay=config.stream_replay,
             queue_size=config.stream_queue,
             max_clients=config.max_stream_clients,
+            owners=self._dependency_owners,
+            log=log,
         )
         self.stats = ApiStats()
         self._routes = RegistryRoutes(registry, max_body_bytes=config.max_body_bytes)
@@ -323,6 +326,11 @@ class ApiServer:
 
     # -- the stream ---------------------------------------------------------------------
 
+    async def _dependency_owners(self, ids: Collection[str]) -> dict[str, str]:
+        """The hub's lookup: registered id → tenant (nothing while no registry runs)."""
+        service = self._registry()
+        return {} if service is None else await service.tenants_of(ids)
+
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         principal = principal_of(request)
         tenant = request.query.get("tenant") or None
@@ -351,7 +359,8 @@ class ApiServer:
             opening = b"retry: %d\n: dtp-console stream\n\n" % _RETRY_MS
             if resume.gap:
                 opening += b'event: stream.gap\ndata: {"resync": true}\n\n'
-            await response.write(opening + b"".join(e.frame for e in resume.backlog))
+            backlog = [e.frame_for(principal) for e in resume.backlog]
+            await response.write(opening + b"".join(backlog))
             self.hub.stats.delivered += len(resume.backlog)
             queue = client.queue
             loop = asyncio.get_running_loop()
@@ -372,13 +381,13 @@ class ApiServer:
                     continue
                 if item is None:
                     break
-                frames = [item.frame]
+                frames = [item.frame_for(principal)]
                 while not queue.empty():
                     more = queue.get_nowait()
                     if more is None:
                         client.cut = True  # the server is stopping: write what came before
                         break
-                    frames.append(more.frame)
+                    frames.append(more.frame_for(principal))
                 await response.write(b"".join(frames))
                 beat_at = loop.time() + heartbeat
                 self.hub.stats.delivered += len(frames)

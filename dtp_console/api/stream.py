@@ -7,6 +7,14 @@ client whose token sees the event's tenant. Offering never waits: each client
 has a bounded queue, and a client whose queue is full is cut off (counted)
 instead of slowing the hub, the registry or the other clients.
 
+One part of a twin event depends on the reader: `unknown_dependencies` must
+not tell a token restricted to some tenants that an id exists in another
+(`api.visibility`). So for each batch it reads, the hub looks up the tenants
+of the dependencies the registry found (one query, none when no event has
+such a dependency), and an event whose answer differs per reader is encoded
+once more per distinct answer on first delivery, cached per grant set; every
+other event and every all-tenant token get the one shared frame.
+
 Event ids are `<boot>-<seq>`: `boot` changes with every process, so an id from
 an earlier run is recognised as unresumable rather than misread as a position.
 """
@@ -17,16 +25,28 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from dtp_console.api.tokens import Principal
-from dtp_console.events import Bus, Event, ServiceUpdated, TwinDeleted, TwinUpdated
+from dtp_console.api.visibility import flagged_dependencies_known, unknown_to
+from dtp_console.events import Bus, Event, OpsLog, ServiceUpdated, TwinDeleted, TwinUpdated
+from dtp_console.registry.model import TwinRecord
 
-__all__ = ["StreamClient", "StreamEvent", "StreamHub", "StreamStats", "encode_event"]
+__all__ = [
+    "OwnerLookup",
+    "StreamClient",
+    "StreamEvent",
+    "StreamHub",
+    "StreamStats",
+    "encode_event",
+]
+
+#: Registered twin id → tenant for the given ids (`RegistryService.tenants_of`).
+OwnerLookup = Callable[[Collection[str]], Awaitable[dict[str, str]]]
 
 #: Events the bus subscription may hold before the hub reads them (it reads continuously).
 _BUS_QUEUE = 20_000
@@ -34,13 +54,38 @@ _BUS_QUEUE = 20_000
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """One encoded change: its sequence number, tenant and SSE frame."""
+    """One encoded change: its sequence number, tenant and SSE frame(s)."""
 
     seq: int
     tenant: str
     frame: bytes
+    """The frame as the registry tells it (what an all-tenant token gets)."""
     created: float = field(default_factory=time.monotonic)
     """Monotonic time the hub encoded it (delivery latency is measured from here)."""
+    twin: TwinRecord | None = None
+    """The flagged twin when its dependency flags depend on the reader; None: one frame."""
+    owners: Mapping[str, str] | None = None
+    """Tenant of each dependency the registry found (None: the lookup failed: all hidden)."""
+    body: dict[str, Any] | None = None
+    """The JSON body of `frame` (kept only with `twin`, to re-encode it)."""
+    views: dict[frozenset[str], bytes] = field(default_factory=dict, compare=False, repr=False)
+    """Frame per grant set, made on first delivery."""
+
+    def frame_for(self, principal: Principal) -> bytes:
+        """The frame as `principal` may read it (`api.visibility`)."""
+        if self.twin is None or self.body is None or principal.all_tenants:
+            return self.frame
+        view = self.views.get(principal.tenants)
+        if view is None:
+            unknown = unknown_to(principal, self.twin, self.owners)
+            if unknown == self.twin.unknown_dependencies:
+                view = self.frame
+            else:
+                twin = {**self.body["twin"], "unknown_dependencies": unknown}
+                head = self.frame[: self.frame.index(b"\ndata: ") + 1]
+                view = head + b"data: %s\n\n" % orjson.dumps({**self.body, "twin": twin})
+            self.views[principal.tenants] = view
+        return view
 
 
 @dataclass(slots=True)
@@ -57,8 +102,20 @@ class StreamStats:
     """Clients refused because `max_stream_clients` were connected."""
     bus_dropped: int = 0
     """Bus events the hub's own subscription lost (it fell behind the bus)."""
+    owner_lookups: int = 0
+    """Registry queries for the tenants of twins' dependencies (one per batch that needs it)."""
+    owner_lookups_failed: int = 0
+    """Of those, failed: restricted tokens then see every dependency of the batch as unknown."""
     clients: int = 0
     """Clients connected now."""
+
+
+def _reader_dependent(event: Event) -> TwinRecord | None:
+    """The flagged twin of an event whose dependency flags may differ per reader."""
+    if isinstance(event, TwinUpdated) or (isinstance(event, TwinDeleted) and not event.hard):
+        # A hard delete's record was never flagged (`api.visibility`): the same for all.
+        return event.twin if flagged_dependencies_known(event.twin) else None
+    return None
 
 
 def encode_event(event: Event) -> tuple[str, str, dict[str, Any]] | None:
@@ -135,8 +192,20 @@ class Resume:
 class StreamHub:
     """Bus → encoded frames → replay buffer and bounded per-client queues."""
 
-    def __init__(self, bus: Bus, *, replay: int, queue_size: int, max_clients: int) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        replay: int,
+        queue_size: int,
+        max_clients: int,
+        owners: OwnerLookup | None = None,
+        log: OpsLog | None = None,
+    ) -> None:
+        """`owners` finds the tenants of dependencies; None: restricted tokens see all unknown."""
         self._bus = bus
+        self._owners = owners
+        self._log = log
         self._boot = f"{time.time_ns() // 1_000_000:x}"
         self._seq = 0
         self._replay: deque[StreamEvent] = deque(maxlen=replay) if replay else deque(maxlen=0)
@@ -153,10 +222,10 @@ class StreamHub:
         subscription = self._subscription
         try:
             while True:
-                event = await subscription.get()
-                self.offer(event)
-                for more in subscription.drain():
-                    self.offer(more)
+                batch = [await subscription.get(), *subscription.drain()]
+                owners = await self._lookup_owners(batch)
+                for event in batch:
+                    self.offer(event, owners)
                 self.stats.bus_dropped = subscription.dropped
         finally:
             subscription.close()
@@ -165,8 +234,39 @@ class StreamHub:
             self._clients.clear()
             self.stats.clients = 0
 
-    def offer(self, event: Event) -> StreamEvent | None:
-        """Encode a bus event (if it is a change), buffer it and fan it out."""
+    async def _lookup_owners(self, batch: list[Event]) -> dict[str, str] | None:
+        """Tenants of the dependencies the batch's twins were found to have (one query)."""
+        wanted = set()
+        for event in batch:
+            twin = _reader_dependent(event)
+            if twin is not None:
+                wanted |= flagged_dependencies_known(twin)
+        if not wanted:
+            return {}
+        if self._owners is None:
+            return None
+        self.stats.owner_lookups += 1
+        try:
+            return await self._owners(wanted)
+        except Exception as exc:  # the hub must go on: counted, logged, and it hides
+            self.stats.owner_lookups_failed += 1
+            if self._log is not None:
+                why = (str(exc).splitlines() or [""])[0][:200]
+                self._log.limited(
+                    "WARN",
+                    "api:stream-owners",
+                    f"api: the stream cannot look up the tenants of dependencies "
+                    f"({type(exc).__name__}: {why}); tokens restricted to some tenants "
+                    "see those dependencies as unknown",
+                )
+            return None
+
+    def offer(self, event: Event, owners: Mapping[str, str] | None = None) -> StreamEvent | None:
+        """Encode a bus event (if it is a change), buffer it and fan it out.
+
+        `owners`: the tenants of its twin's dependencies (from `_lookup_owners`); None
+        shows a token restricted to some tenants every dependency as unknown.
+        """
         encoded = encode_event(event)
         if encoded is None:
             return None
@@ -179,7 +279,11 @@ class StreamHub:
             kind.encode(),
             data,
         )
-        item = StreamEvent(self._seq, tenant, frame)
+        twin = _reader_dependent(event)
+        if twin is None:
+            item = StreamEvent(self._seq, tenant, frame)
+        else:
+            item = StreamEvent(self._seq, tenant, frame, twin=twin, owners=owners, body=body)
         self._replay.append(item)
         self.stats.events += 1
         for client in list(self._clients):

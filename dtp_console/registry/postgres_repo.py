@@ -1,10 +1,10 @@
 """The PostgreSQL repository (asyncpg): JSONB documents, a status history table.
 
-The schema is created idempotently (under an advisory lock, so two consoles
-starting at once do not race on the catalog). Each write takes a transaction-
-scoped advisory lock on its id, reads, applies the caller's pure mutation and
-writes with `INSERT … ON CONFLICT DO UPDATE`: concurrent registrations of one
-id end in one row and a correct history.
+The schema is created idempotently by `dtp_console.pg.open_pool` (under an
+advisory lock, so two consoles starting at once do not race on the catalog).
+Each write takes a transaction-scoped advisory lock on its id, reads, applies
+the caller's pure mutation and writes with `INSERT … ON CONFLICT DO UPDATE`:
+concurrent registrations of one id end in one row and a correct history.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
-from dtp_console.pg import describe_pg_error, ssl_argument
+from dtp_console.pg import PgOpenError, PoolSettings, open_pool
 from dtp_console.registry.errors import RegistryError
 from dtp_console.registry.lifecycle import TwinStatus
 from dtp_console.registry.model import ServiceRecord, StatusChange, TwinRecord
@@ -94,6 +92,10 @@ ON CONFLICT (id) DO UPDATE SET
 """  # noqa: S608 - column names are constants
 
 
+async def _create_schema(conn: Any) -> None:
+    await conn.execute(_SCHEMA)
+
+
 async def _init_connection(conn: Any) -> None:
     await conn.set_type_codec(
         "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
@@ -112,11 +114,14 @@ class PostgresRepository:
         sslmode: str | None = None,
         ca_file: Path | None = None,
     ) -> None:
-        self._dsn = dsn
-        self._min_size = min_size
-        self._max_size = max_size
-        self._sslmode = sslmode
-        self._ca_file = ca_file
+        self._settings = PoolSettings(
+            dsn,
+            sslmode=sslmode,
+            ca_file=ca_file,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+        )
         self._pool: Any = None
 
     def __repr__(self) -> str:
@@ -127,31 +132,11 @@ class PostgresRepository:
         if self._pool is not None:
             return
         try:
-            pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=self._min_size,
-                max_size=self._max_size,
-                init=_init_connection,
-                ssl=ssl_argument(self._sslmode, self._ca_file),
-            )
-        except (
-            OSError,
-            TimeoutError,
-            ValueError,  # asyncpg's DSN parser: its text may hold part of the password
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-        ) as exc:
-            # Never `{exc}`: asyncpg's messages can quote the DSN.
-            msg = f"cannot connect to the registry's PostgreSQL: {describe_pg_error(exc)}"
+            self._pool = await open_pool(self._settings, _SCHEMA_LOCK, _create_schema)
+        except PgOpenError as exc:
+            what = "connect to" if exc.phase == "connect" else "create the schema of"
+            msg = f"cannot {what} the registry's PostgreSQL: {exc.reason}"
             raise RegistryError(msg) from None
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-                await conn.execute(_SCHEMA)
-        except BaseException:
-            await pool.close()
-            raise
-        self._pool = pool
 
     async def close(self) -> None:
         """Close the pool."""
@@ -188,12 +173,16 @@ class PostgresRepository:
 
     async def existing_ids(self, ids: Collection[str]) -> set[str]:
         """Which of `ids` are registered."""
+        return set(await self.tenants_of(ids))
+
+    async def tenants_of(self, ids: Collection[str]) -> dict[str, str]:
+        """Registered id → its tenant, for those of `ids` that are registered."""
         if not ids:
-            return set()
+            return {}
         rows = await self._ready().fetch(
-            "SELECT id FROM registry_twin WHERE id = ANY($1::text[])", list(ids)
+            "SELECT id, tenant FROM registry_twin WHERE id = ANY($1::text[])", list(ids)
         )
-        return {row["id"] for row in rows}
+        return {row["id"]: row["tenant"] for row in rows}
 
     async def change_twin(self, twin_id: str, mutate: TwinMutation, reason: str) -> TwinChange:
         """Lock the id, read, mutate, upsert, and record a status change."""

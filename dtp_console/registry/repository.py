@@ -83,6 +83,9 @@ class TwinRepository(Protocol):
     async def existing_ids(self, ids: Collection[str]) -> set[str]:
         """Which of `ids` are registered."""
 
+    async def tenants_of(self, ids: Collection[str]) -> dict[str, str]:
+        """Registered id → its tenant, for those of `ids` that are registered."""
+
     async def change_twin(self, twin_id: str, mutate: TwinMutation, reason: str) -> TwinChange:
         """Apply `mutate` to the twin atomically; history gets `reason` on a status change."""
 

@@ -160,6 +160,15 @@ class RegistryService:
         """Twins ordered by id (flagged), optionally of one tenant and/or status."""
         return await self._flag(await self.repository.list_twins(tenant=tenant, status=status))
 
+    async def tenants_of(self, ids: Iterable[str]) -> dict[str, str]:
+        """Registered twin id → its tenant, for those of `ids` that are registered.
+
+        What a caller restricted to some tenants needs to report a dependency on
+        another tenant's twin as unknown (the API does, per token).
+        """
+        wanted = set(ids)
+        return await self.repository.tenants_of(wanted) if wanted else {}
+
     async def history(self, twin_id: str) -> list[StatusChange]:
         """The twin's status changes, oldest first."""
         return await self.repository.status_history(twin_id)

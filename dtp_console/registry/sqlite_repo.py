@@ -24,6 +24,7 @@ from dtp_console.registry.repository import (
     TwinChange,
     TwinMutation,
 )
+from dtp_console.sqlite_conn import connect_sqlite
 
 __all__ = ["SqliteRepository"]
 
@@ -90,13 +91,12 @@ class SqliteRepository:
             self._conn = await asyncio.to_thread(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
-        if str(self.path) != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 10000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.executescript(_SCHEMA)
+        conn = connect_sqlite(self.path)
+        try:
+            conn.executescript(_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     async def close(self) -> None:
@@ -147,17 +147,21 @@ class SqliteRepository:
 
     async def existing_ids(self, ids: Collection[str]) -> set[str]:
         """Which of `ids` are registered."""
+        return set(await self.tenants_of(ids))
+
+    async def tenants_of(self, ids: Collection[str]) -> dict[str, str]:
+        """Registered id → its tenant, for those of `ids` that are registered."""
         wanted = list(dict.fromkeys(ids))
         if not wanted:
-            return set()
+            return {}
 
-        def _query(conn: sqlite3.Connection) -> set[str]:
-            found: set[str] = set()
+        def _query(conn: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
             for start in range(0, len(wanted), 500):  # stay under SQLite's variable limit
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                sql = f"SELECT id FROM registry_twin WHERE id IN ({marks})"  # noqa: S608
-                found.update(row[0] for row in conn.execute(sql, chunk))
+                sql = f"SELECT id, tenant FROM registry_twin WHERE id IN ({marks})"  # noqa: S608
+                found.update((row[0], row[1]) for row in conn.execute(sql, chunk))
             return found
 
         return await self._run(_query)

@@ -45,6 +45,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from dtp_console.backoff import Backoff
 from dtp_console.events import OpsLog
+from dtp_console.sqlite_conn import connect_sqlite
 from dtp_console.stores.codec import decode_many, encode_many
 from dtp_console.stores.spool import SpoolStats, reason_of, sleep_until
 
@@ -268,13 +269,10 @@ class DiskSpool(Generic[_T]):
         """`open()` in the calling thread (the start-up check uses it)."""
         torn = wal_torn(self.path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn = connect_sqlite(self.path, synchronous=self._sync)
         except (OSError, sqlite3.Error) as exc:
             raise SpoolDiskError(f"{self.path}: {_why(exc)}") from None
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._sync.upper()}")
             conn.executescript(_SCHEMA)
             conn.execute("BEGIN IMMEDIATE")  # proves the file is writable now
             conn.execute("COMMIT")

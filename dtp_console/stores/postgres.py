@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from dtp_console.pg import describe_pg_error, ssl_argument
+from dtp_console.pg import PG_ERRORS, PgOpenError, PoolSettings, describe_pg_error, open_pool
 from dtp_console.stores.config import PostgresConfig
 from dtp_console.stores.protocols import StoreError
 from dtp_console.stores.records import EventRecord, Observation, Severity, Signal
@@ -119,13 +119,7 @@ class PostgresStore:
             yield
         except StoreError:
             raise
-        except (
-            OSError,
-            TimeoutError,
-            ValueError,  # asyncpg's DSN parser; its text may echo the password
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-        ) as exc:
+        except PG_ERRORS as exc:  # never `{exc}`: asyncpg's text may echo the DSN
             msg = f"postgres {what}: {describe_pg_error(exc)}"
             raise StoreError(msg) from None
 
@@ -134,37 +128,33 @@ class PostgresStore:
         async with self._open_lock:
             if self._pool is not None:
                 return
-            async with self._errors("connect"):
-                pool = await asyncpg.create_pool(
-                    self._dsn,
-                    ssl=ssl_argument(self._config.sslmode, self._config.ca_file),
-                    min_size=1,
-                    max_size=self._config.pool_size,
-                    timeout=self._config.connect_timeout_s,
-                    command_timeout=max(30.0, self._config.connect_timeout_s),
-                )
+            settings = PoolSettings(
+                self._dsn,
+                sslmode=self._config.sslmode,
+                ca_file=self._config.ca_file,
+                max_size=self._config.pool_size,
+                timeout=self._config.connect_timeout_s,
+                command_timeout=max(30.0, self._config.connect_timeout_s),
+            )
             try:
-                async with self._errors("schema"):
-                    await self._create_schema(pool)
-            except BaseException:
-                await pool.close()
-                raise
-            self._pool = pool
+                self._pool = await open_pool(settings, _SCHEMA_LOCK, self._create_schema)
+            except PgOpenError as exc:
+                msg = f"postgres {exc.phase}: {exc.reason}"
+                raise StoreError(msg) from None
 
-    async def _create_schema(self, pool: Any) -> None:
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-            try:
-                async with conn.transaction():  # a savepoint: a failure here is not fatal
-                    await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-                timescale = True
-            except _NO_TIMESCALE:
-                timescale = False
-            await conn.execute(_TABLES)
-            if timescale:
-                await conn.execute(_HYPERTABLE)
-            else:
-                await conn.execute(_PLAIN_INDEX)
+    async def _create_schema(self, conn: Any) -> None:
+        """The tables (in `open_pool`'s locked transaction); Timescale when it can be had."""
+        try:
+            async with conn.transaction():  # a savepoint: a failure here is not fatal
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            timescale = True
+        except _NO_TIMESCALE:
+            timescale = False
+        await conn.execute(_TABLES)
+        if timescale:
+            await conn.execute(_HYPERTABLE)
+        else:
+            await conn.execute(_PLAIN_INDEX)
         self.timescale = timescale
 
     async def close(self) -> None:

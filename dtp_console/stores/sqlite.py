@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from dtp_console.sqlite_conn import connect_sqlite
 from dtp_console.stores.protocols import StoreError
 from dtp_console.stores.records import EventRecord, Observation, Severity, Signal
 
@@ -120,12 +121,8 @@ class SqliteStore:
                 self._conn = await self._guard(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn = connect_sqlite(self.path)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
             conn.executescript(_SCHEMA)
             _migrate(conn)
         except BaseException:

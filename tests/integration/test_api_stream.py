@@ -96,6 +96,35 @@ async def test_a_token_never_sees_another_tenants_events(tmp_path: Path) -> None
     assert status == 403
 
 
+async def test_the_stream_hides_dependencies_on_twins_of_tenants_a_token_cannot_see(
+    tmp_path: Path,
+) -> None:
+    # The registry flags dependencies over every tenant (a fleet may use a shared lift);
+    # a plant-b token must not learn from the flag that dt:secret-a exists in plant-a.
+    deps = {"static": ["dt:secret-a", "dt:none"]}
+    async with (
+        api_rig(tmp_path) as rig,
+        _stream(rig, "operator-b") as only_b,
+        _stream(rig, "admin-all", "?tenant=plant-b") as everyone,
+    ):
+        await _attached(rig, 2)
+        await rig.registry.register(_spec("dt:secret-a"))
+        await rig.registry.register(_spec("dt:probe", "plant-b", dependencies=deps))
+        await rig.registry.deprecate("dt:probe")  # twin.delete (soft): flagged as well
+        (seen_b, soft_b) = await read_events(only_b, 2)
+        (seen_all, soft_all) = await read_events(everyone, 2)
+        # A client resuming from the replay buffer gets its own view too (after event 1,
+        # dt:secret-a's registration, which it never sees).
+        after_first = rig.server.hub.last_id.rpartition("-")[0] + "-1"
+        async with _stream(rig, "operator-b", **{"Last-Event-ID": after_first}) as resumed:
+            (again_b, _) = await read_events(resumed, 2)
+    for event in (seen_b, soft_b, again_b):
+        assert event.data["twin"]["unknown_dependencies"] == ["dt:secret-a", "dt:none"]
+    for event in (seen_all, soft_all):
+        assert event.data["twin"]["unknown_dependencies"] == ["dt:none"]
+    assert (seen_b.id, soft_b.id, again_b.id) == (seen_all.id, soft_all.id, seen_all.id)
+
+
 async def test_last_event_id_resumes_from_the_replay_buffer(tmp_path: Path) -> None:
     async with api_rig(tmp_path, stream_replay=3) as rig:
         async with _stream(rig, "viewer-a") as resp:

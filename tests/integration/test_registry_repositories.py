@@ -194,6 +194,14 @@ async def test_existing_ids_handles_many(repo: TwinRepository) -> None:
     assert await repo.existing_ids([]) == set()
 
 
+async def test_tenants_of_names_each_registered_ids_tenant(repo: TwinRepository) -> None:
+    await _put(repo, _record("dt:A", tenant="t1"))
+    await _put(repo, _record("dt:B", tenant="t2"))
+    asked = ["dt:A", "dt:B", "dt:Ghost", "dt:A", *(f"dt:x{i}" for i in range(600))]
+    assert await repo.tenants_of(asked) == {"dt:A": "t1", "dt:B": "t2"}
+    assert await repo.tenants_of([]) == {}
+
+
 async def test_services_round_trip(repo: TwinRepository) -> None:
     service = ServiceRecord(
         id="svc:lift-ui",

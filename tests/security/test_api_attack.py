@@ -305,12 +305,6 @@ async def test_health_routes_are_not_open_to_a_request_a_local_proxy_relays(
     assert status != 401  # without the header it is open (this rig has no engine to report)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: unknown_dependencies is computed over every tenant's twins, so a "
-    "tenant-restricted writer learns which ids exist in other tenants (HTTP and stream); "
-    "fixing it means resolving dependencies per token (or per tenant in the registry)",
-)
 async def test_unknown_dependencies_do_not_reveal_another_tenants_twins(rig: ApiRig) -> None:
     twin = _body("dt:secret-a")
     status, _ = await rig.call("POST", "/api/registry/twins", "operator-a", json=twin)
@@ -320,6 +314,21 @@ async def test_unknown_dependencies_do_not_reveal_another_tenants_twins(rig: Api
     assert status == 201
     # To operator-b, a plant-a twin must look exactly like one that does not exist.
     assert sorted(body["twin"]["unknown_dependencies"]) == ["dt:none", "dt:secret-a"]
+    # … on every route that hands the twin out.
+    path = "/api/registry/twins/dt:probe"
+    _, got = await rig.call("GET", path, "operator-b")
+    _, listed = await rig.call("GET", "/api/registry/twins", "operator-b")
+    patch = {"dependencies": {"static": ["dt:none", "dt:secret-a"]}}
+    _, patched = await rig.call("PATCH", path, "operator-b", json=patch)
+    _, soft = await rig.call("DELETE", path + "?soft=true", "operator-b")
+    for shown in (got["twin"], listed["twins"][0], patched["twin"], soft["twin"]):
+        assert sorted(shown["unknown_dependencies"]) == ["dt:none", "dt:secret-a"]
+    # A token granted every tenant gets the registry's true answer.
+    _, seen = await rig.call("GET", path, "admin-all")
+    assert seen["twin"]["unknown_dependencies"] == ["dt:none"]
+    # A hard delete's record carries no flags for anyone (hidden and absent look alike).
+    _, hard = await rig.call("DELETE", path, "operator-b")
+    assert hard["twin"]["unknown_dependencies"] == []
 
 
 class _BrokenRegistry:
