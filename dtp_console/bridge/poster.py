@@ -15,14 +15,14 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from dtp_console.backoff import jittered_delay
 from dtp_console.bridge.outbox import Location, Outbox
 from dtp_console.config.model import PlantConfig, TwinzoConfig
 from dtp_console.events import OpsLog
 from dtp_console.state import PlantState
-from dtp_console.twinzo.client import PostResult, TwinzoClient
+from dtp_console.twinzo.protocol import LocalizationClient, PostResult
 
 __all__ = ["INTAKE_BACKLOG_DEFER", "INTAKE_BURST_RATE", "MAX_DEFER_S", "Poster"]
 
@@ -35,15 +35,21 @@ INTAKE_BURST_RATE = 5_000
 #: ...but never for longer than this in a row.
 MAX_DEFER_S = 1.0
 
+_ClientT = TypeVar("_ClientT", bound=LocalizationClient)
 
-class Poster:
-    """Flushes one plant's outbox to twinzo."""
+
+class Poster(Generic[_ClientT]):
+    """Flushes one plant's outbox to twinzo through any `LocalizationClient`.
+
+    Generic in the client so `client` gives back what was passed in (the bridge's
+    `TwinzoClient`, a test's fake) while the poster itself uses only the protocol.
+    """
 
     def __init__(
         self,
         plant: PlantConfig,
         twinzo: TwinzoConfig,
-        client: TwinzoClient,
+        client: _ClientT,
         outbox: Outbox,
         state: PlantState,
         log: OpsLog,
@@ -79,7 +85,7 @@ class Poster:
         """Receive → accepted latency of forwarded locations (bounded, for figures)."""
 
     @property
-    def client(self) -> TwinzoClient:
+    def client(self) -> _ClientT:
         """The twinzo client this poster sends with."""
         return self._client
 
@@ -182,7 +188,7 @@ class Poster:
         async def _one(login: str) -> bool:
             async with limit:
                 try:
-                    await self._client.tokens.get(login, self._password)
+                    await self._client.ensure_token(login, self._password)
                 except Exception:  # AuthError and transport trouble alike; counted there
                     self._warm_failed[login] = time.monotonic() + self._cfg.auth_backoff_s
                     return False
