@@ -35,7 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.mosquitto import free_port, wait_port
+from devtools.ports import free_port, wait_port
 
 __all__ = [
     "TOPIC_FILTER",
