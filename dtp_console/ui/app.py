@@ -21,7 +21,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 
 from dtp_console.atomic import write_json_atomic
-from dtp_console.events import Event, LogLine, StoreHealth, Subscription
+from dtp_console.events import Event, LogLine, Subscription
 from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import UiClock
 from dtp_console.ui.screens.calibration import CalibrationScreen
@@ -74,7 +74,6 @@ class DtpConsoleApp(App[int]):
         """Seconds between redraws; None redraws only on `refresh_now()` (tests)."""
         self.stop = asyncio.Event()
         self.stopping = False
-        self.health: dict[str, StoreHealth] = {}
         self._handle_signals = handle_signals
         self._subscription: Subscription | None = None
         self._engine_task: asyncio.Task[None] | None = None
@@ -114,13 +113,11 @@ class DtpConsoleApp(App[int]):
             self._log_file.close()
 
     def drain_events(self) -> list[Event]:
-        """This tick's events; the latest store health is kept per store."""
+        """This tick's events (store health is not among what the UI keeps: it reads the
+        engine's latest check each tick, see `view.EngineView.store_health`)."""
         if self._subscription is None:
             return []
         events = list(self._subscription.drain())
-        for event in events:
-            if isinstance(event, StoreHealth):
-                self.health[event.name] = event
         if self._subscription.dropped:
             dropped, self._subscription.dropped = self._subscription.dropped, 0
             note = f"UI fell behind: {dropped} events dropped"
@@ -138,7 +135,7 @@ class DtpConsoleApp(App[int]):
         if not self.is_screen_installed("main"):
             return
         with self.batch_update():
-            self.main.refresh_view(self.health, events)
+            self.main.refresh_view(self.engine.store_health, events)
 
     def _engine_done(self, task: asyncio.Task[None]) -> None:
         if self.stopping or task.cancelled():
