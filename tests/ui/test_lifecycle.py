@@ -6,9 +6,9 @@ import asyncio
 import logging
 from pathlib import Path
 
+from devtools.seeded import SeededEngine, write_config
 from dtp_console.ui.app import DtpConsoleApp, configure_logging
 from dtp_console.ui.display import FixedClock
-from tests.ui.seeded import SeededEngine, write_config
 
 
 class DrainingEngine(SeededEngine):

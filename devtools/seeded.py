@@ -122,7 +122,7 @@ class SeededEngine(Engine):
             await stop.wait()
 
     async def _seed_twins(self, stack: contextlib.AsyncExitStack) -> None:
-        from tests.ui.seeded_twins import open_seeded_registry, seed_platform
+        from devtools.seeded_twins import open_seeded_registry, seed_platform
 
         assert self.config_path is not None
         service, repo = await open_seeded_registry(self.config_path.parent, self.bus, self.clock)
@@ -145,7 +145,7 @@ class SeededEngine(Engine):
                 client,
                 state,
                 self._oplog,
-                address=("0.0.0.0", 1),
+                address=("0.0.0.0", 1),  # noqa: S104 - shown in the UI, never bound
                 wall_clock=self.clock.wall,
             )
             self.fleets[plant.name] = AmrFleet(plant, plant.simulator)
