@@ -35,7 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.mosquitto import free_port, wait_port
+from devtools.ports import free_port, wait_port
 
 __all__ = [
     "TOPIC_FILTER",
@@ -268,7 +268,9 @@ def _baseline_main(args: argparse.Namespace) -> dict[str, Any]:
             "Y": float(position["y"]),
             "Z": 0.0,
             "Interval": 1000,
-            "Battery": float(data["battery"]),
+            # The replaced design sent `85.0`; the SDK-typed sandbox refuses a float for a
+            # `byte?` (HTTP 400), which left this baseline with nothing forwarded to compare.
+            "Battery": round(float(data["battery"])),
             "IsMoving": True,
             "LocalizationAreas": [],
             "NoGoAreas": [],

@@ -39,10 +39,10 @@ from _common import BenchBroker, device_ids, percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from devtools.pgcluster import PgCluster
+from devtools.postlog import PostLog
 from dtp_console.config.model import SandboxConfig
 from dtp_console.twinzo.sandbox import TwinzoSandbox
-from tests.support.ha import PostLog
-from tests.support.pgcluster import PgCluster
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -53,6 +53,8 @@ PLANT = "Bench Plant"
 CONFIG = """\
 twinzo: {{client: demo, password: test-device-pw, api_key: test-api-key, base_url: "{url}"}}
 sandbox: {{enabled: false}}
+# Two consoles run at once: the API (default 127.0.0.1:8470) would make the second fail.
+api: {{enabled: false}}
 registry: {{enabled: false}}
 stores: {{enabled: false}}
 logging: {{stats_interval_s: 60, log_every_n: 100000}}

@@ -28,9 +28,9 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from devtools.ports import free_port
 from dtp_console.config.model import TwinzoConfig
 from dtp_console.twinzo.http import twinzo_http_client
-from tests.support.mosquitto import free_port
 
 RESULTS = Path(__file__).parent / "results" / "bench_http.json"
 _BODY = orjson.dumps(

@@ -2,7 +2,7 @@
 
 The engine is in-process and network-free: seeded `AmrFleet`s publish at the
 target rate, real `Bridge.handle()` takes every message, twinzo answers are
-faked (tests/ui/seeded.py). Two phases of the same length:
+faked (devtools/seeded.py). Two phases of the same length:
 
 1. engine alone (no App): the engine's own CPU;
 2. engine + the console App headless (`App.run_test`, 200×60, a plant tab visible).
@@ -29,9 +29,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from devtools.seeded import SeededEngine, write_config
 from dtp_console.ui.app import DtpConsoleApp
 from dtp_console.ui.display import UiClock
-from tests.ui.seeded import SeededEngine, write_config
 
 _TICK_S = 0.01
 

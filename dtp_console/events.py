@@ -304,7 +304,7 @@ class ServiceUpdated(Event):
 
 @dataclass(frozen=True, slots=True)
 class StoreHealth(Event):
-    """A store's health check result (the UI's badges read the latest per store)."""
+    """A store's health check result (the latest per store: `EngineView.store_health`)."""
 
     kind: ClassVar[str] = "store.health"
 

@@ -27,7 +27,15 @@ from dtp_console.bridge.device_map import mapping_problems
 from dtp_console.bridge.worker import Bridge
 from dtp_console.config.loader import ConfigError, load_config
 from dtp_console.config.model import ConsoleConfig, PlantConfig
-from dtp_console.events import Bus, LogLine, OpsLog, Subscription, TwinDeleted, TwinUpdated
+from dtp_console.events import (
+    Bus,
+    LogLine,
+    OpsLog,
+    StoreHealth,
+    Subscription,
+    TwinDeleted,
+    TwinUpdated,
+)
 from dtp_console.state import EngineState, PlantState
 from dtp_console.stores.records import EventRecord
 from dtp_console.twinzo.client import TwinzoClient
@@ -444,6 +452,11 @@ class Engine:
 
             self._twins = LoggedRegistry(service, self.log)
         return self._twins
+
+    @property
+    def store_health(self) -> Mapping[str, StoreHealth]:
+        """The stores service's latest check per store (its own dict, not a copy)."""
+        return {} if self.stores is None else self.stores.health
 
     def subscribe(self, *, maxsize: int) -> Subscription:
         """A bounded reader of the bus (events from now on)."""

@@ -2,13 +2,15 @@
 
 The UI never holds the `Engine` as such: it holds a `ConsoleEngine`, which
 `dtp_console.runtime.Engine` implements. Reading goes through `EngineView`
-(config, state, bus subscription, plants, running device maps, registry);
-store health reaches the UI as `StoreHealth` events on the subscription, one
-channel. Every change to a running plant goes through one `EngineCommands`
-method, which validates, writes the config file atomically (comments kept),
-applies the change live, records an event and logs a line; twin lifecycle
-moves go through `EngineView.twins`, whose engine-side implementation logs
-each one (the registry service publishes the event the stores record).
+(config, state, bus subscription, plants, running device maps, registry,
+store health). Store health has one home, the stores service's latest check per
+store, read through `store_health` on the UI's clock: a copy rebuilt from
+`StoreHealth` events would go stale whenever the bounded subscription drops one.
+Every change to a running plant goes through one `EngineCommands` method, which
+validates, writes the config file atomically (comments kept), applies the change
+live, records an event and logs a line; twin lifecycle moves go through
+`EngineView.twins`, whose engine-side implementation logs each one (the registry
+service publishes the event the stores record).
 
 Only types live here (no Textual, no I/O), so both sides import it for free;
 the heavy ones are imported under `TYPE_CHECKING`.
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     from dtp_console.calibrate.points import ControlPoint
     from dtp_console.config.model import ConsoleConfig, PlantConfig
-    from dtp_console.events import Subscription
+    from dtp_console.events import StoreHealth, Subscription
     from dtp_console.ingest.rings import Rings
     from dtp_console.registry.model import ServiceRecord, StatusChange, TwinRecord
     from dtp_console.state import EngineState
@@ -136,6 +138,11 @@ class EngineView(Protocol):
     def rings(self) -> Rings | None:
         """The platform worker's bounded per-stream rings (the twin view), None while it
         does not run; read on the UI's clock, never written by the UI."""
+        ...
+
+    @property
+    def store_health(self) -> Mapping[str, StoreHealth]:
+        """The latest health check of each store, by name (empty while no stores run)."""
         ...
 
     def subscribe(self, *, maxsize: int) -> Subscription:

@@ -9,23 +9,12 @@ newer) location goes again once the poster's hold allows.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
 from dtp_console.state import PlantCounters
+from dtp_console.twinzo.wire import LocationBody, location_body
 
-__all__ = ["Location", "Outbox", "battery_byte"]
-
-_INT32_MAX = 2**31 - 1
-
-
-def battery_byte(battery: float | None) -> int | None:
-    """A battery percentage as twinzo's `byte?`: an integer 0–100 (rounded half up and
-    clamped), or None when unknown or not a finite number."""
-    if battery is None or not math.isfinite(battery):
-        return None
-    return max(0, min(100, math.floor(battery + 0.5)))
+__all__ = ["Location", "Outbox"]
 
 
 @dataclass(slots=True)
@@ -47,26 +36,19 @@ class Location:
     sector_id: int | None = None
     """The twinzo sector of this position (VDA 5050 map table); the plant's when None."""
 
-    def payload(self, sector_id: int) -> dict[str, Any]:
-        """The twinzo v3 location object, typed as twinzo's SDK declares it.
-
-        tdevkit's `LocationContract`: `Timestamp` long, `SectorId` int?, `X/Y/Z`
-        float?, `Interval` int?, `Battery` byte?, `IsMoving` bool. A .NET
-        deserializer refuses `79.0` for a byte, so integers go as JSON integers,
-        and an unknown battery goes as null — never an invented value.
-        """
-        return {
-            "Timestamp": int(self.timestamp_ms),
-            "SectorId": int(sector_id if self.sector_id is None else self.sector_id),
-            "X": round(self.x, 1),
-            "Y": round(self.y, 1),
-            "Z": round(self.z, 1),
-            "Interval": min(int(self.interval_ms), _INT32_MAX),
-            "Battery": battery_byte(self.battery),
-            "IsMoving": bool(self.moving),
-            "LocalizationAreas": [],
-            "NoGoAreas": [],
-        }
+    def payload(self, sector_id: int) -> LocationBody:
+        """The twinzo location object of this position (`sector_id`: the plant's sector,
+        used when the position carries none)."""
+        return location_body(
+            self.timestamp_ms,
+            sector_id if self.sector_id is None else self.sector_id,
+            self.x,
+            self.y,
+            self.z,
+            self.interval_ms,
+            self.battery,
+            self.moving,
+        )
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from dtp_console.backoff import jittered_delay
 from dtp_console.bridge.cell import PlantCell, cell_of
@@ -23,7 +23,7 @@ from dtp_console.bridge.outbox import Location, Outbox
 from dtp_console.config.model import PlantConfig, TwinzoConfig
 from dtp_console.events import OpsLog
 from dtp_console.state import PlantState
-from dtp_console.twinzo.client import PostResult, TwinzoClient
+from dtp_console.twinzo.protocol import LocalizationClient, PostResult
 
 __all__ = ["INTAKE_BACKLOG_DEFER", "INTAKE_BURST_RATE", "MAX_DEFER_S", "Poster"]
 
@@ -36,15 +36,21 @@ INTAKE_BURST_RATE = 5_000
 #: ...but never for longer than this in a row.
 MAX_DEFER_S = 1.0
 
+_ClientT = TypeVar("_ClientT", bound=LocalizationClient)
 
-class Poster:
-    """Flushes one plant's outbox to twinzo."""
+
+class Poster(Generic[_ClientT]):
+    """Flushes one plant's outbox to twinzo through any `LocalizationClient`.
+
+    Generic in the client so `client` gives back what was passed in (the bridge's
+    `TwinzoClient`, a test's fake) while the poster itself uses only the protocol.
+    """
 
     def __init__(
         self,
         plant: PlantConfig | PlantCell,
         twinzo: TwinzoConfig,
-        client: TwinzoClient,
+        client: _ClientT,
         outbox: Outbox,
         state: PlantState,
         log: OpsLog,
@@ -95,17 +101,13 @@ class Poster:
 
     def forget_tokens(self) -> None:
         """Drop the cached tokens of this plant's logins: the next post authenticates anew."""
-        tokens = self._client.tokens
         logins = set(self.plant.device_map.values())
         logins.update(d.login for d in self._state.devices.values())
-        for login in logins:
-            token = tokens.peek(login)
-            if token is not None:
-                tokens.invalidate(login, token)
+        self._client.forget_tokens(logins)
         self._warm_failed.clear()
 
     @property
-    def client(self) -> TwinzoClient:
+    def client(self) -> _ClientT:
         """The twinzo client this poster sends with."""
         return self._client
 
@@ -209,7 +211,7 @@ class Poster:
         async def _one(login: str) -> bool:
             async with limit:
                 try:
-                    await self._client.tokens.get(login, self.password)
+                    await self._client.ensure_token(login, self.password)
                 except Exception:  # AuthError and transport trouble alike; counted there
                     self._warm_failed[login] = time.monotonic() + self.twinzo.auth_backoff_s
                     return False

@@ -1,5 +1,7 @@
 """The twinzo v3 adapter: authentication, token refresh, localization (single and batch).
 
+It implements `LocalizationClient`; the bodies it sends are `wire.LocationBody`.
+
 One `httpx.AsyncClient` serves the whole process. A call returns a `PostResult`
 that says what happened and whether trying again makes sense; it never raises
 for an HTTP or network failure, so a poster can account for every location.
@@ -12,8 +14,7 @@ import math
 import re
 import ssl
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -21,38 +22,16 @@ import orjson
 
 from dtp_console.config.model import TwinzoConfig, header_problem
 from dtp_console.state import EngineState
+from dtp_console.twinzo.protocol import PostResult
 from dtp_console.twinzo.tokens import AuthError, Token, TokenCache
+from dtp_console.twinzo.wire import LocationBody, encode_batch, encode_locations
 
-__all__ = ["PostResult", "TwinzoClient", "parse_retry_after"]
+__all__ = ["TwinzoClient", "parse_retry_after"]
 
 _AUTH_PATH = "/v3/authorization/authenticate"
 _REFRESH_PATH = "/v3/authorization/token"
 _LOCALIZATION_PATH = "/v3/localization"
 _BATCH_PATH = "/v3/localization/batch"
-
-
-@dataclass(frozen=True, slots=True)
-class PostResult:
-    """The outcome of posting one device's locations."""
-
-    ok: bool
-    """Every location was accepted."""
-    status: int | None
-    """HTTP status; None when no response arrived."""
-    latency_ms: float
-    error: str | None = None
-    """Short reason for logs (`503`, `timeout`, twinzo's ErrorMessage, …)."""
-    retryable: bool = False
-    """Timeouts, connection errors, 5xx and 429: worth another attempt later."""
-    retry_after_s: float | None = None
-    auth_failed: bool = False
-    """Authentication of the device failed (the location was not sent)."""
-    failed_locations: int = 0
-
-    @property
-    def code(self) -> str:
-        """Status for display: the HTTP code or the failure kind."""
-        return str(self.status) if self.status is not None else (self.error or "error")
 
 
 #: delta-seconds (RFC 9110 says digits; the sandbox and some proxies send a fraction).
@@ -221,17 +200,29 @@ class TwinzoClient:
             headers["Token"] = token
         return headers
 
+    async def ensure_token(self, login: str, password: str) -> None:
+        """Hold a valid token for `login`: a cached one costs nothing, else it is fetched
+        or refreshed (a standby's warm cache). Raises `AuthError` when that fails."""
+        await self.tokens.get(login, password)
+
+    def forget_tokens(self, logins: Iterable[str]) -> None:
+        """Drop the cached tokens of `logins`: the next post authenticates anew."""
+        for login in logins:
+            token = self.tokens.peek(login)
+            if token is not None:
+                self.tokens.invalidate(login, token)
+
     async def post_device(
         self,
         login: str,
         password: str,
-        locations: Sequence[Mapping[str, Any]],
+        locations: Sequence[LocationBody],
         *,
         branch: str | None = None,
     ) -> PostResult:
         """POST `/v3/localization` for one device; re-authenticates once on 401."""
         started = time.perf_counter()
-        content = orjson.dumps(list(locations))
+        content = encode_locations(locations)
         for attempt in (1, 2):
             try:
                 token = await self.tokens.get(login, password)
@@ -256,13 +247,12 @@ class TwinzoClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def post_batch(
-        self, branch: str, devices: Mapping[str, Sequence[Mapping[str, Any]]]
+        self, branch: str, devices: Mapping[str, Sequence[LocationBody]]
     ) -> dict[str, PostResult]:
         """POST `/v3/localization/batch` for many devices; one result per login."""
         started = time.perf_counter()
-        body = [{"Login": login, "Locations": list(locs)} for login, locs in devices.items()]
         headers = self._headers(self._config.client, branch, None)
-        response = await self._send(_BATCH_PATH, orjson.dumps(body), headers, started)
+        response = await self._send(_BATCH_PATH, encode_batch(devices), headers, started)
         if isinstance(response, PostResult):
             return dict.fromkeys(devices, response)
         if response.status_code != 200:

@@ -20,7 +20,7 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 
 from dtp_console.atomic import write_json_atomic
-from dtp_console.events import Event, LogLine, StoreHealth, Subscription
+from dtp_console.events import Event, LogLine, Subscription
 from dtp_console.oplog import OpLogFile, configure_library_logging
 from dtp_console.textsafe import safe_text
 from dtp_console.ui import palette
@@ -74,7 +74,6 @@ class DtpConsoleApp(palette.PaletteApp[int]):
         """Seconds between redraws; None redraws only on `refresh_now()` (tests)."""
         self.stop = asyncio.Event()
         self.stopping = False
-        self.health: dict[str, StoreHealth] = {}
         self._handle_signals = handle_signals
         self._subscription: Subscription | None = None
         self._engine_task: asyncio.Task[None] | None = None
@@ -113,13 +112,11 @@ class DtpConsoleApp(palette.PaletteApp[int]):
             self._log_file.close()
 
     def drain_events(self) -> list[Event]:
-        """This tick's events; the latest store health is kept per store."""
+        """This tick's events (store health is not among what the UI keeps: it reads the
+        engine's latest check each tick, see `view.EngineView.store_health`)."""
         if self._subscription is None:
             return []
         events = list(self._subscription.drain())
-        for event in events:
-            if isinstance(event, StoreHealth):
-                self.health[event.name] = event
         if self._subscription.dropped:
             dropped, self._subscription.dropped = self._subscription.dropped, 0
             note = f"UI fell behind: {dropped} events dropped"
@@ -134,7 +131,7 @@ class DtpConsoleApp(palette.PaletteApp[int]):
         if not self.is_screen_installed("main"):
             return
         with self.batch_update():
-            self.main.refresh_view(self.health, events)
+            self.main.refresh_view(self.engine.store_health, events)
 
     def _engine_done(self, task: asyncio.Task[None]) -> None:
         if self.stopping or task.cancelled():

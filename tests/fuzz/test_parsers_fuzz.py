@@ -660,8 +660,8 @@ def run_messages(
         # What the poster sends must pass twinzo's SDK types, as strictly as the sandbox
         # checks them (integer Battery or null, integer Timestamp near now, float32 X/Y/Z).
         parse_locations(orjson.loads(orjson.dumps([body])), now_s=FUZZ_NOW_S)
-        for key in ("X", "Y", "Z"):
-            assert math.isfinite(body[key]), body
+        for coordinate in (body["X"], body["Y"], body["Z"]):
+            assert coordinate is not None and math.isfinite(coordinate), body
         assert body["Battery"] is None or type(body["Battery"]) is int, body
 
 

@@ -17,15 +17,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from devtools.pgcluster import PgCluster
+from devtools.postlog import PostLog
 from dtp_console.config.ha import HaConfig
 from dtp_console.config.model import ConsoleConfig
 from dtp_console.events import LogLine
 from dtp_console.runtime import Engine
 from dtp_console.twinzo.sandbox import TwinzoSandbox
 from tests.support.engine import engine_config, running, until
-from tests.support.ha import PostLog, load
+from tests.support.ha import load
 from tests.support.mosquitto import MosquittoServer
-from tests.support.pgcluster import PgCluster
 
 pytestmark = pytest.mark.integration
 

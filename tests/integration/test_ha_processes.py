@@ -24,10 +24,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from devtools.pgcluster import PgCluster
+from devtools.postlog import PostLog
 from dtp_console.twinzo.sandbox import TwinzoSandbox
-from tests.support.ha import PostLog, load
+from tests.support.ha import load
 from tests.support.mosquitto import MosquittoServer, free_port
-from tests.support.pgcluster import PgCluster
 
 pytestmark = pytest.mark.integration
 

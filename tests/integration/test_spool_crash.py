@@ -29,8 +29,8 @@ import httpx
 import orjson
 import pytest
 
+from devtools.pgcluster import PgCluster
 from tests.support.mosquitto import MosquittoServer
-from tests.support.pgcluster import PgCluster
 from tests.support.victoria import VICTORIA_METRICS, VictoriaMetricsServer, export_selector
 
 pytestmark = pytest.mark.integration

@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
+from devtools.pgcluster import PgCluster
 from dtp_console.cli import main
 from dtp_console.events import Bus, LogLine, OpsLog, StoreHealth
 from dtp_console.stores.config import PostgresConfig, StoresConfig
@@ -29,7 +30,6 @@ from dtp_console.stores.protocols import StoreError
 from dtp_console.stores.records import EventRecord, Observation, Signal
 from dtp_console.stores.service import StoreService
 from tests.support.mosquitto import free_port
-from tests.support.pgcluster import PgCluster
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ import pytest
 from dtp_console.config.model import TwinzoConfig
 from dtp_console.twinzo.client import TwinzoClient, parse_retry_after
 from dtp_console.twinzo.sandbox import TwinzoSandbox
+from dtp_console.twinzo.wire import LocationBody
 from tests.integration.conftest import SANDBOX_CREDENTIALS
 
 pytestmark = pytest.mark.integration
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 PASSWORD = SANDBOX_CREDENTIALS["password"]
 
 
-def _location(x: float = 1000.0) -> dict[str, object]:
+def _location(x: float = 1000.0) -> LocationBody:
     return {
         "Timestamp": int(time.time() * 1000),
         "SectorId": 2,

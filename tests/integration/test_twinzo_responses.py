@@ -22,7 +22,11 @@ from aiohttp import web
 
 from dtp_console.config.model import TwinzoConfig
 from dtp_console.twinzo.client import TwinzoClient
+from dtp_console.twinzo.wire import location_body
 from tests.support.mosquitto import free_port
+
+#: One well-formed location (what the request carries is not under test here).
+_BODY = location_body(int(time.time() * 1000), 2, 1.0, 0.0, 0.0, 1000, None, False)
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +58,7 @@ async def _post(url: str) -> tuple[TwinzoClient, Any]:
     config = TwinzoConfig(client="demo", password="change-me", api_key="change-me")
     async with httpx.AsyncClient(timeout=5.0) as http:
         client = TwinzoClient(http, config, base_url=url)
-        result = await client.post_device("tugger-01", "change-me", [{"X": 1.0}])
+        result = await client.post_device("tugger-01", "change-me", [_BODY])
     return client, result
 
 

@@ -20,7 +20,11 @@ from aiohttp import web
 from dtp_console.config.model import TwinzoConfig
 from dtp_console.twinzo.client import TwinzoClient
 from dtp_console.twinzo.http import twinzo_http_client
+from dtp_console.twinzo.wire import location_body
 from tests.support.mosquitto import TlsFiles, free_port
+
+#: One well-formed location (what the request carries is not under test here).
+_BODY = location_body(int(time.time() * 1000), 2, 1.0, 0.0, 0.0, 1000, None, False)
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +110,7 @@ def _http(transport: str, ca: Path | None) -> httpx.AsyncClient:
 async def _post(url: str, ca: Path | None, transport: str) -> tuple[TwinzoClient, str | None]:
     async with _http(transport, ca) as http:
         client = TwinzoClient(http, _config(ca), base_url=url)
-        result = await client.post_device("tugger-01", "change-me", [{"X": 1.0}])
+        result = await client.post_device("tugger-01", "change-me", [_BODY])
     return client, result.error
 
 
@@ -136,7 +140,7 @@ async def test_trusted_certificate_posts(
 ) -> None:
     async with _http(transport, tls_files.ca) as http:
         client = TwinzoClient(http, _config(tls_files.ca), base_url=https_url)
-        result = await client.post_device("tugger-01", "change-me", [{"X": 1.0}])
+        result = await client.post_device("tugger-01", "change-me", [_BODY])
     assert result.ok, result
 
 

@@ -20,6 +20,7 @@ from dtp_console.config.model import TwinzoConfig
 from dtp_console.twinzo.client import TwinzoClient
 from dtp_console.twinzo.http import TwinzoTransport, twinzo_http_client
 from dtp_console.twinzo.sandbox import TwinzoSandbox
+from dtp_console.twinzo.wire import LocationBody
 from tests.integration.conftest import SANDBOX_CREDENTIALS
 from tests.support.mosquitto import TlsFiles, free_port
 
@@ -32,7 +33,7 @@ def _config(**changes: Any) -> TwinzoConfig:
     return TwinzoConfig.model_validate({**SANDBOX_CREDENTIALS, "timeout_s": 2.0, **changes})
 
 
-def _location() -> dict[str, Any]:
+def _location() -> LocationBody:
     return {
         "Timestamp": int(time.time() * 1000),
         "SectorId": 1,

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support.mosquitto import free_port
+from devtools.ports import free_port
 
 __all__ = ["FalkorDBServer", "falkordb_unavailable_reason"]
 

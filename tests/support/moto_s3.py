@@ -8,7 +8,7 @@ import time
 import httpx
 from moto.server import ThreadedMotoServer
 
-from tests.support.mosquitto import free_port
+from devtools.ports import free_port
 
 __all__ = ["MotoS3Server"]
 

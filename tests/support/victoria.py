@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.mosquitto import free_port
+from devtools.ports import free_port
 
 __all__ = ["VICTORIA_METRICS", "VictoriaMetricsServer", "export_selector"]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 
+from devtools.seeded import SeededEngine, write_config
 from dtp_console.ui.app import DtpConsoleApp
 from dtp_console.ui.display import FixedClock
 from dtp_console.ui.widgets.registry_panel import RegistryPanel
-from tests.ui.seeded import SeededEngine, write_config
 
 __all__ = ["SCREENS", "TWIN_SCREENS", "Shot", "make_app", "prepare", "settle"]
 

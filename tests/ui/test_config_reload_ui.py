@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from devtools.seeded import CONFIG
 from dtp_console.ui.app import DtpConsoleApp
 from dtp_console.ui.screens.main import PlantPane
 from dtp_console.ui.widgets.amr_table import AmrTable
 from dtp_console.ui.widgets.floor_map import FloorMap
 from tests.ui.harness import make_app, settle
-from tests.ui.seeded import CONFIG
 
 SIZE = (120, 40)
 

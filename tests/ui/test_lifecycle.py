@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from devtools.seeded import CONFIG, SeededEngine, write_config
 from dtp_console.events import Bus, LogLine
 from dtp_console.headless import HeadlessRenderer
 from dtp_console.oplog import format_line
 from dtp_console.state import EngineState
 from dtp_console.ui.app import DtpConsoleApp, run_ui
 from dtp_console.ui.display import FixedClock
-from tests.ui.seeded import CONFIG, SeededEngine, write_config
 
 HOSTILE = "evil\x1b[2J\nOK forged [red]x[/red] \x9b2J"
 

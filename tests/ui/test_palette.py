@@ -9,11 +9,11 @@ from pathlib import Path
 from textual.color import Color
 
 import dtp_console.ui
+from devtools.seeded import SeededEngine, write_config
 from dtp_console.ui import palette
 from dtp_console.ui.app import DtpConsoleApp
 from dtp_console.ui.display import FixedClock
 from dtp_console.ui.widgets.log_panel import LogPanel
-from tests.ui.seeded import SeededEngine, write_config
 
 UI = Path(dtp_console.ui.__file__).parent
 HEX = re.compile(r"#[0-9a-fA-F]{6}\b")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import TabbedContent
 
+from devtools.seeded import FAILING_LOGIN
 from dtp_console.events import LogLine
 from dtp_console.ui.display import fmt_countdown
 from dtp_console.ui.screens.help import HelpScreen
@@ -17,7 +18,6 @@ from dtp_console.ui.widgets.badges import Badge, BadgeInfo, HealthBadges, fit_ba
 from dtp_console.ui.widgets.floor_map import FloorMap
 from dtp_console.ui.widgets.log_panel import LogPanel
 from tests.ui.harness import make_app, settle
-from tests.ui.seeded import FAILING_LOGIN
 
 SIZE = (120, 40)
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from textual.widgets import TabbedContent
 
+from devtools.seeded import FAILING_LOGIN
 from dtp_console.ui.palette import AMBER, PURPLE, RED
 from dtp_console.ui.widgets.amr_table import AmrTable
 from dtp_console.ui.widgets.floor_map import FloorMap
 from tests.ui.harness import make_app, settle
-from tests.ui.seeded import FAILING_LOGIN
 
 
 def _map_text(floor: FloorMap) -> str:

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from dtp_console.commands import LoggedRegistry
-from dtp_console.events import LogLine, TwinDeleted, TwinUpdated
+from dtp_console.events import LogLine, StoreHealth, TwinDeleted, TwinUpdated
 from dtp_console.registry.errors import TwinNotFoundError
 from dtp_console.registry.model import TwinSpec
 from dtp_console.registry.service import RegistryService
 from dtp_console.registry.sqlite_repo import SqliteRepository
 from dtp_console.runtime import Engine
+from dtp_console.stores.config import StoresConfig
+from dtp_console.stores.service import StoreService
 from dtp_console.view import ConsoleEngine, RegistryView
 from tests.support.engine import engine_config
 from tests.support.mosquitto import free_port
@@ -94,3 +96,14 @@ async def test_a_refused_move_logs_nothing(engine: Engine, service: RegistryServ
     with pytest.raises(TwinNotFoundError):
         await twins.deprecate("dt:Nobody\x1b[2J", reason="console")
     assert [e for e in seen.drain() if isinstance(e, LogLine)] == []
+
+
+def test_store_health_is_the_stores_services_own_latest_check(engine: Engine) -> None:
+    """One home: the view hands out the service's dict, never a copy that could drift."""
+    assert engine.store_health == {}  # no stores running
+    service = StoreService(StoresConfig(enabled=False), engine.bus, engine.log)
+    engine.stores = service
+    view: ConsoleEngine = engine
+    assert view.store_health is service.health
+    service.health["sqlite"] = StoreHealth(name="sqlite", role="events", ok=False, error="gone")
+    assert view.store_health["sqlite"].error == "gone"

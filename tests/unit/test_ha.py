@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from dtp_console.config.ha import HaConfig
 from dtp_console.events import Bus, OpsLog
 from dtp_console.ha import PlantLock, default_identity, lock_key
 from dtp_console.state import PlantState
+from dtp_console.twinzo.protocol import PostResult
+from dtp_console.twinzo.wire import LocationBody
 
 SECRET = "test-ha-secret-pw"
 BASE = """\
@@ -134,14 +137,31 @@ async def test_a_closed_gate_posts_nothing_and_keeps_the_latest_per_device() -> 
     plant, twinzo = plant_config(1)
 
     class _NoClient:
-        tokens = None
+        """A `LocalizationClient` that must never be called."""
 
-        async def post_device(self, *_a: object, **_k: object) -> object:
+        async def post_device(
+            self,
+            login: str,
+            password: str,
+            locations: Sequence[LocationBody],
+            *,
+            branch: str | None = None,
+        ) -> PostResult:
             raise AssertionError("a standby posted")
 
+        async def post_batch(
+            self, branch: str, devices: Mapping[str, Sequence[LocationBody]]
+        ) -> dict[str, PostResult]:
+            raise AssertionError("a standby posted")
+
+        async def ensure_token(self, login: str, password: str) -> None:
+            raise AssertionError("a standby authenticated")
+
+        def forget_tokens(self, logins: Iterable[str]) -> None:
+            return None
+
     poster = Poster(
-        plant, twinzo, _NoClient(), outbox, state, OpsLog(Bus()),  # type: ignore[arg-type]
-        may_post=lambda: gate["open"],
+        plant, twinzo, _NoClient(), outbox, state, OpsLog(Bus()), may_post=lambda: gate["open"]
     )  # fmt: skip
     for i in range(1_000):
         location = Location("tugger-001", "ati_amr_001", i, float(i), 0.0, 0.0, None, False, 0, 0.0)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 import httpx
 import pytest
@@ -21,8 +20,10 @@ from dtp_console.bridge.poster import Poster
 from dtp_console.config.model import ConsoleConfig, TwinzoConfig
 from dtp_console.events import Bus, LogLine, OpsLog
 from dtp_console.state import EngineState, PlantState
-from dtp_console.twinzo.client import PostResult, TwinzoClient
+from dtp_console.twinzo.client import TwinzoClient
+from dtp_console.twinzo.protocol import PostResult
 from dtp_console.twinzo.tokens import AuthError, Token, TokenCache
+from dtp_console.twinzo.wire import LocationBody, location_body
 
 SECRET = "tz-Key-Zx81PqWv4"
 
@@ -77,33 +78,41 @@ async def test_client_turns_any_request_exception_into_a_counted_result() -> Non
     config = TwinzoConfig(client="demo", api_key=SECRET)
     async with httpx.AsyncClient(transport=_Exploding()) as http:
         client = TwinzoClient(http, config, base_url="http://127.0.0.1:9")
-        result = await client.post_device("tugger-01", "pw", [{"X": 1.0}])
+        body = location_body(int(time.time() * 1000), 2, 1.0, 0.0, 0.0, 1000, None, False)
+        result = await client.post_device("tugger-01", "pw", [body])
         assert result.auth_failed
         assert result.error == "internal error: RuntimeError"
         assert not result.retryable
         assert client.state.auth["tugger-01"].status == "failed"
-        batch = await client.post_batch("branch-guid", {"tugger-01": [{"X": 1.0}]})
+        batch = await client.post_batch("branch-guid", {"tugger-01": [body]})
     assert batch["tugger-01"].error == "internal error: RuntimeError"
     assert SECRET not in repr(result) + repr(batch)
 
 
-class _RaisingClient(TwinzoClient):
-    """A client breaking its never-raise contract (a bug), for the poster's last line."""
+class _RaisingClient:
+    """A `LocalizationClient` breaking its never-raise contract (a bug), for the poster's
+    last line. Not a `TwinzoClient`: the poster depends on the protocol only."""
 
     async def post_device(
         self,
         login: str,
         password: str,
-        locations: Sequence[Mapping[str, Any]],
+        locations: Sequence[LocationBody],
         *,
         branch: str | None = None,
     ) -> PostResult:
         raise KeyError(SECRET)
 
     async def post_batch(
-        self, branch: str, devices: Mapping[str, Sequence[Mapping[str, Any]]]
+        self, branch: str, devices: Mapping[str, Sequence[LocationBody]]
     ) -> dict[str, PostResult]:
         raise KeyError(SECRET)
+
+    async def ensure_token(self, login: str, password: str) -> None:
+        raise KeyError(SECRET)
+
+    def forget_tokens(self, logins: Iterable[str]) -> None:
+        return None
 
 
 def _location(login: str) -> Location:
@@ -140,15 +149,13 @@ async def test_poster_counts_a_raising_request_as_internal_error(batch: bool) ->
     bus = Bus()
     lines = bus.subscribe()
     outbox = Outbox(state.counters, 0.0)
-    async with httpx.AsyncClient() as http:
-        client = _RaisingClient(http, config.twinzo, base_url="http://127.0.0.1:9")
-        poster = Poster(plant, config.twinzo, client, outbox, state, OpsLog(bus))
-        for login in ("tugger-01", "tugger-02"):
-            state.counters.received += 1
-            outbox.put(_location(login))
-        assert poster.flush(time.monotonic()) == 2
-        await asyncio.sleep(0.05)
-        assert not poster.busy
+    poster = Poster(plant, config.twinzo, _RaisingClient(), outbox, state, OpsLog(bus))
+    for login in ("tugger-01", "tugger-02"):
+        state.counters.received += 1
+        outbox.put(_location(login))
+    assert poster.flush(time.monotonic()) == 2
+    await asyncio.sleep(0.05)
+    assert not poster.busy
     assert state.counters.outcomes["failed:internal_error"] == 2
     assert state.counters.received == state.counters.outcomes.total()
     assert outbox.in_flight == 0, "the devices' slots are free again"

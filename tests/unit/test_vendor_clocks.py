@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from dtp_console.bridge.clock import ClockEstimate, UnitError, to_unix_ms
-from dtp_console.bridge.outbox import Location, battery_byte
+from dtp_console.bridge.outbox import Location
 from dtp_console.bridge.parse import Reading, parse_ati, parse_hitech
 from dtp_console.bridge.worker import Bridge
 from dtp_console.config.model import ConsoleConfig, PlantConfig, TwinzoConfig
@@ -21,6 +21,7 @@ from dtp_console.events import Bus, OpsLog
 from dtp_console.state import PlantState
 from dtp_console.twinzo.client import TwinzoClient
 from dtp_console.twinzo.sandbox_schema import BodyError, parse_locations
+from dtp_console.twinzo.wire import LocationBody, battery_byte
 
 NOW_S = 1_800_000_000.0
 NOW_MS = int(NOW_S * 1000)
@@ -72,7 +73,7 @@ def _taken(bridge: Bridge) -> list[Location]:
     return taken
 
 
-def _sent(bridge: Bridge) -> list[dict[str, Any]]:
+def _sent(bridge: Bridge) -> list[LocationBody]:
     """The bodies the poster would send now, validated as twinzo's SDK reads them."""
     bodies = [loc.payload(bridge.plant.twinzo.sector_id) for loc in _taken(bridge)]
     parse_locations(orjson.loads(orjson.dumps(bodies)), now_s=NOW_S)

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from tests.support.mosquitto import free_port
+from devtools.ports import free_port
 
 __all__ = ["PG_BIN", "PgCluster"]
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
@@ -107,6 +107,7 @@ class SeededEngine(Engine):
         self.seed_twins = twins
         self._feeds: list[Callable[[float], None]] = []
         """Also seed a registry of the demo twins and the platform worker's rings."""
+        self._store_health: dict[str, StoreHealth] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Seed the state, then idle until `stop` (no sockets, no workers)."""
@@ -121,7 +122,7 @@ class SeededEngine(Engine):
             await stop.wait()
 
     async def _seed_twins(self, stack: contextlib.AsyncExitStack) -> None:
-        from tests.ui.seeded_twins import open_seeded_registry, seed_platform
+        from devtools.seeded_twins import open_seeded_registry, seed_platform
 
         assert self.config_path is not None
         service, repo = await open_seeded_registry(self.config_path.parent, self.bus, self.clock)
@@ -144,7 +145,7 @@ class SeededEngine(Engine):
                 client,
                 state,
                 self._oplog,
-                address=("0.0.0.0", 1),
+                address=("0.0.0.0", 1),  # noqa: S104 - shown in the UI, never bound
                 wall_clock=self.clock.wall,
             )
             self.fleets[plant.name] = AmrFleet(plant, plant.simulator)
@@ -227,6 +228,16 @@ class SeededEngine(Engine):
             auth.expires_at = wall + 900 - 170 * index
             auth.refreshes = index % 2
 
+    @property
+    def store_health(self) -> Mapping[str, StoreHealth]:
+        """The seeded stores' latest checks (no `StoreService` runs here)."""
+        return self._store_health
+
+    def store_checked(self, health: StoreHealth) -> None:
+        """A store health check happened: kept and published, as `StoreService.check_health`."""
+        self._store_health[health.name] = health
+        self.bus.publish(health)
+
     def _publish_store_health(self) -> None:
         wall = self.clock.wall()
         for health in (
@@ -237,7 +248,7 @@ class SeededEngine(Engine):
             StoreHealth(name="influx", role="observations", ok=False, latency_ms=None,
                         last_success=wall - 25, error="no answer within 10s", ts=wall),
         ):  # fmt: skip
-            self.bus.publish(health)
+            self.store_checked(health)
 
     def republish_lines(self) -> None:
         wall = self.clock.wall()
