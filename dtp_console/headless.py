@@ -131,16 +131,14 @@ class HeadlessRenderer:
             text = f"twin {event.twin.id}: {status} ({why})"
             self._log_line(LogLine(level="INFO", text=text, ts=event.ts))
         elif isinstance(event, StoreHealth):
-            previous = self._store_ok.get(event.name)
+            # Failures and recoveries are the stores service's own log lines (one channel
+            # per fact); this says once that a store answered its first check.
+            first = event.name not in self._store_ok
             self._store_ok[event.name] = event.ok
-            if previous is None or previous != event.ok:
-                store = f"store {event.name} ({event.role})"
-                if event.ok:
-                    latency = f" {event.latency_ms:.1f} ms" if event.latency_ms is not None else ""
-                    line = LogLine(level="INFO", text=f"{store}: ok{latency}", ts=event.ts)
-                else:
-                    line = LogLine(level="WARN", text=f"{store}: {event.error}", ts=event.ts)
-                self._log_line(line)
+            if first and event.ok:
+                latency = f" {event.latency_ms:.1f} ms" if event.latency_ms is not None else ""
+                text = f"store {event.name} ({event.role}): ok{latency}"
+                self._log_line(LogLine(level="INFO", text=text, ts=event.ts))
         elif isinstance(event, TwinDeleted):
             verb = "deleted" if event.hard else "deprecated"
             self._log_line(LogLine(level="INFO", text=f"twin {event.twin.id} {verb}", ts=event.ts))
