@@ -140,6 +140,7 @@ def engine_problems(engine: Engine, tasks: _RestartWatch | None = None) -> list[
         for name, plant in engine.state.plants.items():
             counters[f"MQTT source of {name}"] = plant.source_restarts
             counters[f"poster of {name}"] = plant.poster_restarts
+            counters[f"watch of {name}"] = plant.watch_restarts
         found.extend(tasks.observe(counters))
     return found
 
