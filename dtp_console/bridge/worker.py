@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 
 from dtp_console.bridge.formats import parser_for
 from dtp_console.bridge.geometry import apply_affine, moved
-from dtp_console.bridge.mqtt import run_source
 from dtp_console.bridge.outbox import Location, Outbox
 from dtp_console.bridge.parse import Reading, Rejection, StatusOnly
 from dtp_console.bridge.plausibility import check_jump
@@ -29,6 +28,7 @@ from dtp_console.bridge.robot_status import (
 from dtp_console.bridge.watch import PlantWatch
 from dtp_console.config.model import Affine, PlantConfig, TwinzoConfig
 from dtp_console.events import OpsLog
+from dtp_console.mqtt.source import run_source
 from dtp_console.state import DeviceState, Jump, PlantState
 from dtp_console.supervision import keep_running
 from dtp_console.twinzo.client import TwinzoClient

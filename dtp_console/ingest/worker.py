@@ -2,7 +2,7 @@
 
 It runs whenever the `platform` section is enabled — with the simulator's
 generators in a demo, or the platform's real twin generators in production.
-The MQTT side is the bridges' source (`dtp_console.bridge.mqtt.run_source`):
+The MQTT side is the bridges' source (`dtp_console.mqtt.source.run_source`):
 TLS with verification, user name and password, persistent sessions, reconnect
 with jittered backoff, a bounded queue whose overflow is counted. Each message
 is handled synchronously: mapped (the platform mapping, then the generic
@@ -23,11 +23,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from dtp_console.bridge.mqtt import run_source
 from dtp_console.config.model import PlatformConfig
 from dtp_console.events import OpsLog
 from dtp_console.ingest.rings import EventEntry, Rings
 from dtp_console.ingest.streams import StreamMapper
+from dtp_console.mqtt.source import run_source
 from dtp_console.state import PlantCounters, PlantState
 from dtp_console.stores.mapping import Mapped, PlatformMapper
 from dtp_console.supervision import keep_running

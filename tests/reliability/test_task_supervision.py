@@ -18,13 +18,13 @@ import aiomqtt
 import httpx
 import pytest
 
-from dtp_console.bridge import mqtt as bridge_mqtt
 from dtp_console.bridge.watch import PlantWatch
 from dtp_console.bridge.worker import Bridge
 from dtp_console.config.model import ConsoleConfig
 from dtp_console.events import Bus, LogLine, OpsLog
 from dtp_console.ingest import worker as ingest_worker
 from dtp_console.ingest.worker import PlatformWorker
+from dtp_console.mqtt import source as mqtt_source
 from dtp_console.state import PlantState
 from dtp_console.twinzo.client import TwinzoClient
 from dtp_console.twinzo.sandbox import TwinzoSandbox
@@ -139,7 +139,7 @@ def _broken_set_mqtt(_self: object, *_args: object) -> None:
 async def test_a_dead_platform_source_is_logged_counted_and_restarted(
     mosquitto: MosquittoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    flaky, calls = _dies_once(bridge_mqtt.run_source)
+    flaky, calls = _dies_once(mqtt_source.run_source)
     monkeypatch.setattr(ingest_worker, "run_source", flaky)
     config = ConsoleConfig.model_validate(
         {"platform": {"broker": {"host": "127.0.0.1", "port": mosquitto.port}}}

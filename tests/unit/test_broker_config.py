@@ -14,10 +14,10 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from pydantic import ValidationError
 
-from dtp_console.bridge.mqtt import broker_warnings, client_kwargs
 from dtp_console.config.loader import ConfigError, load_config
 from dtp_console.config.model import ConsoleConfig, PlantConfig
 from dtp_console.headless import stats_line
+from dtp_console.mqtt.client import broker_warnings, client_kwargs
 from dtp_console.state import PlantState
 from tests.support.mosquitto import make_tls_files
 
