@@ -1,12 +1,12 @@
 """Async orchestration: one MQTT publisher per simulated plant, one for the twin generators.
 
 Each publisher owns its aiomqtt client in an `async with` inside a reconnect
-loop: the client is built by the one MQTT module (`dtp_console.mqtt.client`:
-the broker's TLS, login and MQTT version, a random id) and a broker that is
-down or goes away is retried with the broker's shared backoff until `stop` is
-set, never fatal. The simulated clock only
-advances while connected, at most a second per tick, so an outage pauses the
-robots instead of teleporting them.
+loop. The client is built by the one MQTT module (`dtp_console.mqtt.client`:
+the broker's TLS, login and MQTT version, a random id of its own), and a broker
+that is down or goes away is retried with the broker's shared backoff until
+`stop` is set, never fatal. The simulated clock only advances while connected,
+at most a second per tick, so an outage pauses the robots instead of
+teleporting them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import aiomqtt
 
-from dtp_console.config.model import BrokerConfig
 from dtp_console.events import Bus, OpsLog
 from dtp_console.mqtt.client import (
     client_kwargs,
@@ -35,7 +34,7 @@ from dtp_console.simulator.generators import TwinGenerators
 from dtp_console.simulator.vda5050 import retained
 
 if TYPE_CHECKING:
-    from dtp_console.config.model import ConsoleConfig, PlantConfig
+    from dtp_console.config.model import BrokerConfig, ConsoleConfig, PlantConfig
 
 __all__ = ["GENERATORS", "SimStats", "run_simulator", "select_plants", "with_simulated"]
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -166,3 +168,29 @@ async def test_a_dead_platform_source_is_logged_counted_and_restarted(
         stop.set()
         await asyncio.wait_for(task, 15)
     assert not (_others() - before), "the source ended with run()"
+
+
+async def test_a_frozen_broker_does_not_hold_the_stop_and_leaves_nothing_pending(
+    mosquitto: MosquittoServer, start_bridge: StartBridge
+) -> None:
+    """A broker that stops answering (SIGSTOP) does not hold the stop up, and the source
+    is not left behind. (paho's DISCONNECT needs no answer; a send buffer that cannot
+    drain is what holds it, bounded by the client's time-out after the WARN at 5 s.)"""
+    before = _others()
+    plant, twinzo = plant_config(mosquitto.port)
+    rig = await start_bridge(plant, twinzo)
+    await until(lambda: rig.state.connects == 1, what="connected")
+    assert mosquitto.process is not None
+    mosquitto.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        rig.stop.set()
+        assert rig.task is not None
+        await asyncio.wait_for(rig.task, 20)
+        took = time.monotonic() - started
+    finally:
+        mosquitto.process.send_signal(signal.SIGCONT)
+    assert took < 5, took
+    left = _others() - before
+    assert not left, f"pending after run() returned: {sorted(t.get_name() for t in left)}"
+    assert rig.state.mqtt == "stopped"
