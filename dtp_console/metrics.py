@@ -189,7 +189,7 @@ def _plants(engine: Engine) -> Iterator[Metric]:
     )
     restarts = CounterMetricFamily(
         "dtp_plant_worker_restarts",
-        "Times a bridge's MQTT source or poster task died and was restarted",
+        "Times a bridge's MQTT source, poster or watch task died and was restarted",
         labels=["plant", "worker"],
     )
     connected = GaugeMetricFamily(
@@ -210,6 +210,7 @@ def _plants(engine: Engine) -> Iterator[Metric]:
         bounds.add_metric([label], plant.out_of_bounds)
         restarts.add_metric([label, "source"], plant.source_restarts)
         restarts.add_metric([label, "poster"], plant.poster_restarts)
+        restarts.add_metric([label, "watch"], plant.watch_restarts)
         connected.add_metric([label], 1 if plant.mqtt == "connected" else 0)
         connects.add_metric([label], plant.connects)
     yield from (received, outcomes, pending, unknown, bounds, restarts, connected, connects)
