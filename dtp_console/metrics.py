@@ -412,6 +412,16 @@ def _api(engine: Engine) -> Iterator[Metric]:
         ("dtp_api_stream_cut_off", "Stream clients cut off for being too slow", hub.cut_off),
         ("dtp_api_stream_refused", "Stream clients refused (max_stream_clients)", hub.refused),
         ("dtp_api_stream_bus_dropped", "Bus events the stream hub lost", hub.bus_dropped),
+        (
+            "dtp_api_stream_owner_lookups",
+            "Registry lookups of dependency owners (per-token unknown_dependencies)",
+            hub.owner_lookups,
+        ),
+        (
+            "dtp_api_stream_owner_lookups_failed",
+            "Owner lookups that failed (restricted tokens saw every dependency as unknown)",
+            hub.owner_lookups_failed,
+        ),
     ):
         yield CounterMetricFamily(name, help_text, value=value)
 
