@@ -197,6 +197,11 @@ class StateFeed:
         self._tick_no = 0
         self.stats = FeedStats()
 
+    @property
+    def active(self) -> bool:
+        """Whether the tick runs or the feed reads the bus (only while clients are attached)."""
+        return self._subscription is not None or (self._task is not None and not self._task.done())
+
     # -- clients --------------------------------------------------------------------
 
     def attach(
