@@ -156,7 +156,18 @@ def _frame(event: str, data: Any) -> bytes:
 
 
 def _signature(d: DeviceState) -> tuple[Any, ...]:
-    """What moves when anything a reader shows of the device moves (checked per tick)."""
+    """What moves when anything a reader shows of the device moves (checked per tick).
+
+    Values only, never a mutable object (it would compare equal to itself after an
+    in-place change); whatever this misses still shows within `_FULL_EVERY` ticks.
+    """
+    r = d.robot
+    robot = (
+        None
+        if r is None
+        else (r.connection, r.driving, r.operating_mode, r.e_stop, r.errors, r.map_id,
+              r.localization_score, r.lost, r.restarts, r.duplicates)
+    )  # fmt: skip
     return (
         d.messages,
         d.last_heard_at,
@@ -168,7 +179,7 @@ def _signature(d: DeviceState) -> tuple[Any, ...]:
         d.login,
         d.refusing_since,
         d.last_accepted_at,
-        d.robot,
+        robot,
     )
 
 
