@@ -37,7 +37,14 @@ from dtp_console.attach.wire import (
     encode_plant_summary,
     map_etag,
 )
-from dtp_console.events import Event, LogLine, StoreHealth, Subscription
+from dtp_console.events import (
+    Event,
+    LogLine,
+    StoreHealth,
+    Subscription,
+    TwinDeleted,
+    TwinUpdated,
+)
 from dtp_console.view import ConsoleEngine
 
 if TYPE_CHECKING:
@@ -412,9 +419,16 @@ class StateFeed:
                 return
             kind, tenant, body = encoded
             item = StreamEvent(0, tenant, _frame("twin", {"kind": kind, **body}))
+            hidden: StreamEvent | None = None
             for client in list(self._clients):
-                if client.stream.wants(item):
+                if not client.stream.wants(item):
+                    continue
+                if client.principal.all_tenants:
                     self._offer_item(client, item)
+                    continue
+                if hidden is None:  # once per event, shared by every restricted reader
+                    hidden = _restricted(item, event, kind, body)
+                self._offer_item(client, hidden)
 
     def _broadcast(self, frame: bytes) -> None:
         item = StreamEvent(0, "", frame)
@@ -436,6 +450,25 @@ class StateFeed:
             client.stream.cut_off()
             return
         self.stats.frames += 1
+
+
+def _restricted(item: StreamEvent, event: Event, kind: str, body: dict[str, Any]) -> StreamEvent:
+    """The twin event as a token restricted to some tenants may read it.
+
+    The registry flags `unknown_dependencies` over every tenant, so a dependency it
+    found may be another tenant's twin: a restricted reader is told every dependency
+    is unknown (the rule `api.visibility` applies when it cannot look the owners up —
+    it hides rather than reveals). A record with no flags (a hard delete) is left as is.
+    """
+    if isinstance(event, TwinUpdated) or (isinstance(event, TwinDeleted) and not event.hard):
+        twin = event.twin
+    else:
+        return item
+    everything = twin.dependencies.all()
+    if set(everything) <= set(twin.unknown_dependencies):
+        return item
+    shown = {**body, "twin": {**body["twin"], "unknown_dependencies": everything}}
+    return StreamEvent(0, item.tenant, _frame("twin", {"kind": kind, **shown}))
 
 
 def _affine_of(engine: ServedEngine, plant: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ import orjson
 from dtp_console.api.tokens import Principal
 from dtp_console.attach.feed import StateFeed
 from dtp_console.config.model import Affine, ConsoleConfig, PlantConfig
-from dtp_console.events import Bus, LogLine, Subscription
+from dtp_console.events import Bus, LogLine, Subscription, TwinUpdated
+from dtp_console.registry.model import TwinRecord
 from dtp_console.state import DeviceState, EngineState, PlantState, RobotFacts
 
 VIEWER = Principal("viewer", "viewer", frozenset({"*"}))
@@ -143,4 +145,33 @@ async def test_a_full_queue_cuts_the_client_off_and_counts_it() -> None:
     engine.state.plants["Hall"].connects += 1
     feed.tick()
     assert [kind for kind, _ in _frames(other.stream.queue)] == ["delta"]
+    await feed.close()
+
+
+async def test_a_restricted_token_cannot_learn_which_dependencies_exist() -> None:
+    engine = _Engine()
+    feed = _feed(engine)
+    mine = feed.attach(Principal("a", "viewer", frozenset({"plant-a"})), [], lambda: None)
+    admin = feed.attach(Principal("all", "admin", frozenset({"*"})), [], lambda: None)
+    assert mine is not None and admin is not None
+    for client in (mine, admin):
+        _frames(client.stream.queue)
+    now = dt.datetime.now(dt.UTC)
+    twin = TwinRecord(
+        id="dt:Fleet",
+        name="fleet",
+        tenant="plant-a",
+        status="active",
+        dependencies={"static": ["dt:Secret_b", "dt:Nowhere"]},
+        unknown_dependencies=["dt:Nowhere"],  # dt:Secret_b exists, in plant-b
+        created_at=now,
+        updated_at=now,
+    )
+    engine.bus.publish(TwinUpdated(twin=twin))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    [(_, seen)] = _frames(mine.stream.queue)
+    [(_, true)] = _frames(admin.stream.queue)
+    assert seen["twin"]["unknown_dependencies"] == ["dt:Secret_b", "dt:Nowhere"]
+    assert true["twin"]["unknown_dependencies"] == ["dt:Nowhere"]
     await feed.close()
