@@ -36,7 +36,7 @@ from dtp_console.attach.http import (
 )
 from dtp_console.attach.registry import RemoteRegistry
 from dtp_console.attach.replica import FrameError, apply_frame, event_of
-from dtp_console.attach.sse import SseError, SseEvent, SseParser
+from dtp_console.attach.sse import SseEvent, SseParser
 from dtp_console.attach.wire import PROTOCOL, config_from_wire, map_etag
 from dtp_console.backoff import Backoff
 from dtp_console.commands import capture_point
@@ -172,7 +172,7 @@ class RemoteEngine:
         async with _client(token, tls) as http:
             try:
                 session = await _fetch_session(http, url.rstrip("/"))
-            except ConnectionError as exc:
+            except (ConnectionError, ValueError) as exc:
                 raise AttachError(str(exc)) from None
         return cls(url, token, session, tls=tls)
 
@@ -303,8 +303,7 @@ class RemoteEngine:
                         aiohttp.ClientError,
                         TimeoutError,
                         OSError,
-                        SseError,
-                        FrameError,
+                        ValueError,  # SseError, FrameError, a body that is not JSON
                         AttachError,
                         ApiStatusError,
                     ) as exc:
