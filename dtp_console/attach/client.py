@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,14 +30,19 @@ from dtp_console.attach.http import (
     ApiStatusError,
     command_error,
     describe,
-    error_message,
     read_json,
     request_json,
 )
 from dtp_console.attach.registry import RemoteRegistry
 from dtp_console.attach.replica import FrameError, apply_frame, event_of
+from dtp_console.attach.session import (
+    AttachError,
+    Session,
+    fetch_session,
+    parse_maps,
+)
 from dtp_console.attach.sse import SseEvent, SseParser
-from dtp_console.attach.wire import PROTOCOL, config_from_wire, map_etag
+from dtp_console.attach.wire import map_etag
 from dtp_console.backoff import Backoff
 from dtp_console.commands import capture_point
 from dtp_console.config.model import Affine
@@ -62,70 +67,6 @@ CONNECT_S = 10.0
 BACKOFF_INITIAL_S, BACKOFF_CAP_S = 0.5, 15.0
 
 
-class AttachError(Exception):
-    """The service could not be attached to (unreachable, refused the token, another protocol)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """What `GET /api/console/session` says about the service and this token."""
-
-    config: ConsoleConfig
-    plants: tuple[str, ...]
-    """Plant names this token sees, in tab order."""
-    device_maps: dict[str, dict[str, str]]
-    etags: dict[str, str]
-    read_only: str | None
-    principal: str
-    """`label (role)` of the token."""
-    host: str
-    """`host pid N` of the service."""
-    config_path: str | None
-
-
-def parse_session(body: Mapping[str, Any]) -> Session:
-    """The session body as a `Session` (`AttachError` when it is not one this console reads)."""
-    if body.get("protocol") != PROTOCOL:
-        msg = (
-            f"the service speaks attach protocol {body.get('protocol')!r}, this console {PROTOCOL}"
-        )
-        raise AttachError(msg)
-    try:
-        config = config_from_wire(body["config"])
-        # The service's log file is on its host: this console writes no file of its own there.
-        config = config.model_copy(
-            update={"logging": config.logging.model_copy(update={"file": None})}
-        )
-        maps, etags = _maps(body.get("device_maps") or {})
-        engine = body.get("engine") or {}
-        principal = body.get("principal") or {}
-        read_only = body.get("read_only")
-        path = body.get("config_path")
-        return Session(
-            config=config,
-            plants=tuple(str(name) for name in body["plants"]),
-            device_maps=maps,
-            etags=etags,
-            read_only=None if read_only is None else safe_text(str(read_only), 200),
-            principal=safe_text(f"{principal.get('label', '?')} ({principal.get('role', '?')})"),
-            host=safe_text(f"{engine.get('host', '?')} pid {engine.get('pid', '?')}", 200),
-            config_path=None if path is None else str(path),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        msg = f"the service's session cannot be read ({type(exc).__name__}: {exc})"
-        raise AttachError(msg[:400]) from None
-
-
-def _maps(wire: Mapping[str, Any]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-    maps: dict[str, dict[str, str]] = {}
-    etags: dict[str, str] = {}
-    for plant, entry in wire.items():
-        mapping = {str(k): str(v) for k, v in entry["map"].items()}
-        maps[str(plant)] = mapping
-        etags[str(plant)] = str(entry.get("etag") or map_etag(mapping))
-    return maps, etags
-
-
 @dataclass(frozen=True, slots=True)
 class _AffineHeld:
     """A plant's affine as the service last reported it (what `capture_point` reads)."""
@@ -143,8 +84,11 @@ class RemoteEngine:
         session: Session,
         *,
         tls: ssl.SSLContext | bool = True,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url.rstrip("/")
+        self._monotonic = monotonic
+        """This host's monotonic clock, onto which the service's times are moved."""
         self._headers = {"Authorization": f"Bearer {token}"}
         self._tls = tls
         self._session = session
@@ -171,7 +115,7 @@ class RemoteEngine:
         service cannot be reached or refuses the token."""
         async with _client(token, tls) as http:
             try:
-                session = await _fetch_session(http, url.rstrip("/"))
+                session = await fetch_session(http, url.rstrip("/"))
             except (ConnectionError, ValueError) as exc:
                 raise AttachError(str(exc)) from None
         return cls(url, token, session, tls=tls)
@@ -335,7 +279,7 @@ class RemoteEngine:
 
     async def _follow(self, http: aiohttp.ClientSession, backoff: Backoff) -> str:
         """One connection: a fresh session, then the stream until it ends (why it ended)."""
-        session = await _fetch_session(http, self.url)
+        session = await fetch_session(http, self.url)
         self._take_session(session)
         devices = ",".join(self._session.plants)
         async with http.get(
@@ -372,7 +316,7 @@ class RemoteEngine:
             return False
         if event.event == "snapshot":
             fresh = EngineState()
-            apply_frame(fresh, body)
+            apply_frame(fresh, body, now=self._monotonic())
             self._state = fresh
             self.frames += 1
             self._up()
@@ -381,7 +325,7 @@ class RemoteEngine:
             msg = f"the stream began with {safe_text(event.event, 40)!r}, not a snapshot"
             raise FrameError(msg)
         if event.event == "delta":
-            apply_frame(self._state, body)
+            apply_frame(self._state, body, now=self._monotonic())
             self.frames += 1
         elif event.event == "maps":
             self._take_maps(body)
@@ -461,7 +405,7 @@ class RemoteEngine:
             self._bad("maps", "not an object")
             return
         try:
-            maps, etags = _maps(body.get("device_maps") or {})
+            maps, etags = parse_maps(body.get("device_maps") or {})
             affines = {
                 str(p): Affine.model_validate(v) for p, v in (body.get("affines") or {}).items()
             }
@@ -508,13 +452,6 @@ def _client(token: str, tls: ssl.SSLContext | bool) -> aiohttp.ClientSession:
         max_line_size=8190,
         max_field_size=8190,
     )
-
-
-async def _fetch_session(http: aiohttp.ClientSession, url: str) -> Session:
-    status, body = await request_json(http, "GET", url + "/api/console/session")
-    if status != 200:
-        raise AttachError(f"{url}: HTTP {status}: {error_message(body)}")
-    return parse_session(body)
 
 
 async def _error_body(response: aiohttp.ClientResponse) -> dict[str, Any]:
