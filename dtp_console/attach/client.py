@@ -46,7 +46,7 @@ from dtp_console.attach.wire import map_etag
 from dtp_console.backoff import Backoff
 from dtp_console.commands import capture_point
 from dtp_console.config.model import Affine
-from dtp_console.events import Bus, OpsLog, Subscription
+from dtp_console.events import Bus, Level, LogLine, OpsLog, Subscription
 from dtp_console.state import EngineState
 from dtp_console.textsafe import safe_text
 from dtp_console.view import AffineSaved, LinkState, LinkStatus
@@ -85,10 +85,13 @@ class RemoteEngine:
         *,
         tls: ssl.SSLContext | bool = True,
         monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.url = url.rstrip("/")
         self._monotonic = monotonic
         """This host's monotonic clock, onto which the service's times are moved."""
+        self._wall = wall
+        """The wall clock of this client's own log lines."""
         self._headers = {"Authorization": f"Bearer {token}"}
         self._tls = tls
         self._session = session
@@ -260,7 +263,7 @@ class RemoteEngine:
                         await asyncio.wait_for(stop.wait(), delay)
             finally:
                 self._http = None
-        self._log.emit("INFO", f"detached from {self.url} (the service keeps running)")
+        self._emit("INFO", f"detached from {self.url} (the service keeps running)")
 
     @staticmethod
     async def _until(stop: asyncio.Event, work: Any) -> str:
@@ -350,10 +353,10 @@ class RemoteEngine:
         self._set_link("up", f"{self._session.principal} on {self._session.host}")
         if was == "down":
             self.reconnects += 1
-            self._log.emit("OK", f"attach: link to {self.url} up again; picture replaced")
+            self._emit("OK", f"attach: link to {self.url} up again; picture replaced")
         elif was == "connecting":
             read_only = " (read only)" if self.read_only else ""
-            self._log.emit(
+            self._emit(
                 "OK",
                 f"attached to {self.url} as {self._session.principal}{read_only}"
                 f" — {self._session.host}",
@@ -363,9 +366,12 @@ class RemoteEngine:
         first = self._link.state != "down"
         self._set_link("down", reason)
         if first:
-            self._log.emit("FAIL", f"attach: link to {self.url} down: {reason}")
+            self._emit("FAIL", f"attach: link to {self.url} down: {reason}")
         else:
             self._log.limited("WARN", "attach:retry", f"attach: {self.url} still down: {reason}")
+
+    def _emit(self, level: Level, text: str) -> None:
+        self._bus.publish(LogLine(level=level, text=text, ts=self._wall()))
 
     def _bad(self, kind: str, why: str) -> None:
         self.bad_events += 1
@@ -375,7 +381,7 @@ class RemoteEngine:
         if session.plants != self._session.plants:
             # The tabs were laid out from the first session; a changed service shows in the log.
             shown = ", ".join(session.plants) or "none"
-            self._log.emit(
+            self._emit(
                 "WARN", f"attach: the service now runs plants {shown}; attach again to see them"
             )
             session = Session(
