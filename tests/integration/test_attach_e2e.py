@@ -201,6 +201,17 @@ async def test_attach_to_a_running_service(tmp_path: Path) -> None:
                 "the newly mapped robot in the service's bridge",
             )
 
+            # A calibration write and a twin's lifecycle go to the service too.
+            affine = engine.plants[0].affine.model_dump()
+            saved = await engine.save_affine(PLANT, affine, reason="attach e2e")
+            assert saved.applied
+            assert saved.written == config
+            twins = engine.twins
+            assert twins is not None
+            twin_id = panel.shown_ids[0]
+            assert (await twins.deprecate(twin_id)).status == "deprecated"
+            assert (await twins.get(twin_id)).status == "deprecated"
+
             # The service dies under the attached console, and comes back.
             await service.kill()
             await _until(pilot, lambda: engine.link.state == "down", "the link to go down")
