@@ -29,7 +29,9 @@ _TOKEN_FILE_MAX = 4096
 def register(sub: Any) -> None:
     """Add the `attach` command."""
     parser: argparse.ArgumentParser = sub.add_parser(
-        "attach", help="the console UI on a running headless service (over its API)"
+        "attach",
+        help="the console UI on a running headless service (over its API)",
+        allow_abbrev=False,  # `--token X` must not be read as `--token-file X` (and echoed)
     )
     add_config_arg(parser)
     parser.add_argument(
@@ -52,7 +54,24 @@ def register(sub: Any) -> None:
         action="store_true",
         help="do not verify the API's TLS certificate (anyone on the path can read the token)",
     )
+    # Named only to refuse it without echoing its value: argv is readable by every user.
+    parser.add_argument("--token", action=_RefuseToken, help=argparse.SUPPRESS)
     parser.set_defaults(func=_attach)
+
+
+class _RefuseToken(argparse.Action):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        del namespace, values, option_string  # the value is a secret: never shown
+        parser.error(
+            "a token is never a command-line argument (every user of the host can read argv):"
+            " use --token-file F or $DTP_API_TOKEN"
+        )
 
 
 class _RefusedError(Exception):
