@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ TICK_S = 0.1
 _FULL_EVERY = 10
 #: Events the feed's bus subscription holds between two ticks.
 _BUS_QUEUE = 20_000
+_logger = logging.getLogger(__name__)
 
 
 class RunningBridge(Protocol):
@@ -108,6 +110,8 @@ class FeedStats:
     """Bus events the feed's own subscription lost (it fell behind the bus)."""
     clients: int = 0
     """Clients connected now."""
+    errors: int = 0
+    """Ticks or events that failed (a defect: logged with its traceback, the feed goes on)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -252,23 +256,46 @@ class StateFeed:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        pump = asyncio.create_task(self._pump(), name="api-attach-events")
         try:
             while self._clients:
                 started = loop.time()
-                self.tick()
+                try:
+                    self.tick()
+                except Exception:  # a defect: logged and counted, the streams go on
+                    self.stats.errors += 1
+                    _logger.exception("attach feed: a tick failed")
                 await asyncio.sleep(max(0.0, self._tick_s - (loop.time() - started)))
         finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
             if not self._clients:
                 self._leave_bus()
 
+    async def _pump(self) -> None:
+        """Bus events out as they come (as the portal stream's hub does), not per tick:
+        a burst between two ticks would otherwise land in a client's queue at once."""
+        subscription = self._subscription
+        if subscription is None:
+            return
+        while True:
+            events = [await subscription.get(), *subscription.drain()]
+            for event in events:
+                try:
+                    self._forward(event)
+                except Exception:  # a defect: logged and counted, the streams go on
+                    self.stats.errors += 1
+                    _logger.exception("attach feed: forwarding %s failed", type(event).__name__)
+            self.stats.bus_dropped = subscription.dropped
+
     def tick(self) -> None:
-        """One round: bus events out, then the state delta of every client."""
+        """One round: a `maps` event when a map or affine changed, then every client's delta."""
         engine = self._engine()
         if engine is None:
             return
         self.stats.ticks += 1
         self._tick_no += 1
-        self._forward_bus()
         key = self._maps_signature(engine)
         if key != self._maps_key:
             self._maps_key = key
@@ -348,14 +375,6 @@ class StateFeed:
         ]
 
     # -- events ---------------------------------------------------------------------
-
-    def _forward_bus(self) -> None:
-        subscription = self._subscription
-        if subscription is None:
-            return
-        for event in subscription.drain():
-            self._forward(event)
-        self.stats.bus_dropped = subscription.dropped
 
     def _forward(self, event: Event) -> None:
         if isinstance(event, LogLine):
