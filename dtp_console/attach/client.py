@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -101,7 +102,7 @@ class RemoteEngine:
         self._log = OpsLog(self._bus)
         self._maps = dict(session.device_maps)
         self._etags = dict(session.etags)
-        self._affines: dict[str, Affine] = {}
+        self._affines = dict(session.affines)
         self._link = LinkStatus("connecting", self.url, since=time.time())
         self._http: aiohttp.ClientSession | None = None
         self._twins: RemoteRegistry | None = None
@@ -283,8 +284,9 @@ class RemoteEngine:
     async def _follow(self, http: aiohttp.ClientSession, backoff: Backoff) -> str:
         """One connection: a fresh session, then the stream until it ends (why it ended)."""
         session = await fetch_session(http, self.url)
+        # Only plants the service still runs: it answers 404 for a name it does not know.
+        devices = ",".join(p for p in self._session.plants if p in session.plants)
         self._take_session(session)
-        devices = ",".join(self._session.plants)
         async with http.get(
             self.url + "/api/console/state",
             params={"devices": devices},
@@ -384,21 +386,12 @@ class RemoteEngine:
             self._emit(
                 "WARN", f"attach: the service now runs plants {shown}; attach again to see them"
             )
-            session = Session(
-                session.config,
-                self._session.plants,
-                session.device_maps,
-                session.etags,
-                session.read_only,
-                session.principal,
-                session.host,
-                session.config_path,
-            )
+            session = dataclasses.replace(session, plants=self._session.plants)
         self._session = session
         self._plants = self._plant_list(session)
         self._maps = dict(session.device_maps)
         self._etags = dict(session.etags)
-        self._affines = {}
+        self._affines = dict(session.affines)
         registry = session.config.registry
         self._twins = (
             RemoteRegistry(self.url, lambda: self._http, self._headers)

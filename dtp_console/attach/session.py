@@ -8,11 +8,12 @@ reconnect; anything that does not read as a session of this protocol is an
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dtp_console.attach.http import error_message, request_json
 from dtp_console.attach.wire import PROTOCOL, config_from_wire, map_etag
+from dtp_console.config.model import Affine
 from dtp_console.textsafe import safe_text
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ class Session:
     host: str
     """`host pid N` of the service."""
     config_path: str | None
+    affines: dict[str, Affine] = field(default_factory=dict)
+    """The running affine of each plant whose bridge runs."""
 
 
 def parse_session(body: Mapping[str, Any]) -> Session:
@@ -71,6 +74,10 @@ def parse_session(body: Mapping[str, Any]) -> Session:
             principal=safe_text(f"{principal.get('label', '?')} ({principal.get('role', '?')})"),
             host=safe_text(f"{engine.get('host', '?')} pid {engine.get('pid', '?')}", 200),
             config_path=None if path is None else str(path),
+            affines={
+                str(plant): Affine.model_validate(values)
+                for plant, values in (body.get("affines") or {}).items()
+            },
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         msg = f"the service's session cannot be read ({type(exc).__name__}: {exc})"
