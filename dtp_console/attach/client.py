@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -112,6 +113,8 @@ class RemoteEngine:
         """Times the link came up again after it went down."""
         self.bad_events = 0
         """`log` / `store` / `twin` frames that could not be read (each logged)."""
+        self.crashes = 0
+        """Links lost to an unexpected error (a defect; logged with its traceback)."""
 
     @classmethod
     async def open(cls, url: str, token: str, *, tls: ssl.SSLContext | bool = True) -> RemoteEngine:
@@ -256,6 +259,10 @@ class RemoteEngine:
                         ApiStatusError,
                     ) as exc:
                         reason = describe(exc)
+                    except Exception as exc:  # a defect here: logged and counted, then retried
+                        self.crashes += 1
+                        logging.getLogger(__name__).exception("attach link failed")
+                        reason = f"unexpected {safe_text(repr(exc), 200)}"
                     if stop.is_set():
                         break
                     delay = backoff.next()

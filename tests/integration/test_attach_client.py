@@ -9,6 +9,7 @@ lets each test make the service misbehave (cut the stream, send a hostile frame)
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,13 +19,17 @@ import orjson
 import pytest
 from aiohttp import web
 
+from dtp_console.api.config import ApiConfig
+from dtp_console.api.server import ApiServer
 from dtp_console.attach.client import AttachError, RemoteEngine
 from dtp_console.attach.wire import config_to_wire, encode_device, encode_plant_summary, map_etag
 from dtp_console.config import load_config
 from dtp_console.config.writer import ConfigWriteError, DeviceMapConflictError
-from dtp_console.events import LogLine, StoreHealth, Subscription
+from dtp_console.events import Bus, LogLine, StoreHealth, Subscription
 from dtp_console.state import DeviceState, PlantState
 from dtp_console.view import ConsoleEngine
+from tests.support.api import TOKENS, token_entries
+from tests.support.mosquitto import TlsFiles
 
 pytestmark = pytest.mark.integration
 
@@ -385,3 +390,46 @@ def test_a_remote_engine_is_a_console_engine() -> None:
         return engine
 
     assert typed is not None
+
+
+async def test_tls_is_verified_by_default_and_a_ca_file_is_trusted(tls_files: TlsFiles) -> None:
+    config = ApiConfig(
+        listen="127.0.0.1:0",
+        tls={"cert_file": tls_files.cert, "key_file": tls_files.key},
+        tokens=token_entries(),
+    )
+    # An API serving no console engine: its session route answers 404 once TLS is through.
+    async with ApiServer(config, bus=Bus(), registry=lambda: None) as server:
+        token = TOKENS["viewer-a"][0]
+        with pytest.raises(AttachError, match="certificate"):
+            await RemoteEngine.open(server.url, token)
+        trusted = ssl.create_default_context(cafile=str(tls_files.ca))
+        with pytest.raises(AttachError, match="HTTP 404"):
+            await RemoteEngine.open(server.url, token, tls=trusted)
+
+
+async def test_an_unexpected_error_is_counted_logged_and_the_link_retried(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dtp_console.attach.client as client_module
+
+    real = client_module.apply_frame
+    calls: list[int] = []
+
+    def flaky(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            msg = "a defect"
+            raise RuntimeError(msg)
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(client_module, "apply_frame", flaky)
+    engine, lines = await rig.attach()
+
+    async def work() -> None:
+        await _until(lambda: engine.link.state == "up")
+        assert engine.crashes == 1
+        texts = [e.text for e in lines.drain() if isinstance(e, LogLine)]
+        assert any("unexpected RuntimeError('a defect')" in t for t in texts)
+
+    await _running(engine, work)
