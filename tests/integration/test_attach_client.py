@@ -411,9 +411,8 @@ async def test_tls_is_verified_by_default_and_a_ca_file_is_trusted(tls_files: Tl
 async def test_an_unexpected_error_is_counted_logged_and_the_link_retried(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dtp_console.attach.client as client_module
+    from dtp_console.attach.replica import apply_frame as real
 
-    real = client_module.apply_frame
     calls: list[int] = []
 
     def flaky(*args: Any, **kwargs: Any) -> None:
@@ -423,7 +422,7 @@ async def test_an_unexpected_error_is_counted_logged_and_the_link_retried(
             raise RuntimeError(msg)
         real(*args, **kwargs)
 
-    monkeypatch.setattr(client_module, "apply_frame", flaky)
+    monkeypatch.setattr("dtp_console.attach.client.apply_frame", flaky)
     engine, lines = await rig.attach()
 
     async def work() -> None:
