@@ -6,6 +6,7 @@ is a seeded service's snapshot, so the attached picture is deterministic.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 
+from dtp_console.registry.model import TwinRecord
 from dtp_console.ui.app import DtpConsoleApp
+from dtp_console.ui.screens.twin import TwinScreen, TwinStreams
 from dtp_console.ui.widgets.amr_table import AmrTable
 from dtp_console.ui.widgets.badges import Badge
 from dtp_console.ui.widgets.registry_panel import RegistryPanel
@@ -115,3 +118,22 @@ def test_attached_plant_tab(snap_compare: SnapCompare, tmp_path: Path, *, down: 
 
     app = make_attached_app(tmp_path)
     assert snap_compare(app, terminal_size=(120, 40), run_before=prepare)
+
+
+async def test_the_twin_view_says_live_streams_stay_in_the_service(tmp_path: Path) -> None:
+    app = make_attached_app(tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        engine = await _attached(pilot)
+        now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        twin = TwinRecord(
+            id="dt:Lift_001", name="Lift", tenant="plant-a", status="active",
+            created_at=now, updated_at=now,
+        )  # fmt: skip
+        await app.push_screen(TwinScreen(engine, twin, engine.clock))
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, TwinScreen)
+        screen.refresh_live()
+        streams = screen.query_one(TwinStreams)
+        await pilot.pause()
+        assert "not available attached" in str(streams.render())
