@@ -86,10 +86,12 @@ class RemoteEngine:
         session: Session,
         *,
         tls: ssl.SSLContext | bool = True,
+        idle_s: float = STREAM_IDLE_S,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.url = url.rstrip("/")
+        self._idle_s = idle_s
         self._monotonic = monotonic
         """This host's monotonic clock, onto which the service's times are moved."""
         self._wall = wall
@@ -109,6 +111,8 @@ class RemoteEngine:
         self._twins: RemoteRegistry | None = None
         self.frames = 0
         """State frames applied."""
+        self.snapshots = 0
+        """Snapshots taken (one per connection that got as far)."""
         self.reconnects = 0
         """Times the link came up again after it went down."""
         self.bad_events = 0
@@ -117,7 +121,14 @@ class RemoteEngine:
         """Links lost to an unexpected error (a defect; logged with its traceback)."""
 
     @classmethod
-    async def open(cls, url: str, token: str, *, tls: ssl.SSLContext | bool = True) -> RemoteEngine:
+    async def open(
+        cls,
+        url: str,
+        token: str,
+        *,
+        tls: ssl.SSLContext | bool = True,
+        idle_s: float = STREAM_IDLE_S,
+    ) -> RemoteEngine:
         """Read the session once (the UI lays its tabs out from it); `AttachError` when the
         service cannot be reached or refuses the token."""
         async with _client(token, tls) as http:
@@ -125,7 +136,7 @@ class RemoteEngine:
                 session = await fetch_session(http, url.rstrip("/"))
             except (ConnectionError, ValueError) as exc:
                 raise AttachError(str(exc)) from None
-        return cls(url, token, session, tls=tls)
+        return cls(url, token, session, tls=tls, idle_s=idle_s)
 
     # -- EngineView ---------------------------------------------------------------------
 
@@ -298,7 +309,7 @@ class RemoteEngine:
             self.url + "/api/console/state",
             params={"devices": devices},
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=CONNECT_S, sock_read=STREAM_IDLE_S
+                total=None, sock_connect=CONNECT_S, sock_read=self._idle_s
             ),
             headers={"Accept": "text/event-stream"},
         ) as response:
@@ -309,11 +320,15 @@ class RemoteEngine:
                 raise AttachError(msg)
             parser = SseParser()
             snapshot = False
-            async for chunk in response.content.iter_any():
-                for event in parser.feed(chunk):
-                    if self._on_event(event, first=not snapshot):
-                        snapshot = True
-                        backoff.reset()
+            try:
+                async for chunk in response.content.iter_any():
+                    for event in parser.feed(chunk):
+                        if self._on_event(event, first=not snapshot):
+                            snapshot = True
+                            backoff.reset()
+            except TimeoutError:
+                msg = f"nothing from the service for {self._idle_s:g}s (its heartbeats stopped)"
+                raise AttachError(msg) from None
         return "the service ended the stream"
 
     def _on_event(self, event: SseEvent, *, first: bool) -> bool:
@@ -331,6 +346,7 @@ class RemoteEngine:
             apply_frame(fresh, body, now=self._monotonic())
             self._state = fresh
             self.frames += 1
+            self.snapshots += 1
             self._up()
             return True
         if first:
@@ -360,10 +376,10 @@ class RemoteEngine:
     def _up(self) -> None:
         was = self._link.state
         self._set_link("up", f"{self._session.principal} on {self._session.host}")
-        if was == "down":
+        if self.snapshots > 1 and was == "down":
             self.reconnects += 1
             self._emit("OK", f"attach: link to {self.url} up again; picture replaced")
-        elif was == "connecting":
+        elif self.snapshots == 1:
             read_only = " (read only)" if self.read_only else ""
             self._emit(
                 "OK",

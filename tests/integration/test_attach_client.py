@@ -432,3 +432,16 @@ async def test_an_unexpected_error_is_counted_logged_and_the_link_retried(
         assert any("unexpected RuntimeError('a defect')" in t for t in texts)
 
     await _running(engine, work)
+
+
+async def test_a_service_that_goes_silent_is_a_lost_link(rig: Rig) -> None:
+    # The stand-in sends no heartbeat: with a short idle bound the link must drop.
+    engine = await RemoteEngine.open(rig.url, OPERATOR, idle_s=0.5)
+
+    async def work() -> None:
+        await _until(lambda: engine.link.state == "up")
+        await _until(lambda: engine.link.state == "down")
+        assert "nothing from the service for 0.5s" in engine.link.detail
+        await _until(lambda: rig.standin.streams >= 2)
+
+    await _running(engine, work)
