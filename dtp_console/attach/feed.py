@@ -110,6 +110,10 @@ class FeedStats:
     """Bus events the feed's own subscription lost (it fell behind the bus)."""
     clients: int = 0
     """Clients connected now."""
+    tick_seconds: float = 0.0
+    """Time spent in ticks (encode, diffs, queueing): the feed's cost to the event loop."""
+    tick_max_s: float = 0.0
+    """The longest tick (the longest the feed held the event loop at once)."""
     errors: int = 0
     """Ticks or events that failed (a defect: logged with its traceback, the feed goes on)."""
 
@@ -260,11 +264,15 @@ class StateFeed:
         try:
             while self._clients:
                 started = loop.time()
+                began = time.perf_counter()
                 try:
                     self.tick()
                 except Exception:  # a defect: logged and counted, the streams go on
                     self.stats.errors += 1
                     _logger.exception("attach feed: a tick failed")
+                took = time.perf_counter() - began
+                self.stats.tick_seconds += took
+                self.stats.tick_max_s = max(self.stats.tick_max_s, took)
                 await asyncio.sleep(max(0.0, self._tick_s - (loop.time() - started)))
         finally:
             pump.cancel()
