@@ -27,6 +27,7 @@ from textual.widgets import TabbedContent
 
 from dtp_console.api.tokens import hash_token
 from dtp_console.attach.client import AttachError, RemoteEngine
+from dtp_console.config.writer import DeviceMapConflictError
 from dtp_console.ui.app import DtpConsoleApp
 from dtp_console.ui.screens.device_map import DeviceMapEditor
 from dtp_console.ui.widgets.badges import Badge
@@ -158,6 +159,30 @@ async def _robots_move(pilot: Pilot[int], engine: RemoteEngine) -> None:
     )
 
 
+async def _two_operators(service: Service) -> None:
+    """Two consoles attached at once, editing one robot of the same map: the second save is a
+    conflict naming it, never an overwrite."""
+    first, second = await service.session_up(), await service.session_up()
+    stop = asyncio.Event()
+    runs = [asyncio.create_task(e.run(stop)) for e in (first, second)]
+    try:
+        async with asyncio.timeout(30):
+            while first.link.state != "up" or second.link.state != "up":
+                await asyncio.sleep(0.1)
+        base = first.device_map(PLANT)
+        assert base is not None
+        assert second.device_map(PLANT) == base
+        await first.save_device_map(PLANT, {**base, NEW_ID: "tugger-09-old"}, base)
+        with pytest.raises(DeviceMapConflictError) as conflict:
+            await second.save_device_map(PLANT, {**base, NEW_ID: "tugger-10-old"}, base)
+        assert conflict.value.keys == [NEW_ID]
+        assert conflict.value.current[NEW_ID] == "tugger-09-old"
+        assert f"{NEW_ID}: tugger-09-old" in service.config.read_text(encoding="utf-8")
+    finally:
+        stop.set()
+        await asyncio.gather(*runs)
+
+
 def _link_badge(app: DtpConsoleApp) -> str:
     for badge in app.main.query(Badge):
         if badge.info.key == "link":
@@ -244,6 +269,7 @@ async def test_attach_to_a_running_service(tmp_path: Path) -> None:
             await pilot.press("q")
         assert service.proc is not None
         assert service.proc.returncode is None  # detaching left the service running
+        await _two_operators(service)
     finally:
         code = await service.stop()
     assert code == 0, service.output()
