@@ -65,6 +65,9 @@ __all__ = ["AttachError", "RemoteEngine", "Session"]
 STREAM_IDLE_S = 20.0
 #: Seconds to reach the service (TCP and TLS).
 CONNECT_S = 10.0
+#: Seconds a link must have been up for its drop to start the backoff afresh (a service
+#: that sends a snapshot and then breaks the protocol is not retried at the first delay).
+STABLE_S = 10.0
 #: Reconnect backoff: first delay and cap (seconds).
 BACKOFF_INITIAL_S, BACKOFF_CAP_S = 0.5, 15.0
 
@@ -108,6 +111,10 @@ class RemoteEngine:
         self._affines = dict(session.affines)
         self._link = LinkStatus("connecting", self.url, since=time.time())
         self._http: aiohttp.ClientSession | None = None
+        self.backoff = Backoff(BACKOFF_INITIAL_S, BACKOFF_CAP_S)
+        """Delays between reconnects (`failures`: consecutive drops of short-lived links)."""
+        self._up_at: float | None = None
+        """This host's monotonic time the current link got its snapshot."""
         self._twins: RemoteRegistry | None = None
         self.frames = 0
         """State frames applied."""
@@ -252,7 +259,7 @@ class RemoteEngine:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the service until `stop` is set; reconnect by itself when the link drops."""
-        backoff = Backoff(BACKOFF_INITIAL_S, BACKOFF_CAP_S)
+        backoff = self.backoff
         async with _client(
             self._headers["Authorization"].removeprefix("Bearer "), self._tls
         ) as http:
@@ -260,7 +267,7 @@ class RemoteEngine:
             try:
                 while not stop.is_set():
                     try:
-                        reason = await self._until(stop, self._follow(http, backoff))
+                        reason = await self._until(stop, self._follow(http))
                     except (
                         aiohttp.ClientError,
                         TimeoutError,
@@ -276,6 +283,9 @@ class RemoteEngine:
                         reason = f"unexpected {safe_text(repr(exc), 200)}"
                     if stop.is_set():
                         break
+                    up_at, self._up_at = self._up_at, None
+                    if up_at is not None and self._monotonic() - up_at >= STABLE_S:
+                        backoff.reset()  # it was up a while: a fresh drop, not a flapping one
                     delay = backoff.next()
                     self._down(f"{reason}; retrying in {delay:.1f}s")
                     with contextlib.suppress(TimeoutError):
@@ -299,7 +309,7 @@ class RemoteEngine:
                     await task
         return "detached" if not task.done() or task.cancelled() else task.result()
 
-    async def _follow(self, http: aiohttp.ClientSession, backoff: Backoff) -> str:
+    async def _follow(self, http: aiohttp.ClientSession) -> str:
         """One connection: a fresh session, then the stream until it ends (why it ended)."""
         session = await fetch_session(http, self.url)
         # Only plants the service still runs: it answers 404 for a name it does not know.
@@ -325,7 +335,7 @@ class RemoteEngine:
                     for event in parser.feed(chunk):
                         if self._on_event(event, first=not snapshot):
                             snapshot = True
-                            backoff.reset()
+                            self._up_at = self._monotonic()
             except TimeoutError:
                 msg = f"nothing from the service for {self._idle_s:g}s (its heartbeats stopped)"
                 raise AttachError(msg) from None

@@ -60,6 +60,8 @@ class StandIn:
         self.cut = asyncio.Event()
         self.puts: list[dict[str, Any]] = []
         self.twin_calls: list[tuple[str, str, str]] = []
+        self.after_snapshot: bytes = b""
+        """Written right after every snapshot (a service that breaks the protocol each time)."""
 
     def role(self, request: web.Request) -> str:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -103,7 +105,7 @@ class StandIn:
         self.cut.clear()
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        await response.write(_frame("snapshot", self.snapshot()))
+        await response.write(_frame("snapshot", self.snapshot()) + self.after_snapshot)
         while not self.cut.is_set():
             getting = asyncio.ensure_future(self.pushed.get())
             cutting = asyncio.ensure_future(self.cut.wait())
@@ -443,5 +445,17 @@ async def test_a_service_that_goes_silent_is_a_lost_link(rig: Rig) -> None:
         await _until(lambda: engine.link.state == "down")
         assert "nothing from the service for 0.5s" in engine.link.detail
         await _until(lambda: rig.standin.streams >= 2)
+
+    await _running(engine, work)
+
+
+async def test_a_service_that_breaks_every_link_is_retried_ever_more_slowly(rig: Rig) -> None:
+    rig.standin.after_snapshot = b"event: delta\ndata: [1]\n\n"
+    engine, _ = await rig.attach()
+
+    async def work() -> None:
+        await _until(lambda: rig.standin.streams >= 3)
+        assert engine.backoff.failures >= 2  # a snapshot alone does not reset the backoff
+        assert engine.link.state == "down"
 
     await _running(engine, work)
