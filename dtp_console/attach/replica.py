@@ -4,8 +4,11 @@
 the current one) with the `decode_*_into` functions of `dtp_console.attach.wire`;
 the service's monotonic times become this host's by `offset = local − frame["mono"]`.
 The replica is bounded whatever the service sends (`MAX_PLANTS`, `MAX_DEVICES`,
-`MAX_LOGINS`); a frame that breaks the shape raises `FrameError` and the client
-reconnects for a fresh snapshot rather than show a picture it cannot trust.
+`MAX_LOGINS`), and every field is checked against its protocol type
+(`dtp_console.attach.shapes`) before it is decoded: a string where a position goes
+would crash the UI at its next redraw. A frame that breaks the shape raises
+`FrameError` and the client reconnects for a fresh snapshot rather than show a
+picture it cannot trust.
 `event_of` turns a `log`, `store` or `twin` frame into the bus event the UI knows.
 """
 
@@ -17,6 +20,7 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 
+from dtp_console.attach.shapes import check_auth, check_device, check_plant_summary
 from dtp_console.attach.wire import (
     decode_auth_into,
     decode_device_into,
@@ -90,7 +94,9 @@ def _apply(state: EngineState, frame: Mapping[str, Any], offset: float) -> None:
             if known is None:
                 _room(state.auth, MAX_LOGINS, "logins")
                 known = state.auth[login] = AuthState(str(login))
-            decode_auth_into(known, _object(facts, "auth entry"))
+            facts = _object(facts, "auth entry")
+            check_auth(facts)
+            decode_auth_into(known, facts)
     if "twinzo_url" in frame:
         state.twinzo_url = str(frame["twinzo_url"] or "")
     if "platform" in frame:
@@ -99,7 +105,9 @@ def _apply(state: EngineState, frame: Mapping[str, Any], offset: float) -> None:
             state.platform = None
         else:
             platform = state.platform or PlantState("platform")
-            decode_plant_summary_into(platform, _object(summary, "platform"))
+            summary = _object(summary, "platform")
+            check_plant_summary(summary)
+            decode_plant_summary_into(platform, summary)
             state.platform = platform
     if "stores" in frame:
         stats = frame["stores"]
@@ -113,7 +121,9 @@ def _apply(state: EngineState, frame: Mapping[str, Any], offset: float) -> None:
 def _apply_plant(plant: PlantState, entry: Mapping[str, Any], offset: float) -> None:
     summary = entry.get("plant")
     if summary is not None:
-        decode_plant_summary_into(plant, _object(summary, "plant summary"))
+        summary = _object(summary, "plant summary")
+        check_plant_summary(summary)
+        decode_plant_summary_into(plant, summary)
     devices = entry.get("devices")
     if devices is None:
         return
@@ -122,6 +132,7 @@ def _apply_plant(plant: PlantState, entry: Mapping[str, Any], offset: float) -> 
             plant.devices.pop(vendor_id, None)
             continue
         wire = _object(wire, "device")
+        check_device(wire)
         device = plant.devices.get(vendor_id)
         if device is None:
             _room(plant.devices, MAX_DEVICES, f"robots of {plant.name}")

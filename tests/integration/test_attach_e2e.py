@@ -250,6 +250,11 @@ async def test_attach_to_a_running_service(tmp_path: Path) -> None:
             assert engine.reconnects >= 1
             await _robots_move(pilot, engine)
             assert (engine.device_map(PLANT) or {}).get(NEW_ID) == NEW_LOGIN  # from the file
+            # Every frame of the real service read cleanly: one snapshot per connection, the
+            # kill the only drop, nothing skipped.
+            assert (engine.snapshots, engine.reconnects) == (2, 1)
+            assert (engine.bad_events, engine.crashes) == (0, 0)
+            assert engine.frames > 20
             await pilot.press("q")
         assert app.return_code == 0
 
