@@ -37,7 +37,14 @@ from dtp_console.attach.wire import (
     encode_plant_summary,
     map_etag,
 )
-from dtp_console.events import Event, LogLine, StoreHealth, Subscription
+from dtp_console.events import (
+    Event,
+    LogLine,
+    StoreHealth,
+    Subscription,
+    TwinDeleted,
+    TwinUpdated,
+)
 from dtp_console.view import ConsoleEngine
 
 if TYPE_CHECKING:
@@ -156,7 +163,18 @@ def _frame(event: str, data: Any) -> bytes:
 
 
 def _signature(d: DeviceState) -> tuple[Any, ...]:
-    """What moves when anything a reader shows of the device moves (checked per tick)."""
+    """What moves when anything a reader shows of the device moves (checked per tick).
+
+    Values only, never a mutable object (it would compare equal to itself after an
+    in-place change); whatever this misses still shows within `_FULL_EVERY` ticks.
+    """
+    r = d.robot
+    robot = (
+        None
+        if r is None
+        else (r.connection, r.driving, r.operating_mode, r.e_stop, r.errors, r.map_id,
+              r.localization_score, r.lost, r.restarts, r.duplicates)
+    )  # fmt: skip
     return (
         d.messages,
         d.last_heard_at,
@@ -168,7 +186,7 @@ def _signature(d: DeviceState) -> tuple[Any, ...]:
         d.login,
         d.refusing_since,
         d.last_accepted_at,
-        d.robot,
+        robot,
     )
 
 
@@ -196,6 +214,11 @@ class StateFeed:
         self._stores: Any = None
         self._tick_no = 0
         self.stats = FeedStats()
+
+    @property
+    def active(self) -> bool:
+        """Whether the tick runs or the feed reads the bus (only while clients are attached)."""
+        return self._subscription is not None or (self._task is not None and not self._task.done())
 
     # -- clients --------------------------------------------------------------------
 
@@ -396,9 +419,16 @@ class StateFeed:
                 return
             kind, tenant, body = encoded
             item = StreamEvent(0, tenant, _frame("twin", {"kind": kind, **body}))
+            hidden: StreamEvent | None = None
             for client in list(self._clients):
-                if client.stream.wants(item):
+                if not client.stream.wants(item):
+                    continue
+                if client.principal.all_tenants:
                     self._offer_item(client, item)
+                    continue
+                if hidden is None:  # once per event, shared by every restricted reader
+                    hidden = _restricted(item, event, kind, body)
+                self._offer_item(client, hidden)
 
     def _broadcast(self, frame: bytes) -> None:
         item = StreamEvent(0, "", frame)
@@ -420,6 +450,25 @@ class StateFeed:
             client.stream.cut_off()
             return
         self.stats.frames += 1
+
+
+def _restricted(item: StreamEvent, event: Event, kind: str, body: dict[str, Any]) -> StreamEvent:
+    """The twin event as a token restricted to some tenants may read it.
+
+    The registry flags `unknown_dependencies` over every tenant, so a dependency it
+    found may be another tenant's twin: a restricted reader is told every dependency
+    is unknown (the rule `api.visibility` applies when it cannot look the owners up —
+    it hides rather than reveals). A record with no flags (a hard delete) is left as is.
+    """
+    if isinstance(event, TwinUpdated) or (isinstance(event, TwinDeleted) and not event.hard):
+        twin = event.twin
+    else:
+        return item
+    everything = twin.dependencies.all()
+    if set(everything) <= set(twin.unknown_dependencies):
+        return item
+    shown = {**body, "twin": {**body["twin"], "unknown_dependencies": everything}}
+    return StreamEvent(0, item.tenant, _frame("twin", {"kind": kind, **shown}))
 
 
 def _affine_of(engine: ServedEngine, plant: str) -> Any:

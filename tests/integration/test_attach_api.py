@@ -497,3 +497,19 @@ async def test_a_viewer_of_one_tenant_gets_only_its_twins(console: Console) -> N
         events = await _frames_for(resp, 0.6)
     twins = [e.data["twin"]["id"] for e in events if e.event == "twin"]
     assert twins == ["dt:T_plant-a"]
+
+
+async def test_with_no_client_the_feed_runs_nothing(console: Console) -> None:
+    feed = console.engine.api.console.feed
+    assert not feed.active  # nothing subscribed before the first client
+    async with _state(console) as resp:
+        assert (await read_events(resp, 1))[0].event == "snapshot"
+        assert feed.active and feed.stats.clients == 1
+    await until(lambda: not feed.active, what="the feed stopped")
+    assert feed.stats.clients == 0
+    ticks = feed.stats.ticks
+    await asyncio.sleep(0.3)
+    assert feed.stats.ticks == ticks
+    async with _state(console) as resp:  # and it starts again for the next one
+        assert (await read_events(resp, 1))[0].event == "snapshot"
+        await until(lambda: feed.stats.ticks > ticks, what="ticking again")
