@@ -48,7 +48,7 @@ from dtp_console.attach.wire import map_etag
 from dtp_console.backoff import Backoff
 from dtp_console.commands import capture_point
 from dtp_console.config.model import Affine
-from dtp_console.events import Bus, Level, LogLine, OpsLog, Subscription
+from dtp_console.events import Bus, Level, LogLine, OpsLog, StoreHealth, Subscription
 from dtp_console.state import EngineState
 from dtp_console.textsafe import safe_text
 from dtp_console.view import AffineSaved, LinkState, LinkStatus
@@ -105,6 +105,7 @@ class RemoteEngine:
         self._plants = self._plant_list(session)
         self._state = EngineState()
         self._bus = Bus()
+        self._store_health: dict[str, StoreHealth] = {}
         self._log = OpsLog(self._bus)
         self._maps = dict(session.device_maps)
         self._etags = dict(session.etags)
@@ -167,6 +168,12 @@ class RemoteEngine:
         """The service's registry over its routes (a new object per connection, so the
         UI reads every twin again after a reconnect); None when it runs none."""
         return self._twins
+
+    @property
+    def store_health(self) -> Mapping[str, StoreHealth]:
+        """The service's latest check per store, as its `store` frames said (kept while the
+        link is down: the picture stays, greyed)."""
+        return self._store_health
 
     @property
     def rings(self) -> Rings | None:
@@ -373,6 +380,8 @@ class RemoteEngine:
             except FrameError as exc:
                 self._bad(event.event, str(exc))
                 return False
+            if isinstance(bus_event, StoreHealth):
+                self._store_health[bus_event.name] = bus_event
             if bus_event is not None:
                 self._bus.publish(bus_event)
         return False

@@ -244,6 +244,9 @@ class StateFeed:
         current = self._encode(engine, {*client.devices})
         self._send_state(client, current, "snapshot")
         self._offer(client, _frame("maps", maps_body(engine)))
+        # The latest check of each store, so a fresh client's badges do not wait for the next.
+        for health in list(engine.store_health.values()):
+            self._offer(client, _frame("store", dataclasses.asdict(health)))
         return client
 
     def detach(self, client: FeedClient) -> None:

@@ -252,6 +252,7 @@ async def test_the_replica_follows_snapshot_and_deltas_and_events_reach_the_bus(
         events = list(lines.drain())
         assert any(isinstance(e, LogLine) and e.text == "[red]x[/red]" for e in events)
         assert any(isinstance(e, StoreHealth) and e.name == "sqlite" for e in events)
+        assert engine.store_health["sqlite"].ok is True  # the badges read this, not the bus
         maps = {"device_maps": {PLANT: {"map": {"n": "m"}, "etag": map_etag({"n": "m"})}}}
         rig.standin.pushed.put_nowait(_frame("maps", maps))
         await _until(lambda: engine.device_map(PLANT) == {"n": "m"})

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from devtools.seeded import SeededEngine, write_config
 from dtp_console.attach.client import RemoteEngine
 from dtp_console.attach.session import parse_session
 from dtp_console.attach.sse import SseEvent
@@ -31,7 +32,6 @@ from dtp_console.attach.wire import (
 from dtp_console.events import LogLine
 from dtp_console.ui.app import DtpConsoleApp
 from dtp_console.ui.display import FixedClock
-from tests.ui.seeded import SeededEngine, write_config
 
 __all__ = ["URL", "FrozenRemote", "make_attached_app", "session_body", "snapshot_frame"]
 

@@ -13,7 +13,7 @@ import orjson
 from dtp_console.api.tokens import Principal
 from dtp_console.attach.feed import StateFeed
 from dtp_console.config.model import Affine, ConsoleConfig, PlantConfig
-from dtp_console.events import Bus, LogLine, Subscription, TwinUpdated
+from dtp_console.events import Bus, LogLine, StoreHealth, Subscription, TwinUpdated
 from dtp_console.registry.model import TwinRecord
 from dtp_console.state import DeviceState, EngineState, PlantState, RobotFacts
 
@@ -49,6 +49,7 @@ class _Engine:
         self.bus = Bus()
         self.bridges = {"Hall": _Bridge()}
         self.config_path: Path | None = None
+        self.store_health: dict[str, StoreHealth] = {}
 
     @property
     def plants(self) -> Sequence[PlantConfig]:
@@ -87,6 +88,19 @@ async def test_a_quiet_tick_sends_nothing_and_reuses_the_encoding() -> None:
     feed.tick()
     assert _frames(client.stream.queue) == []
     assert feed.stats.devices_reused >= 1
+    await feed.close()
+
+
+async def test_a_fresh_client_gets_every_stores_latest_check_after_its_snapshot() -> None:
+    engine = _Engine()
+    engine.store_health["pg"] = StoreHealth("pg", "events", ok=False, error="down [red]x")
+    feed = _feed(engine)
+    client = feed.attach(VIEWER, ["Hall"], lambda: None)
+    assert client is not None
+    frames = _frames(client.stream.queue)
+    assert [kind for kind, _ in frames] == ["snapshot", "maps", "store"]
+    assert frames[2][1]["name"] == "pg" and frames[2][1]["ok"] is False
+    assert frames[2][1]["error"] == "down [red]x"
     await feed.close()
 
 
