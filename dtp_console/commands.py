@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from dtp_console.bridge.geometry import apply_affine, invert_affine
 from dtp_console.calibrate.points import ControlPoint
@@ -23,11 +23,22 @@ from dtp_console.view import AffineSaved
 
 if TYPE_CHECKING:
     from dtp_console.bridge.worker import Bridge
+    from dtp_console.config.model import Affine
     from dtp_console.registry.model import ServiceRecord, StatusChange, TwinRecord
     from dtp_console.registry.service import RegistryService
     from dtp_console.stores.service import StoreService
 
-__all__ = ["LoggedRegistry", "capture_point", "save_affine"]
+__all__ = ["AffineSource", "LoggedRegistry", "capture_point", "save_affine"]
+
+
+class AffineSource(Protocol):
+    """What `capture_point` needs of a running bridge: its affine (a `Bridge`, or an
+    attached console's replica of the service's)."""
+
+    @property
+    def affine(self) -> Affine:
+        """The vendor → twinzo affine in force."""
+        ...
 
 
 def save_affine(
@@ -74,7 +85,7 @@ def capture_point(
     twinzo_y: float,
     name: str,
     *,
-    bridge: Bridge | None,
+    bridge: AffineSource | None,
     state: PlantState | None,
 ) -> ControlPoint:
     """The control point pairing the robot's last vendor position with (twinzo_x, twinzo_y).

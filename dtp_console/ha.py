@@ -24,7 +24,6 @@ plant back and forth.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import math
 import os
@@ -354,12 +353,16 @@ def _swallow(task: asyncio.Future[Any]) -> None:
 async def run_with_lock(
     lock: PlantLock, bridge_run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event
 ) -> None:
-    """Run a bridge beside its plant's lock; the lock is released after the bridge drained."""
+    """Run a bridge beside its plant's lock; the lock is released after the bridge drained.
+
+    Both live in one `TaskGroup`: the holder never outlives this call, and a crash of
+    it ends the bridge too, so the engine's supervisor logs and restarts the pair.
+    """
     lock_stop = asyncio.Event()
-    holder = asyncio.create_task(lock.run(lock_stop), name=f"ha:{lock.key}")
-    try:
-        await bridge_run(stop)
-    finally:
-        lock_stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await holder
+    async with asyncio.TaskGroup() as group:
+        holder = group.create_task(lock.run(lock_stop), name=f"ha:{lock.key}")
+        try:
+            await bridge_run(stop)
+        finally:
+            lock_stop.set()
+            await asyncio.wait({holder})  # released gracefully, even when cancelled

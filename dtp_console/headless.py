@@ -43,7 +43,7 @@ def stats_line(plant: PlantState, rate: float | None = None) -> str:
     if plant.sequence is not None:  # VDA 5050: what the robots' headerIds say went missing
         seq = plant.sequence
         parts.append(f"lost {seq.lost} robot-restarts {seq.restarts}")
-    restarts = plant.source_restarts + plant.poster_restarts
+    restarts = plant.source_restarts + plant.poster_restarts + plant.watch_restarts
     if restarts:
         parts.append(f"restarts {restarts}")
     ghosts = sum(1 for d in plant.devices.values() if d.ghost is not None)

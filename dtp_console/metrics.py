@@ -189,7 +189,7 @@ def _plants(engine: Engine) -> Iterator[Metric]:
     )
     restarts = CounterMetricFamily(
         "dtp_plant_worker_restarts",
-        "Times a bridge's MQTT source or poster task died and was restarted",
+        "Times a bridge's MQTT source, poster or watch task died and was restarted",
         labels=["plant", "worker"],
     )
     connected = GaugeMetricFamily(
@@ -210,6 +210,7 @@ def _plants(engine: Engine) -> Iterator[Metric]:
         bounds.add_metric([label], plant.out_of_bounds)
         restarts.add_metric([label, "source"], plant.source_restarts)
         restarts.add_metric([label, "poster"], plant.poster_restarts)
+        restarts.add_metric([label, "watch"], plant.watch_restarts)
         connected.add_metric([label], 1 if plant.mqtt == "connected" else 0)
         connects.add_metric([label], plant.connects)
     yield from (received, outcomes, pending, unknown, bounds, restarts, connected, connects)
@@ -411,6 +412,16 @@ def _api(engine: Engine) -> Iterator[Metric]:
         ("dtp_api_stream_cut_off", "Stream clients cut off for being too slow", hub.cut_off),
         ("dtp_api_stream_refused", "Stream clients refused (max_stream_clients)", hub.refused),
         ("dtp_api_stream_bus_dropped", "Bus events the stream hub lost", hub.bus_dropped),
+        (
+            "dtp_api_stream_owner_lookups",
+            "Registry lookups of dependency owners (per-token unknown_dependencies)",
+            hub.owner_lookups,
+        ),
+        (
+            "dtp_api_stream_owner_lookups_failed",
+            "Owner lookups that failed (restricted tokens saw every dependency as unknown)",
+            hub.owner_lookups_failed,
+        ),
     ):
         yield CounterMetricFamily(name, help_text, value=value)
 

@@ -285,6 +285,8 @@ class PlantState:
     """Times the MQTT source task died and was restarted."""
     poster_restarts: int = 0
     """Times the posting task died and was restarted."""
+    watch_restarts: int = 0
+    """Times the watchdog task (silence, ghosts) died and was restarted."""
     silent: bool = False
     """No message at all for longer than the plant's `silence_reconnect_s` although robots
     were reporting before (readiness reads this); False again with the next message."""
@@ -337,6 +339,7 @@ class PlantState:
             "warnings": list(self.warnings),
             "source_restarts": self.source_restarts,
             "poster_restarts": self.poster_restarts,
+            "watch_restarts": self.watch_restarts,
             "silent": self.silent,
             "silence_reconnects": self.silence_reconnects,
             "ghost_episodes": dict(sorted(self.ghost_episodes.items())),

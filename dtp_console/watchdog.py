@@ -140,6 +140,9 @@ def engine_problems(engine: Engine, tasks: _RestartWatch | None = None) -> list[
         for name, plant in engine.state.plants.items():
             counters[f"MQTT source of {name}"] = plant.source_restarts
             counters[f"poster of {name}"] = plant.poster_restarts
+            counters[f"watch of {name}"] = plant.watch_restarts
+        if engine.platform is not None:  # it restarts its source itself, as a bridge does
+            counters["the platform source"] = engine.platform.state.source_restarts
         found.extend(tasks.observe(counters))
     return found
 

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from dtp_console import __version__
+from dtp_console.api.console_routes import AffinePut, DeviceMapPut
 from dtp_console.api.registry_routes import TwinPatch
 from dtp_console.registry.model import (
     ServiceRecord,
@@ -40,9 +41,11 @@ def _errors(*codes: int) -> dict[str, Any]:
         403: "The token's role or tenants do not allow it",
         404: "Unknown (or not visible to this token)",
         409: "Conflicts with the twin's lifecycle or another tenant's id",
+        412: "The device map changed since the edit started (`current`, `etag`, `keys`)",
         413: "Body larger than api.max_body_bytes",
         415: "Content-Type is not application/json",
         422: "A field is invalid; `problems` names each field path",
+        428: "If-Match is required (the etag of the device map the edit started from)",
         503: "The registry is not running or its store is unavailable",
     }
     return {str(code): _json(_ref("Error"), reasons[code]) for code in codes}
@@ -79,6 +82,8 @@ def _components() -> dict[str, Any]:
             (TwinRecord, "serialization"),
             (ServiceRecord, "serialization"),
             (StatusChange, "serialization"),
+            (DeviceMapPut, "validation"),
+            (AffinePut, "validation"),
         ],
         by_alias=True,
         ref_template=_REF,
@@ -110,6 +115,119 @@ def _components() -> dict[str, Any]:
         },
     }
     return schemas
+
+
+_PLANT = {
+    "name": "plant",
+    "in": "path",
+    "required": True,
+    "description": "Plant name (case-insensitive), percent-encoded",
+    "schema": {"type": "string", "minLength": 1},
+}
+_CONSOLE_WRITE = (400, 401, 403, 404, 413, 415, 422, 503)
+
+
+def _console_paths(bearer: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """`/api/console/...`: what `dtp-console attach` reads and writes (issue #21)."""
+    stream = {"text/event-stream": {"schema": {"type": "string"}}}
+    return {
+        "/api/console/session": {
+            "get": {
+                "summary": "The engine, the caller, the config (secrets redacted), plants, maps",
+                "security": bearer,
+                "responses": {
+                    "200": _json({"type": "object"}, "The attach session (protocol 1)"),
+                    **_errors(401, 403, 404),
+                },
+            }
+        },
+        "/api/console/state": {
+            "get": {
+                "summary": "Server-Sent Events: snapshot, delta (≤ 10 Hz), log, store, twin, maps",
+                "description": (
+                    "A `snapshot` of every plant's summary (devices only for the plants "
+                    "named in `devices`), then `delta` frames of what changed at most every "
+                    "100 ms (a removed device is null), and `log`, `store`, `twin` and "
+                    "`maps` events; a `: hb` comment every 5 s. A client that falls "
+                    "`api.stream_queue` frames behind is disconnected (it reconnects for a "
+                    "fresh snapshot)."
+                ),
+                "security": bearer,
+                "parameters": [_query("devices", "Comma-separated plants whose devices to send")],
+                "responses": {
+                    "200": {"description": "The state stream", "content": stream},
+                    **_errors(400, 401, 403, 404, 503),
+                },
+            }
+        },
+        "/api/console/plants/{plant}/device-map": {
+            "put": {
+                "summary": "Save a plant's device map (file and running bridge) if unchanged",
+                "security": bearer,
+                "parameters": [
+                    _PLANT,
+                    {
+                        "name": "If-Match",
+                        "in": "header",
+                        "required": True,
+                        "description": "The etag of the map the edit started from",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("DeviceMapPut")}},
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["mapping", "etag"],
+                            "properties": {
+                                "mapping": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "string"},
+                                },
+                                "etag": {"type": "string"},
+                            },
+                        },
+                        "The map now in force and its etag",
+                    ),
+                    **_errors(*_CONSOLE_WRITE, 412, 428),
+                },
+            }
+        },
+        "/api/console/plants/{plant}/affine": {
+            "put": {
+                "summary": "Store and apply a plant's vendor → twinzo affine",
+                "security": bearer,
+                "parameters": [_PLANT],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("AffinePut")}},
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["plant", "values", "written", "applied"],
+                            "properties": {
+                                "plant": {"type": "string"},
+                                "values": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "number"},
+                                },
+                                "written": {"type": ["string", "null"]},
+                                "applied": {"type": "boolean"},
+                            },
+                        },
+                        "What was stored and applied",
+                    ),
+                    **_errors(*_CONSOLE_WRITE),
+                },
+            }
+        },
+    }
 
 
 def openapi_document() -> dict[str, Any]:
@@ -268,6 +386,7 @@ def openapi_document() -> dict[str, Any]:
                 },
             }
         },
+        **_console_paths(bearer),
         "/healthz": {
             "get": {
                 "summary": "Process liveness (open to loopback peers unless configured off)",
@@ -315,7 +434,10 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "dtp-console API",
             "version": __version__,
-            "description": "The twin registry, its live change stream, health and metrics.",
+            "description": (
+                "The twin registry, its live change stream, the attached console "
+                "(`/api/console`), health and metrics."
+            ),
         },
         "paths": paths,
         "components": {

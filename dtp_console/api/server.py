@@ -25,12 +25,14 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from dtp_console.api.config import ApiConfig, Role, is_loopback_host
+from dtp_console.api.console_routes import ConsoleRoutes
 from dtp_console.api.errors import ApiBindError
 from dtp_console.api.http import ApiError, json_response
 from dtp_console.api.openapi import openapi_document
 from dtp_console.api.registry_routes import PRINCIPAL, TARGET, RegistryRoutes, principal_of
 from dtp_console.api.stream import StreamHub
 from dtp_console.api.tokens import Principal, TokenTable
+from dtp_console.attach.feed import ServedEngine
 from dtp_console.events import Bus, OpsLog
 from dtp_console.registry.service import RegistryService
 from dtp_console.stores.records import EventRecord
@@ -88,7 +90,7 @@ class ApiServer:
         bus: Bus,
         registry: Callable[[], RegistryService | None],
         record_event: Callable[[EventRecord], bool] | None = None,
-        engine: Any = None,
+        engine: ServedEngine | None = None,
         log: OpsLog | None = None,
     ) -> None:
         """`record_event` writes an `EventRecord` (False: no store); `engine` feeds health."""
@@ -108,6 +110,8 @@ class ApiServer:
         )
         self.stats = ApiStats()
         self._routes = RegistryRoutes(registry, max_body_bytes=config.max_body_bytes)
+        self.console = ConsoleRoutes(lambda: self.engine, config)
+        """The attach routes (`/api/console/...`) and their state feed."""
         self._runner: web.AppRunner | None = None
         self._hub_task: asyncio.Task[None] | None = None
         self._url: str | None = None
@@ -222,6 +226,7 @@ class ApiServer:
             middlewares=[self._middleware], client_max_size=self.config.max_body_bytes
         )
         self._routes.add_to(app)
+        self.console.add_to(app)
         app.router.add_get("/api/portal/stream", self._stream)
         app.router.add_get("/api/openapi.json", self._openapi)
         app.router.add_get("/healthz", self._healthz)

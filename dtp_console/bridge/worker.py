@@ -10,16 +10,13 @@ bridge runs (`apply_plant`); every part reads them from one `PlantCell`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 
-from dtp_console.backoff import Backoff
 from dtp_console.bridge.cell import PlantCell, cell_of
 from dtp_console.bridge.formats import parser_for
 from dtp_console.bridge.geometry import apply_affine, moved
-from dtp_console.bridge.mqtt import raise_if_cancelling, run_source
 from dtp_console.bridge.outbox import Location, Outbox
 from dtp_console.bridge.parse import Reading, Rejection, StatusOnly
 from dtp_console.bridge.plausibility import check_jump
@@ -33,7 +30,9 @@ from dtp_console.bridge.robot_status import (
 from dtp_console.bridge.watch import PlantWatch
 from dtp_console.config.model import Affine, PlantConfig, TwinzoConfig
 from dtp_console.events import OpsLog
+from dtp_console.mqtt.source import run_source
 from dtp_console.state import DeviceState, Jump, PlantState
+from dtp_console.supervision import keep_running
 from dtp_console.twinzo.client import TwinzoClient
 
 __all__ = ["QUIET_REJECTIONS", "Bridge"]
@@ -348,11 +347,14 @@ class Bridge:
         return stamp, stamp
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run intake and posting until `stop`, then drain what is pending.
+        """Run intake, posting and the watchdog until `stop`, then drain what is pending.
 
-        Neither task should ever die; if one does anyway, it is logged as FAIL,
-        counted (`source_restarts`, `poster_restarts`) and restarted with backoff,
-        so a plant is never dead while the process looks fine.
+        The three tasks live in one `TaskGroup`, so none outlives `run()`. None should
+        ever die; if one does anyway, it is logged as FAIL, counted (`source_restarts`,
+        `poster_restarts`, `watch_restarts`) and restarted with backoff, so a plant is
+        never dead while the process looks fine. Shutdown is ordered: the watchdog and
+        the source stop (the source hands what it had queued to the outbox), then the
+        poster finishes and the outbox drains.
         """
         state = self.state
 
@@ -363,100 +365,46 @@ class Bridge:
         def _poster_died(_reason: str) -> None:
             state.poster_restarts += 1
 
-        source = asyncio.create_task(
-            _keep_running(
-                f"MQTT source of {self.name}",
-                lambda: run_source(
-                    self.plant,
-                    self._address,
-                    self.handle,
-                    state,
-                    self._log,
-                    reconnect=self.watch.silence.reconnect,
+        def _watch_died(_reason: str) -> None:
+            state.watch_restarts += 1
+
+        def _kept(
+            what: str, start: Callable[[], Awaitable[None]], died: Callable[[str], None]
+        ) -> Coroutine[None, None, None]:
+            return keep_running(what, start, stop, self._log, self.name, died)
+
+        async with asyncio.TaskGroup() as group:
+            source = group.create_task(
+                _kept(
+                    f"MQTT source of {self.name}",
+                    lambda: run_source(
+                        self.plant,
+                        self._address,
+                        self.handle,
+                        state,
+                        self._log,
+                        reconnect=self.watch.silence.reconnect,
+                    ),
+                    _source_died,
                 ),
-                stop,
-                self._log,
-                self.name,
-                _source_died,
-            ),
-            name=f"mqtt:{self.name}",
-        )
-        poster = asyncio.create_task(
-            _keep_running(
-                f"poster of {self.name}",
-                lambda: self.poster.run(stop),
-                stop,
-                self._log,
-                self.name,
-                _poster_died,
-            ),
-            name=f"poster:{self.name}",
-        )
-        watch = asyncio.create_task(
-            _keep_running(
-                f"watch of {self.name}",
-                lambda: self.watch.run(stop),
-                stop,
-                self._log,
-                self.name,
-                lambda _reason: None,
-            ),
-            name=f"watch:{self.name}",
-        )
-        try:
+                name=f"mqtt:{self.name}",
+            )
+            poster = group.create_task(
+                _kept(f"poster of {self.name}", lambda: self.poster.run(stop), _poster_died),
+                name=f"poster:{self.name}",
+            )
+            watch = group.create_task(
+                _kept(f"watch of {self.name}", lambda: self.watch.run(stop), _watch_died),
+                name=f"watch:{self.name}",
+            )
             await stop.wait()
-        finally:
             watch.cancel()
             source.cancel()
-            # aiomqtt's graceful disconnect can wait on a broker that is gone; bound it.
+            # aiomqtt's graceful disconnect can wait on a broker that is gone: say so,
+            # then still wait for it (its own time-out bounds it), so no task outlives run().
             await asyncio.wait({source}, timeout=_SOURCE_STOP_TIMEOUT_S)
             if not source.done():
                 self._log.emit("WARN", f"MQTT {self.name}: disconnect did not finish", self.name)
-            await poster
-            await asyncio.gather(watch, return_exceptions=True)
+            await asyncio.wait({source, poster, watch})
             await self.poster.drain(self._drain_timeout)
-            self.state.set_mqtt("stopped", self.state.mqtt_detail)
-
-
-#: Restart delays of a worker task that died: jittered, doubling, capped.
-_RESTART_INITIAL_S = 0.5
-_RESTART_MAX_S = 30.0
-#: A task that ran this long before it died restarts from the initial delay again.
-_RESTART_RESET_AFTER_S = 60.0
-
-
-async def _keep_running(
-    what: str,
-    start: Callable[[], Awaitable[None]],
-    stop: asyncio.Event,
-    log: OpsLog,
-    plant: str,
-    died: Callable[[str], None],
-) -> None:
-    """Run `start()` until `stop`; each death (an exception, or an early return) is
-    reported, passed to `died` and followed by a restart after a backoff delay.
-    Cancellation is not a death: it ends the loop."""
-    backoff = Backoff(_RESTART_INITIAL_S, _RESTART_MAX_S)
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            await start()
-        except Exception as exc:
-            raise_if_cancelling(exc)  # being stopped, not dead
-            reason = f"{type(exc).__name__}: {exc}"[:300]
-        else:
-            if stop.is_set():
-                return
-            reason = "it returned while the plant was running"
-        if time.monotonic() - started > _RESTART_RESET_AFTER_S:
-            backoff.reset()
-        delay = backoff.next()
-        died(reason)
-        log.limited(
-            "FAIL",
-            f"died:{what}",
-            f"{what} died ({reason}); restart {backoff.failures} in {delay:.1f}s",
-            plant,
-        )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+        self.state.set_mqtt("stopped", self.state.mqtt_detail)

@@ -11,12 +11,22 @@ import sys
 from collections.abc import Sequence
 
 from dtp_console import __version__
-from dtp_console.cli import api, calibrate, check, config_cmd, registry, run, simulate, sniff
+from dtp_console.cli import (
+    api,
+    attach,
+    calibrate,
+    check,
+    config_cmd,
+    registry,
+    run,
+    simulate,
+    sniff,
+)
 
 __all__ = ["build_parser", "main"]
 
 #: Command modules; each has `register(subparsers)` that sets `func` on its parser.
-COMMANDS = [run, config_cmd, sniff, calibrate, simulate, registry, check, api]
+COMMANDS = [run, attach, config_cmd, sniff, calibrate, simulate, registry, check, api]
 
 
 def build_parser() -> argparse.ArgumentParser:

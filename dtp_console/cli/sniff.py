@@ -12,11 +12,11 @@ import aiomqtt
 
 from dtp_console.bridge.formats import parser_for
 from dtp_console.bridge.geometry import apply_affine
-from dtp_console.bridge.mqtt import client_kwargs, describe_mqtt_error
 from dtp_console.bridge.parse import Reading, Rejection, StatusOnly
 from dtp_console.bridge.robot_status import position_verdict
 from dtp_console.cli.common import add_config_arg, load_or_exit, parse_duration
 from dtp_console.config.model import PlantConfig
+from dtp_console.mqtt.client import client_kwargs, describe_mqtt_error, payload_bytes
 from dtp_console.state import PlantState
 from dtp_console.textsafe import safe_text
 
@@ -109,11 +109,15 @@ def _sniff(args: argparse.Namespace) -> int:
 
 async def _sniff_async(plant: PlantConfig, duration: float | None, limit: int | None) -> int:
     seen = 0
+    connected = False
 
     async def _loop() -> None:
-        nonlocal seen
-        kwargs = client_kwargs(plant, plant.broker.host, plant.broker.port)
+        nonlocal seen, connected
+        # The plant's own TLS, login and MQTT version; a random id and a clean session,
+        # so the running bridge keeps its session (`client_kwargs`).
+        kwargs = client_kwargs(plant, plant.broker.host, plant.broker.port, role="sniff")
         async with aiomqtt.Client(**kwargs) as client:
+            connected = True
             for topic in plant.topics:
                 await client.subscribe(topic, qos=plant.broker.qos)
             print(
@@ -124,7 +128,7 @@ async def _sniff_async(plant: PlantConfig, duration: float | None, limit: int | 
                 flush=True,
             )
             async for message in client.messages:
-                payload = message.payload if isinstance(message.payload, bytes) else b""
+                payload = payload_bytes(message.payload)
                 print(describe(plant, message.topic.value, payload), flush=True)
                 seen += 1
                 if limit is not None and seen >= limit:
@@ -134,7 +138,8 @@ async def _sniff_async(plant: PlantConfig, duration: float | None, limit: int | 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_loop(), duration)
     except aiomqtt.MqttError as exc:
-        print(safe_text(f"error: MQTT {plant.name}: {describe_mqtt_error(exc)}"), file=sys.stderr)
+        reason = describe_mqtt_error(exc, tls=None if connected else plant.broker.tls)
+        print(safe_text(f"error: MQTT {plant.name}: {reason}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

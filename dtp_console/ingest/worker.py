@@ -2,7 +2,7 @@
 
 It runs whenever the `platform` section is enabled — with the simulator's
 generators in a demo, or the platform's real twin generators in production.
-The MQTT side is the bridges' source (`dtp_console.bridge.mqtt.run_source`):
+The MQTT side is the bridges' source (`dtp_console.mqtt.source.run_source`):
 TLS with verification, user name and password, persistent sessions, reconnect
 with jittered backoff, a bounded queue whose overflow is counted. Each message
 is handled synchronously: mapped (the platform mapping, then the generic
@@ -16,7 +16,6 @@ family once the queue is empty.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -24,13 +23,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from dtp_console.bridge.mqtt import run_source
 from dtp_console.config.model import PlatformConfig
 from dtp_console.events import OpsLog
 from dtp_console.ingest.rings import EventEntry, Rings
 from dtp_console.ingest.streams import StreamMapper
+from dtp_console.mqtt.source import run_source
 from dtp_console.state import PlantCounters, PlantState
 from dtp_console.stores.mapping import Mapped, PlatformMapper
+from dtp_console.supervision import keep_running
 
 __all__ = ["PlatformWorker", "topic_family"]
 
@@ -83,27 +83,38 @@ class PlatformWorker:
     # -- running --------------------------------------------------------------------------
 
     async def run(self, address: tuple[str, int], stop: asyncio.Event) -> None:
-        """Read the broker until `stop`; an unexpected end raises (the engine restarts it)."""
-        source = asyncio.create_task(
-            run_source(
-                self.config, address, self.handle, self.state, self.log, on_drop=self._dropped
-            ),
-            name="platform:source",
-        )
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({source, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            if not source.done():
-                source.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await source
-        if not stop.is_set():
+        """Read the broker until `stop`.
+
+        The source runs in a `TaskGroup`, so it never outlives `run()`; a crash or an
+        early end of it is logged as FAIL, counted (`restarts`, `source_restarts`) and
+        restarted with backoff, as a bridge's source is.
+        """
+
+        def _died(_reason: str) -> None:
             self.restarts += 1
             self.state.source_restarts += 1
-            msg = "the platform source ended"
-            raise RuntimeError(msg)
+
+        async with asyncio.TaskGroup() as group:
+            source = group.create_task(
+                keep_running(
+                    "the platform source",
+                    lambda: run_source(
+                        self.config,
+                        address,
+                        self.handle,
+                        self.state,
+                        self.log,
+                        on_drop=self._dropped,
+                    ),
+                    stop,
+                    self.log,
+                    None,
+                    _died,
+                ),
+                name="platform:source",
+            )
+            await stop.wait()
+            source.cancel()
 
     # -- intake (synchronous, never raises) -------------------------------------------------
 

@@ -1,27 +1,32 @@
 """Async orchestration: one MQTT publisher per simulated plant, one for the twin generators.
 
 Each publisher owns its aiomqtt client in an `async with` inside a reconnect
-loop (jittered exponential backoff with a cap): a broker that is down or goes
-away is retried until `stop` is set, never fatal. The simulated clock only
-advances while connected, at most a second per tick, so an outage pauses the
-robots instead of teleporting them.
+loop. The client is built by the one MQTT module (`dtp_console.mqtt.client`:
+the broker's TLS, login and MQTT version, a random id of its own), and a broker
+that is down or goes away is retried with the broker's shared backoff until
+`stop` is set, never fatal. The simulated clock only advances while connected,
+at most a second per tick, so an outage pauses the robots instead of
+teleporting them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-import secrets
-import ssl
 import time
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiomqtt
 
 from dtp_console.events import Bus, OpsLog
+from dtp_console.mqtt.client import (
+    client_kwargs,
+    describe_mqtt_error,
+    raise_if_cancelling,
+    reconnect_backoff,
+)
 from dtp_console.simulator.amr import AmrFleet
 from dtp_console.simulator.config import PlantSimulatorConfig
 from dtp_console.simulator.faults import Message
@@ -80,14 +85,17 @@ class _Source(Protocol):
 
 @dataclass(frozen=True)
 class _Target:
+    """Where a publisher connects: `address`, with the broker's TLS, login and backoff."""
+
     name: str
+    broker: BrokerConfig
     host: str
     port: int
-    username: str | None = None
-    password: str | None = None
-    tls: ssl.SSLContext | None = None
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """The client's keyword arguments (a random id and a clean session, never the
+        bridge's), from the one MQTT module."""
+        return client_kwargs(self, self.host, self.port, role="sim")
 
 
 def select_plants(
@@ -125,24 +133,14 @@ def _plant_target(plant: PlantConfig, address: tuple[str, int]) -> _Target:
 
 
 def broker_target(name: str, broker: BrokerConfig, address: tuple[str, int]) -> _Target:
-    """Where a publisher connects: `address`, with the broker's TLS and login unless embedded."""
+    """Where a publisher connects: `address`, with the broker's TLS and login.
+
+    The embedded broker (in process, no TLS, no users) gets a plain connection."""
     if broker.embedded:
-        return _Target(name, *address)
-    tls: ssl.SSLContext | None = None
-    if broker.tls:
-        tls = ssl.create_default_context(cafile=str(broker.ca_file) if broker.ca_file else None)
-        if not broker.verify:
-            tls.check_hostname = False
-            tls.verify_mode = ssl.CERT_NONE
-    return _Target(
-        name,
-        *address,
-        username=broker.username,
-        password=broker.password.get_secret_value() if broker.password else None,
-        tls=tls,
-        backoff_initial_s=broker.reconnect_initial_s,
-        backoff_max_s=broker.reconnect_max_s,
-    )
+        broker = broker.model_copy(
+            update={"username": None, "password": None, "tls": False, "protocol": "3.1.1"}
+        )
+    return _Target(name, broker, *address)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:
@@ -168,23 +166,15 @@ async def _publish_loop(
 ) -> None:
     """Step `source` on a clock and publish what it yields; reconnect until `stop`."""
     loop = asyncio.get_running_loop()
-    jitter = random.Random()  # noqa: S311 - backoff jitter
-    delay = target.backoff_initial_s
+    backoff = reconnect_backoff(target.broker)
     where = f"{target.host}:{target.port}"
     while not stop.is_set():
+        connecting = True
         try:
-            async with aiomqtt.Client(
-                target.host,
-                target.port,
-                identifier=f"dtp-sim-{secrets.token_hex(4)}",
-                username=target.username,
-                password=target.password,
-                tls_context=target.tls,
-                protocol=aiomqtt.ProtocolVersion.V311,
-                timeout=5.0,
-            ) as client:
+            async with aiomqtt.Client(**target.client_kwargs()) as client:
+                connecting = False
                 stats.connects[target.name] += 1
-                delay = target.backoff_initial_s
+                backoff.reset()
                 last = loop.time()
                 while not stop.is_set():
                     now = loop.time()
@@ -194,17 +184,18 @@ async def _publish_loop(
                         counts[topic] += 1
                     await _wait(stop, tick_s)
         except (aiomqtt.MqttError, OSError) as exc:
+            raise_if_cancelling(exc)
             stats.failures[target.name] += 1
-            wait = delay * jitter.uniform(0.5, 1.0)
+            wait = backoff.next()
+            reason = describe_mqtt_error(exc, tls=target.broker.tls if connecting else None)
             if log is not None:
                 log.limited(
                     "WARN",
                     f"sim-broker:{target.name}",
-                    f"simulator {target.name}: broker {where} unreachable ({exc}); "
+                    f"simulator {target.name}: broker {where} unreachable ({reason}); "
                     f"retrying in {wait:.1f}s",
                     plant=target.name,
                 )
-            delay = min(delay * 2, target.backoff_max_s)
             await _wait(stop, wait)
 
 

@@ -145,7 +145,9 @@ class DtpConsoleApp(palette.PaletteApp[int]):
         if self.stopping:
             return
         self.stopping = True
-        self.notify("stopping… draining outboxes", title="dtp-console", timeout=60)
+        # Attached, `q` ends only this client: the service keeps running.
+        note = "detaching…" if self.engine.link is not None else "stopping… draining outboxes"
+        self.notify(note, title="dtp-console", timeout=60)
         self.stop.set()
         self.run_worker(self._finish(), name="stopping", exclusive=True)
 

@@ -1,6 +1,6 @@
 """What the MQTT source relies on in aiomqtt and asyncio, pinned against a real mosquitto.
 
-The bridge's fast receive path (`dtp_console.bridge.mqtt`) is measured at 93% of
+The bridge's fast receive path (`dtp_console.mqtt.source`) is measured at 93% of
 raw aiomqtt because it leans on behaviour neither library documents as API:
 
 - aiomqtt builds its incoming queue from `queue_type` and hands every arrival to
@@ -23,8 +23,8 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from dtp_console.bridge.mqtt import MessageQueue, client_kwargs
 from dtp_console.config.model import ConsoleConfig, PlantConfig
+from dtp_console.mqtt.client import MessageQueue, client_kwargs
 from dtp_console.state import PlantState
 from tests.support.mosquitto import MosquittoServer
 

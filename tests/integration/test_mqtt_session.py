@@ -19,9 +19,10 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from dtp_console.bridge.mqtt import client_kwargs, run_source
 from dtp_console.config.model import ConsoleConfig, PlantConfig
 from dtp_console.events import Bus, LogLine, OpsLog
+from dtp_console.mqtt.client import client_kwargs
+from dtp_console.mqtt.source import run_source
 from dtp_console.state import PlantState
 from tests.reliability.conftest import publish, until
 from tests.support.mosquitto import MosquittoServer

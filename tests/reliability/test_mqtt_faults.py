@@ -17,7 +17,8 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from dtp_console.bridge import mqtt as bridge_mqtt
+from dtp_console.mqtt import client as mqtt_client
+from dtp_console.mqtt import source as mqtt_source
 from tests.reliability.conftest import (
     TOPIC,
     StartBridge,
@@ -192,12 +193,12 @@ async def test_broker_down_at_start_up_retries_with_capped_jittered_backoff(
 @pytest.fixture
 def short_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """aiomqtt waits 10 s for a CONNACK; 1 s keeps the plain-vs-TLS test short."""
-    real = bridge_mqtt.client_kwargs
+    real = mqtt_client.client_kwargs
 
     def _short(*args: Any, **kwargs: Any) -> dict[str, Any]:
         return {**real(*args, **kwargs), "timeout": 1.0}
 
-    monkeypatch.setattr(bridge_mqtt, "client_kwargs", _short)
+    monkeypatch.setattr(mqtt_source, "client_kwargs", _short)
 
 
 @pytest.mark.usefixtures("short_connect_timeout")

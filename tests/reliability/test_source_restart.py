@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from dtp_console.bridge import mqtt as bridge_mqtt
 from dtp_console.bridge import worker
 from dtp_console.bridge.poster import Poster
+from dtp_console.mqtt import source as mqtt_source
 from tests.reliability.conftest import (
     TOPIC,
     StartBridge,
@@ -86,7 +86,7 @@ def _dies_once(real: Callable[..., Awaitable[None]]) -> tuple[Callable[..., Any]
 async def test_a_dead_source_task_is_reported_and_restarted(
     mosquitto: MosquittoServer, start_bridge: StartBridge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    flaky, calls = _dies_once(bridge_mqtt.run_source)
+    flaky, calls = _dies_once(mqtt_source.run_source)
     monkeypatch.setattr(worker, "run_source", flaky)
     plant, twinzo = plant_config(mosquitto.port)
     rig = await start_bridge(plant, twinzo)

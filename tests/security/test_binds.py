@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from dtp_console.bridge.mqtt import client_kwargs, run_source, tls_context
 from dtp_console.config.loader import load_config, secrets_permission_warning
 from dtp_console.config.model import (
     BrokerConfig,
@@ -32,6 +31,8 @@ from dtp_console.config.model import (
     TwinzoConfig,
 )
 from dtp_console.events import Bus, LogLine, OpsLog
+from dtp_console.mqtt.client import client_kwargs, tls_context
+from dtp_console.mqtt.source import run_source
 from dtp_console.simulator.broker import EmbeddedBroker
 from dtp_console.state import PlantState
 from dtp_console.twinzo.sandbox import TwinzoSandbox

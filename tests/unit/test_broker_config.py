@@ -7,6 +7,7 @@ a missing CA file or `hitech/#/position` killed the source task silently, and
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,10 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from pydantic import ValidationError
 
-from dtp_console.bridge.mqtt import broker_warnings, client_kwargs
 from dtp_console.config.loader import ConfigError, load_config
 from dtp_console.config.model import ConsoleConfig, PlantConfig
 from dtp_console.headless import stats_line
+from dtp_console.mqtt.client import broker_warnings, client_kwargs
 from dtp_console.state import PlantState
 from tests.support.mosquitto import make_tls_files
 
@@ -95,6 +96,37 @@ def test_a_one_off_reader_never_takes_the_bridges_session_over() -> None:
     kwargs = client_kwargs(_plant(client_id="dtp-old-plant"), "127.0.0.1", 1883)
     assert kwargs["identifier"] != "dtp-old-plant"
     assert kwargs["clean_session"] is True
+
+
+@pytest.mark.parametrize("role", ["console", "sniff", "sim"])
+def test_a_one_off_client_never_takes_the_bridges_id_even_without_a_session(role: str) -> None:
+    # Before: at QoS 0 (no persistent session) `sniff` and every other reader connected
+    # with the plant's `client_id`, and the broker kicked the running bridge off.
+    plant = _plant(client_id="dtp-old-plant", qos=0)
+    assert client_kwargs(plant, "127.0.0.1", 1883, session=True)["identifier"] == "dtp-old-plant"
+    kwargs = client_kwargs(plant, "127.0.0.1", 1883, role=role)
+    assert kwargs["identifier"].startswith(f"dtp-{role}-p-")
+    assert kwargs["clean_session"] is True
+
+
+def test_the_simulator_connects_with_the_plants_tls_and_login(tmp_path: Path) -> None:
+    from dtp_console.simulator.runner import broker_target
+
+    files = make_tls_files(tmp_path / "tls")
+    broker = _plant(
+        tls=True, ca_file=str(files.ca), username="u", password="test-pw", protocol="5"
+    ).broker
+    kwargs = broker_target("P", broker, ("127.0.0.1", 8883)).client_kwargs()
+    assert (kwargs["hostname"], kwargs["port"]) == ("127.0.0.1", 8883)
+    assert (kwargs["username"], kwargs["password"]) == ("u", "test-pw")
+    assert kwargs["tls_context"].verify_mode == ssl.CERT_REQUIRED
+    assert kwargs["tls_context"].check_hostname
+    assert kwargs["identifier"].startswith("dtp-sim-p-")
+    assert kwargs["clean_start"] is True
+    embedded = _plant(host="embedded", username="u", password="test-pw").broker
+    plain = broker_target("P", embedded, ("127.0.0.1", 40000)).client_kwargs()
+    assert plain["username"] is None and plain["password"] is None
+    assert "tls_context" not in plain
 
 
 def test_session_expiry_is_bounded(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -259,3 +260,29 @@ async def test_no_answer_to_the_check_within_two_polls_is_a_failure() -> None:
         await lock._check(_SlowConnection(5.0), started)
     assert 0.35 < time.monotonic() - started < 1.0
     assert not lock.may_post()
+
+
+async def test_a_crashed_lock_holder_ends_the_bridge_and_reaches_the_supervisor() -> None:
+    # The holder and the bridge share one TaskGroup: before, a holder that died went
+    # unnoticed (its exception surfaced only at shutdown) while the bridge ran on.
+    from types import SimpleNamespace
+
+    from dtp_console.ha import run_with_lock
+
+    async def _dies(_stop: asyncio.Event) -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("holder bug")
+
+    bridge_ran = asyncio.Event()
+
+    async def _bridge(stop: asyncio.Event) -> None:
+        bridge_ran.set()
+        await stop.wait()
+
+    lock: Any = SimpleNamespace(key="old-plant", run=_dies)
+    before = {t for t in asyncio.all_tasks() if not t.done()}
+    with pytest.raises(ExceptionGroup) as caught:
+        await asyncio.wait_for(run_with_lock(lock, _bridge, asyncio.Event()), 5)
+    assert bridge_ran.is_set()
+    assert caught.group_contains(RuntimeError, match="holder bug")
+    assert not {t for t in asyncio.all_tasks() if not t.done()} - before

@@ -75,6 +75,8 @@ FAMILIES = {
     "dtp_api_stream_cut_off": "counter",
     "dtp_api_stream_refused": "counter",
     "dtp_api_stream_bus_dropped": "counter",
+    "dtp_api_stream_owner_lookups": "counter",
+    "dtp_api_stream_owner_lookups_failed": "counter",
 }
 
 

@@ -188,7 +188,7 @@ def test_config_show_masks_the_platform_password(
 def test_the_sources_full_queue_tells_the_worker_each_dropped_topic() -> None:
     import aiomqtt
 
-    from dtp_console.bridge.mqtt import client_kwargs
+    from dtp_console.mqtt.client import client_kwargs
 
     worker, _ = _worker(broker={"host": "127.0.0.1", "queue_size": 10})
     kwargs = client_kwargs(

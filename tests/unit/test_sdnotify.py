@@ -121,6 +121,30 @@ def test_ledger_dead_worker_and_crash_loop() -> None:
     assert ledger.problems() == ["bridge Old Plant ended while the console runs (not restarted)"]
 
 
+def test_the_tasks_a_worker_restarts_itself_count_towards_a_crash_loop() -> None:
+    # The bridge's source, poster and watch and the platform worker's source restart
+    # inside their worker (a TaskGroup each), never through the engine's supervisor.
+    from types import SimpleNamespace
+
+    from dtp_console.state import PlantState
+    from dtp_console.watchdog import _RestartWatch, engine_problems
+
+    plant, platform = PlantState("Old Plant"), PlantState("platform")
+    engine: Any = SimpleNamespace(
+        workers=WorkerLedger(crash_limit=3, window_s=60),
+        state=SimpleNamespace(plants={"Old Plant": plant}),
+        platform=SimpleNamespace(state=platform),
+    )
+    tasks = _RestartWatch(engine.workers)
+    assert engine_problems(engine, tasks) == []
+    plant.watch_restarts = 3
+    platform.source_restarts = 3
+    assert engine_problems(engine, tasks) == [
+        "watch of Old Plant crashed 3 times in 60s",
+        "the platform source crashed 3 times in 60s",
+    ]
+
+
 _CONFIG = {
     "twinzo": {"client": "demo", "password": "change-me", "api_key": "change-me"},
     "sandbox": {"enabled": True},

@@ -207,6 +207,14 @@ class CalibrationScreen(ModalScreen[None]):
 
     async def action_write(self, force: bool = False) -> None:
         """Store the chosen (robust) fit as the plant's affine and apply it to the bridge."""
+        if self.engine.read_only is not None:
+            self._say(f"not written: {self.engine.read_only}", RED)
+            self.notify(
+                f"calibration write is disabled: {self.engine.read_only}",
+                severity="warning",
+                markup=False,
+            )
+            return
         report = self.report
         if report is None:
             reason = self.fit_error or "no fit yet"

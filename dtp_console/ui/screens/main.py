@@ -115,6 +115,7 @@ class MainScreen(Screen[None]):
             with TabPane("registry", id="tab-registry"):
                 yield RegistryPanel(
                     lambda: self.engine.twins,
+                    read_only=lambda: self.engine.read_only,
                     clock=self._utc_now,
                     twin_view=lambda twin: TwinScreen(self.engine, twin, self.clock),
                 )
@@ -139,7 +140,12 @@ class MainScreen(Screen[None]):
         """Apply this tick's events and redraw what is visible (call inside `batch_update`)."""
         mono, wall = self.clock.monotonic(), self.clock.wall()
         engine = self.engine
-        infos = badge_infos(engine.state, health, engine.config, wall_now=wall, mono_now=mono)
+        link = engine.link
+        infos = badge_infos(
+            engine.state, health, engine.config, wall_now=wall, mono_now=mono, link=link
+        )
+        # Attached and the link is lost: the last picture stays, greyed (main.tcss).
+        self.set_class(link is not None and link.state == "down", "-link-down")
         self.query_one(HealthBadges).show(infos, width=self.size.width)
         lines = [e for e in events if isinstance(e, LogLine)]
         if lines:
@@ -201,6 +207,13 @@ class MainScreen(Screen[None]):
         """Open the device-map editor of the visible plant."""
         plant = self.active_plant
         if plant is None:
+            return
+        if self.engine.read_only is not None:
+            self.notify(
+                f"device map editing is disabled: {self.engine.read_only}",
+                severity="warning",
+                markup=False,
+            )
             return
         device_map = self.engine.device_map(plant.name)
         if device_map is None:

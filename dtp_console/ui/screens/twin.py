@@ -44,6 +44,9 @@ _LIVE_S = 1.0
 #: Lines per stream (the sparkline's height: 4 levels a line).
 _ROWS = 3
 _REGISTRY_S = 5.0
+_ATTACHED_NO_STREAMS = (
+    "live streams are not available attached: the platform rings stay in the service"
+)
 
 
 def _fmt_value(value: float | None) -> str:
@@ -74,6 +77,8 @@ class TwinStreams(Widget):
         self._stale_after_s = stale_after_s
         self._window_s = window_s
         self.streams: list[StreamRing] = []
+        self.empty_text = "no data streams seen yet on the platform broker"
+        """What it says while there is no stream to show."""
 
     def show(self, streams: list[StreamRing]) -> None:
         """Draw these streams (their rings as they are now)."""
@@ -92,7 +97,7 @@ class TwinStreams(Widget):
     def render(self) -> Text:
         """The streams as text."""
         if not self.streams:
-            return Text("no data streams seen yet on the platform broker", style=f"italic {MUTED}")
+            return Text(self.empty_text, style=f"italic {MUTED}")
         now = self._clock.wall()
         label_w = min(_LABEL_MAX, max(_LABEL_MIN, self.size.width // 3))
         spark_w = max(8, self.size.width - label_w - 1)
@@ -203,6 +208,8 @@ class TwinScreen(Screen[None]):
         """Re-read the twin's rings (once a second while the screen is shown)."""
         rings = self.engine.rings
         if rings is None:
+            if self.engine.link is not None:
+                self._streams.empty_text = _ATTACHED_NO_STREAMS
             self._streams.show([])
             self._show_events([])
             return
@@ -323,6 +330,14 @@ class TwinScreen(Screen[None]):
         await self._set_status("activate")
 
     async def _set_status(self, action: str) -> None:
+        if self.engine.read_only is not None:
+            self.notify(
+                f"{action} is disabled: {self.engine.read_only}",
+                title="twin",
+                severity="warning",
+                markup=False,
+            )
+            return
         service = self.engine.twins
         if service is None:
             self.notify("registry not running", title="twin", severity="error")

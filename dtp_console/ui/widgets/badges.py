@@ -19,6 +19,7 @@ from dtp_console.events import StoreHealth
 from dtp_console.state import HA_ROLE_LABELS, EngineState, PlantState
 from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import fmt_ms
+from dtp_console.view import LinkStatus
 
 __all__ = ["Badge", "BadgeInfo", "HealthBadges", "badge_infos", "fit_badges"]
 
@@ -216,6 +217,24 @@ def _twinzo_badge(state: EngineState, cfg: ConsoleConfig, mono_now: float) -> li
     return out
 
 
+def _link_badges(link: LinkStatus | None) -> list[BadgeInfo]:
+    """An attached console's link to its service: up, connecting or down, and where."""
+    if link is None:
+        return []
+    level: BadgeLevel = {"up": "ok", "connecting": "warn"}.get(link.state, "fail")  # type: ignore[assignment]
+    error = f"{link.url}: {link.detail}" if link.detail else link.url
+    return [
+        BadgeInfo(
+            "link",
+            f"attach {link.state}",
+            level,
+            safe_text(link.url, 80),
+            safe_text(error),
+            short=f"attach {link.state}",
+        )
+    ]
+
+
 def badge_infos(
     state: EngineState,
     health: Mapping[str, StoreHealth],
@@ -223,10 +242,12 @@ def badge_infos(
     *,
     wall_now: float,
     mono_now: float,
+    link: LinkStatus | None = None,
 ) -> list[BadgeInfo]:
-    """Every badge, in display order: stores, plants' MQTT (and TLS warnings), the platform
-    broker, twinzo."""
+    """Every badge, in display order: the link of an attached console, stores, plants' MQTT
+    (and TLS warnings), the platform broker, twinzo."""
     return [
+        *_link_badges(link),
         *_store_badges(health, cfg, wall_now),
         *_plant_badges(state, cfg, mono_now),
         *_platform_badges(state, cfg),

@@ -110,12 +110,14 @@ class RegistryPanel(Widget):
         self,
         registry_getter: Callable[[], RegistryView | None],
         *,
+        read_only: Callable[[], str | None] | None = None,
         clock: Callable[[], dt.datetime] | None = None,
         twin_view: Callable[[TwinRecord], Screen[None]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._registry_getter = registry_getter
+        self._read_only = read_only or (lambda: None)
         self._twin_view = twin_view
         self._clock = clock or _utcnow
         self._twins: dict[str, TwinRecord] = {}
@@ -260,6 +262,12 @@ class RegistryPanel(Widget):
         self._confirm("delete")
 
     def _confirm(self, action: Literal["deprecate", "delete"]) -> None:
+        why = self._read_only()
+        if why is not None:
+            self.notify(
+                f"{action} is disabled: {why}", title="registry", severity="warning", markup=False
+            )
+            return
         twin_id = self.selected_id
         if twin_id is None:
             self.notify("no twin selected", title="registry", severity="warning")

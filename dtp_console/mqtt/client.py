@@ -1,10 +1,12 @@
-"""The MQTT adapter: one aiomqtt client per plant, owned by one long-lived task.
+"""How every MQTT client of ours connects: the bridges' and the platform's source, the
+simulator's publishers and `dtp-console sniff` all build their client here.
 
-TLS verifies the broker's certificate and host name unless a plant turns that
-off explicitly. The connection is retried forever with jittered exponential
-backoff and a cap; each failure is one log line saying why. Incoming messages
-go through a bounded queue whose overflow is counted, and the receive loop
-only hands each message to a synchronous, non-blocking handler.
+TLS verifies the broker's certificate and host name unless a broker turns that
+off explicitly (`verify: false`); user name and password, client id, MQTT
+version, keep-alive and persistent sessions all come from the broker's config.
+Reconnects wait the shared jittered, capped backoff (`reconnect_backoff`), and
+each failure is described in one line an operator can act on
+(`describe_mqtt_error`). Payloads are handed on as bytes (`payload_bytes`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import ipaddress
 import logging
 import ssl
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiomqtt
@@ -23,36 +25,32 @@ from paho.mqtt.properties import Properties
 
 from dtp_console.backoff import Backoff
 from dtp_console.config.model import BrokerConfig
-from dtp_console.events import OpsLog
-from dtp_console.state import PlantCounters, PlantState
+from dtp_console.state import PlantCounters
 
 __all__ = [
     "DropHook",
-    "Handler",
+    "Endpoint",
     "MessageQueue",
-    "SourceConfig",
     "broker_warnings",
     "client_kwargs",
     "describe_mqtt_error",
+    "payload_bytes",
     "raise_if_cancelling",
-    "run_source",
+    "reconnect_backoff",
     "tls_context",
 ]
 
-Handler = Callable[[str, bytes], object]
 #: Told the topic of each message the full queue dropped (already counted as dropped).
 DropHook = Callable[[str], object]
 
 
-class SourceConfig(Protocol):
-    """What a source needs of its config: a plant, or the platform worker's section."""
+class Endpoint(Protocol):
+    """What connecting needs of a config: a name (for logs and client ids) and a broker."""
 
     @property
     def name(self) -> str: ...
     @property
     def broker(self) -> BrokerConfig: ...
-    @property
-    def topics(self) -> Sequence[str]: ...
 
 
 _logger = logging.getLogger("dtp_console.mqtt")
@@ -109,7 +107,7 @@ def _counting_queue(
 
 
 def client_kwargs(
-    plant: SourceConfig,
+    plant: Endpoint,
     host: str,
     port: int,
     counters: PlantCounters | None = None,
@@ -117,19 +115,22 @@ def client_kwargs(
     *,
     session: bool = False,
     on_drop: DropHook | None = None,
+    role: str = "console",
 ) -> dict[str, Any]:
     """Keyword arguments for `aiomqtt.Client` from a plant's broker settings.
 
-    `session` is for the bridge itself: it resumes the plant's persistent session
-    when the plant has one. Any other reader (`sniff`) gets a random id and a clean
-    session, because connecting with the bridge's id would take its session over
-    and kick the running bridge off the broker.
+    `session` is for the bridge itself: it connects with the plant's `client_id`
+    and resumes its persistent session when the plant has one. Any other client
+    (`sniff`, the simulator's publishers) gets a random id (`dtp-<role>-<plant>-…`)
+    and a clean session, because connecting with the bridge's id would take its
+    session over and kick the running bridge off the broker. `counters` (with
+    `queues`, `on_drop`) installs the counting incoming queue of a source.
     """
     broker = plant.broker
     persistent = session and broker.persistent
     slug = "".join(c if c.isalnum() else "-" for c in plant.name.lower())
-    random_id = f"dtp-console-{slug}-{uuid.uuid4().hex[:8]}"
-    stable_id = broker.client_id if persistent or not broker.persistent else None
+    random_id = f"dtp-{role}-{slug}-{uuid.uuid4().hex[:8]}"
+    stable_id = broker.client_id if session else None
     kwargs: dict[str, Any] = {
         "hostname": host,
         "port": port,
@@ -172,7 +173,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def broker_warnings(plant: SourceConfig, address: tuple[str, int] | None = None) -> list[str]:
+def broker_warnings(plant: Endpoint, address: tuple[str, int] | None = None) -> list[str]:
     """What is unsafe about how this plant talks to its broker (shown for as long as it runs).
 
     A password over plain MQTT is readable by anyone on the path unless the broker is
@@ -242,96 +243,8 @@ def describe_mqtt_error(exc: BaseException, *, tls: bool | None = None) -> str:
     return text
 
 
-async def run_source(
-    plant: SourceConfig,
-    address: tuple[str, int],
-    handle: Handler,
-    state: PlantState,
-    log: OpsLog,
-    *,
-    reconnect: asyncio.Event | None = None,
-    on_drop: DropHook | None = None,
-) -> None:
-    """Connect, subscribe and hand messages to `handle` until cancelled; reconnect forever.
-
-    Messages still queued when a connection ends (error or cancellation) are
-    handed to `handle` too, so a disconnect loses nothing that arrived. Setting
-    `reconnect` (the silence watchdog does) drops a connection that is up and
-    opens a new one at once, subscriptions and all; it is cleared on connect.
-    """
-    queues: list[MessageQueue] = []
-    try:
-        await _connect_loop(
-            plant, address, handle, state, log, queues, reconnect=reconnect, on_drop=on_drop
-        )
-    finally:
-        _hand_over_leftovers(queues, handle)
-
-
-#: Most messages taken straight from the queue before the loop yields to other tasks.
-_BURST = 256
-
-
-def _drain_burst(queue: MessageQueue, handle: Handler) -> None:
-    """Handle what is already queued without a task per message.
-
-    aiomqtt's iterator wraps every `get` in a task and an `asyncio.wait`; in a burst
-    that costs more than parsing. Synchronous and bounded, so other tasks still run
-    between bursts.
-    """
-    for _ in range(_BURST):
-        try:
-            message = queue.get_nowait()
-        except asyncio.QueueEmpty:
-            return
-        handle(message.topic.value, _payload_bytes(message.payload))
-        queue.in_hand = None
-
-
-async def _pump(client: aiomqtt.Client, queue: MessageQueue | None, handle: Handler) -> None:
-    async for message in client.messages:
-        handle(message.topic.value, _payload_bytes(message.payload))
-        if queue is not None:
-            queue.in_hand = None
-            _drain_burst(queue, handle)
-
-
-async def _receive(
-    client: aiomqtt.Client,
-    queue: MessageQueue | None,
-    handle: Handler,
-    reconnect: asyncio.Event | None,
-) -> bool:
-    """Hand messages to `handle` until the connection ends (its error raised) or
-    `reconnect` is set: True then, and the caller leaves the client to reconnect."""
-    if reconnect is None:
-        await _pump(client, queue, handle)
-        return False
-    pump = asyncio.ensure_future(_pump(client, queue, handle))
-    asked = asyncio.ensure_future(reconnect.wait())
-    try:
-        done, _ = await asyncio.wait({pump, asked}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        # A message the pump had taken but not handled stays in `queue.in_hand`.
-        pump.cancel()
-        asked.cancel()
-        await asyncio.wait({pump, asked})
-    if pump in done:
-        pump.result()  # the connection's error, as before the watchdog
-        return False
-    return True
-
-
-def _hand_over_leftovers(queues: list[MessageQueue], handle: Handler) -> None:
-    for queue in queues:
-        while queue.in_hand is not None or not queue.empty():
-            message = queue.in_hand if queue.in_hand is not None else queue.get_nowait()
-            queue.in_hand = None
-            handle(message.topic.value, _payload_bytes(message.payload))
-    queues.clear()
-
-
-def _payload_bytes(payload: Any) -> bytes:
+def payload_bytes(payload: Any) -> bytes:
+    """A message payload as bytes (aiomqtt types it loosely; paho hands over bytes)."""
     if isinstance(payload, bytes):
         return payload
     if isinstance(payload, bytearray):
@@ -339,76 +252,6 @@ def _payload_bytes(payload: Any) -> bytes:
     return b"" if payload is None else str(payload).encode()
 
 
-async def _connect_loop(
-    plant: SourceConfig,
-    address: tuple[str, int],
-    handle: Handler,
-    state: PlantState,
-    log: OpsLog,
-    queues: list[MessageQueue],
-    *,
-    reconnect: asyncio.Event | None = None,
-    on_drop: DropHook | None = None,
-) -> None:
-    broker = plant.broker
-    host, port = address
-    backoff = Backoff(broker.reconnect_initial_s, broker.reconnect_max_s)
-    # Kept in the state so STATS, the stats JSON and the UI repeat them while it runs.
-    state.warnings = broker_warnings(plant, address)
-    for warning in state.warnings:
-        log.emit("WARN", warning, plant.name)
-    while True:
-        state.set_mqtt("connecting", f"{host}:{port}")
-        connecting, forced = True, False
-        try:
-            kwargs = client_kwargs(
-                plant, host, port, state.counters, queues, session=True, on_drop=on_drop
-            )
-            async with aiomqtt.Client(**kwargs) as client:
-                connecting = False
-                for topic in plant.topics:
-                    await client.subscribe(topic, qos=broker.qos)
-                state.set_mqtt("connected", f"{host}:{port}")
-                state.connects += 1
-                if reconnect is not None:
-                    reconnect.clear()
-                backoff.reset()
-                topics = ", ".join(plant.topics)
-                session = " (persistent session)" if broker.persistent else ""
-                log.emit(
-                    "INFO",
-                    f"MQTT connected: {plant.name} <- {host}:{port} ({topics}){session}",
-                    plant.name,
-                )
-                queue = queues[-1] if queues else None
-                forced = await _receive(client, queue, handle, reconnect)
-            if forced:
-                _hand_over_leftovers(queues, handle)
-        except asyncio.CancelledError:
-            state.set_mqtt("stopped")
-            raise
-        except Exception as exc:
-            # Not only MqttError: a CA file deleted after load, a filter paho refuses or
-            # a bug must show as a disconnected plant that retries, never a dead task.
-            raise_if_cancelling(exc)
-            if forced:
-                # The watchdog's disconnect of a connection that delivered nothing may time
-                # out on a dead path: that is the point of reconnecting, not a new failure.
-                _logger.debug("MQTT %s: forced disconnect failed", plant.name, exc_info=True)
-                _hand_over_leftovers(queues, handle)
-                continue
-            delay = backoff.next()
-            if isinstance(exc, aiomqtt.MqttError):
-                reason = describe_mqtt_error(exc, tls=broker.tls if connecting else None)
-            else:
-                _logger.debug("MQTT %s: unexpected error", plant.name, exc_info=True)
-                reason = f"{type(exc).__name__}: {describe_mqtt_error(exc)}"
-            state.set_mqtt("disconnected", reason)
-            log.limited(
-                "WARN",
-                f"mqtt:{plant.name}",
-                f"MQTT {plant.name} ({host}:{port}): {reason}; retrying in {delay:.1f}s",
-                plant.name,
-            )
-            _hand_over_leftovers(queues, handle)
-            await asyncio.sleep(delay)
+def reconnect_backoff(broker: BrokerConfig) -> Backoff:
+    """The delays between connection attempts to `broker` (its `reconnect_*` settings)."""
+    return Backoff(broker.reconnect_initial_s, broker.reconnect_max_s)
