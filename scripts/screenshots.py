@@ -22,9 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from textual.widgets import TabbedContent
+
+from dtp_console.ui.app import DtpConsoleApp
+from tests.ui.attached import FrozenRemote, make_attached_app
 from tests.ui.harness import SCREENS, TWIN_SCREENS, Shot, make_app, prepare
 
 ALL_SCREENS = {**SCREENS, **TWIN_SCREENS}
+#: Attached consoles (a frozen service snapshot, as the attach snapshots take it): link down?
+ATTACHED = {"attached-120x40": False, "attached-down-120x40": True}
 
 _TEXT = re.compile(r'<text ([^>]*?)x="([\d.]+)"([^>]*?)textLength="([\d.]+)"([^>]*)>([^<]*)</text>')
 _BRAILLE = re.compile("[\u2800-\u28ff]")
@@ -61,6 +67,26 @@ async def render(name: str, shot: Shot, out: Path) -> Path:
     return path
 
 
+async def render_attached(name: str, down: bool, out: Path) -> Path:
+    """Save an attached console's first plant tab as `out/NAME.svg` (link up or down)."""
+    with tempfile.TemporaryDirectory() as folder:
+        app = make_attached_app(Path(folder))
+        async with app.run_test(size=(120, 40)) as pilot:
+            engine = app.engine
+            assert isinstance(engine, FrozenRemote) and isinstance(app, DtpConsoleApp)
+            await engine.ready.wait()
+            app.main.query_one(TabbedContent).active = "tab-plant-0"
+            await pilot.pause()
+            if down:
+                engine.drop("the service closed the connection")
+            app.refresh_now()
+            await pilot.pause()
+            path = out / f"{name}.svg"
+            app.save_screenshot(path.name, path=str(out))
+            await pilot.press("q")
+    return path
+
+
 def to_png(svg: Path) -> Path | None:
     """Convert with rsvg-convert; None when it is not installed."""
     if shutil.which("rsvg-convert") is None:
@@ -75,14 +101,18 @@ def main() -> int:
     """Render the chosen (default: all) screens."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("screenshots"))
-    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(ALL_SCREENS))
+    names = [*ALL_SCREENS, *ATTACHED]
+    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(names))
     args = parser.parse_args()
-    unknown = sorted(set(args.names) - set(ALL_SCREENS))
+    unknown = sorted(set(args.names) - set(names))
     if unknown:
         parser.error(f"unknown screen(s): {', '.join(unknown)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    for name in args.names or list(ALL_SCREENS):
-        svg = asyncio.run(render(name, ALL_SCREENS[name], args.out))
+    for name in args.names or names:
+        if name in ATTACHED:
+            svg = asyncio.run(render_attached(name, ATTACHED[name], args.out))
+        else:
+            svg = asyncio.run(render(name, ALL_SCREENS[name], args.out))
         png = to_png(svg)
         print(svg, png or "(no rsvg-convert: apt install librsvg2-bin)")
     return 0
