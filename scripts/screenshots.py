@@ -73,7 +73,8 @@ async def render_attached(name: str, down: bool, out: Path) -> Path:
         app = make_attached_app(Path(folder))
         async with app.run_test(size=(120, 40)) as pilot:
             engine = app.engine
-            assert isinstance(engine, FrozenRemote) and isinstance(app, DtpConsoleApp)
+            assert isinstance(engine, FrozenRemote)
+            assert isinstance(app, DtpConsoleApp)
             await engine.ready.wait()
             app.main.query_one(TabbedContent).active = "tab-plant-0"
             await pilot.pause()
