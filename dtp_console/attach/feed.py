@@ -108,7 +108,9 @@ class FeedStats:
     frames: int = 0
     """Frames queued to clients (snapshots, deltas, events)."""
     bytes: int = 0
-    """Bytes written to clients."""
+    """Bytes of frames written to clients (before compression)."""
+    wire_bytes: int = 0
+    """Bytes written to clients' sockets (after compression, when they accept gzip)."""
     cut_off: int = 0
     """Clients cut off because their queue was full (too slow)."""
     refused: int = 0
