@@ -208,6 +208,11 @@ def _service_phase(url: str, pid: int, clients: int, args: argparse.Namespace) -
         received_per_s=round((received1 - received0) / phase["seconds"], 1),
         outcomes_per_s=round((outcomes1 - outcomes0) / phase["seconds"], 1),
     )
+    # What one message costs the service whatever CPU share the scheduler gave it (the
+    # machine is shared: a starved service handles fewer messages at the same cost each).
+    phase["service_cpu_us_per_msg"] = round(
+        1e4 * phase["cpu_pct"] / max(1.0, phase["received_per_s"]), 1
+    )
     results = [_result(child) for child in children]
     if results:
         ui = results[0]
@@ -217,6 +222,11 @@ def _service_phase(url: str, pid: int, clients: int, args: argparse.Namespace) -
             per_client += [results[1]["socket_bytes_per_s"]] * (clients - 1)
             phase["engines"] = results[1]
         phase["bytes_per_s_per_ui"] = round(sum(per_client) / len(per_client))
+        # Per message received: an upper bound at the nominal rate (a device's changes are
+        # folded into one delta per tick, so more messages cost less each).
+        phase["bytes_per_msg_per_ui"] = round(
+            phase["bytes_per_s_per_ui"] / max(1.0, phase["received_per_s"]), 1
+        )
     return phase
 
 
@@ -314,12 +324,15 @@ def _print_service(p: dict[str, Any]) -> None:
     line = (
         f"round {p['round']} {p['attached']} UI(s): {p['received_per_s']:7.1f} rx/s"
         f" {p['outcomes_per_s']:7.1f} out/s  service CPU {p['cpu_pct']:5.1f}%"
+        f" ({p['service_cpu_us_per_msg']:.0f} µs/msg)"
         f"  steal {p['steal_pct']:.1f}% machine busy {p['machine_busy_pct']:.0f}%"
     )
     if p["attached"]:
         ui = p["ui"]
         line += (
             f"  {p['bytes_per_s_per_ui'] / 1000:.1f} kB/s per UI"
+            f" ({ui['inflated_bytes_per_s'] / 1000:.0f} kB/s inflated,"
+            f" {p['bytes_per_msg_per_ui']:.0f} B/msg)"
             f"  event→screen p50 {ui['p50_ms']:.0f} ms p99 {ui['p99_ms']:.0f} ms"
             f"  UI CPU {ui['cpu_pct']:.0f}%"
         )
@@ -336,6 +349,7 @@ def _summary(out: dict[str, Any]) -> None:
     base_rx = _mean([p["received_per_s"] for p in base])
     base_out = _mean([p["outcomes_per_s"] for p in base])
     base_cpu = _mean([p["cpu_pct"] for p in base])
+    base_us = _mean([p["service_cpu_us_per_msg"] for p in base])
     inproc = out["in_process"]
     in_p99 = _mean([p["p99_ms"] for p in inproc])
     in_p50 = _mean([p["p50_ms"] for p in inproc])
@@ -363,6 +377,8 @@ def _summary(out: dict[str, Any]) -> None:
         p99 = _mean([p["ui"]["p99_ms"] for p in phases])
         p50 = _mean([p["ui"]["p50_ms"] for p in phases])
         per_ui = _mean([p["bytes_per_s_per_ui"] for p in phases])
+        us = _mean([p["service_cpu_us_per_msg"] for p in phases])
+        at_nominal = _mean([p["bytes_per_msg_per_ui"] for p in phases]) * out["nominal_msg_per_s"]
         loss = 1 - min(rx, done) / base_rx if base_rx else float("nan")
         row = {
             "received_ratio_vs_baseline": round(rx / base_rx, 3),
@@ -373,6 +389,8 @@ def _summary(out: dict[str, Any]) -> None:
             "p99_ms": round(p99, 1),
             "p99_minus_in_process_ms": round(p99 - in_p99, 1),
             "bytes_per_s_per_ui": round(per_ui),
+            "bytes_per_s_per_ui_at_nominal_bound": round(at_nominal),
+            "service_cpu_us_per_msg_ratio_vs_baseline": round(us / base_us, 2),
             "within_targets": {
                 "loss": loss <= TARGET_LOSS,
                 "p99": p99 - in_p99 <= TARGET_EXTRA_P99_MS,
@@ -387,7 +405,8 @@ def _summary(out: dict[str, Any]) -> None:
             f" target ≤ {100 * TARGET_LOSS:.0f}%); CPU ×{row['cpu_ratio_vs_baseline']};"
             f" event→screen p50 {p50:.0f} p99 {p99:.0f} ms = in-process {p99 - in_p99:+.0f} ms"
             f" (target ≤ +{TARGET_EXTRA_P99_MS:.0f}); {per_ui / 1000:.1f} kB/s per UI"
-            f" (target ≤ {TARGET_BYTES_PER_S / 1000:.0f})"
+            f" (target ≤ {TARGET_BYTES_PER_S / 1000:.0f}; ≤ {at_nominal / 1000:.1f} at"
+            f" {out['nominal_msg_per_s']:.0f} msg/s); service CPU per message ×{us / base_us:.2f}"
         )
     out["summary"] = summary
 
@@ -399,6 +418,8 @@ class _SocketBytes:
     """Bytes aiohttp's client protocols read off their sockets in this process."""
 
     total = 0
+    inflated = 0
+    """Bytes of SSE text the streams carried (what they would cost uncompressed)."""
 
     @classmethod
     def install(cls) -> None:
@@ -411,6 +432,16 @@ class _SocketBytes:
             original(self, data)
 
         ResponseHandler.data_received = counted  # type: ignore[method-assign]
+
+        from dtp_console.attach.sse import SseParser
+
+        feed = SseParser.feed
+
+        def inflated(self: SseParser, chunk: bytes) -> Any:
+            cls.inflated += len(chunk)
+            return feed(self, chunk)
+
+        SseParser.feed = inflated  # type: ignore[method-assign]
 
 
 def _latency_app(engine: Any, raw_times: dict[str, float] | None) -> Any:
@@ -471,12 +502,13 @@ def _record_raw(raw_times: dict[str, float]) -> None:
 
 
 def _window_figures(
-    app: Any, cpu0: float, bytes0: int, wall: float, clients: int = 1
+    app: Any, cpu0: float, counts0: tuple[int, int], wall: float, clients: int = 1
 ) -> dict[str, Any]:
     lat = app.latencies_ms if app is not None else []
     return {
         "cpu_pct": round(100 * (time.process_time() - cpu0) / wall, 1),
-        "socket_bytes_per_s": round((_SocketBytes.total - bytes0) / wall / clients),
+        "socket_bytes_per_s": round((_SocketBytes.total - counts0[0]) / wall / clients),
+        "inflated_bytes_per_s": round((_SocketBytes.inflated - counts0[1]) / wall / clients),
         "p50_ms": round(percentile(lat, 50), 1),
         "p99_ms": round(percentile(lat, 99), 1),
         "max_ms": round(max(lat), 1) if lat else None,
@@ -499,7 +531,11 @@ async def _ui_child(args: argparse.Namespace) -> dict[str, Any]:
         print("READY", flush=True)
         await asyncio.sleep(args.skip)
         app.recording = True
-        cpu0, bytes0, t0 = time.process_time(), _SocketBytes.total, time.monotonic()
+        cpu0, bytes0, t0 = (
+            time.process_time(),
+            (_SocketBytes.total, _SocketBytes.inflated),
+            time.monotonic(),
+        )
         await asyncio.sleep(args.seconds)
         figures = _window_figures(app, cpu0, bytes0, time.monotonic() - t0)
         app.recording = False
@@ -522,7 +558,11 @@ async def _engines_child(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.05)
     print("READY", flush=True)
     await asyncio.sleep(args.skip)
-    cpu0, bytes0, t0 = time.process_time(), _SocketBytes.total, time.monotonic()
+    cpu0, bytes0, t0 = (
+        time.process_time(),
+        (_SocketBytes.total, _SocketBytes.inflated),
+        time.monotonic(),
+    )
     await asyncio.sleep(args.seconds)
     figures = _window_figures(None, cpu0, bytes0, time.monotonic() - t0, args.count)
     figures["reconnects"] = sum(e.reconnects for e in engines)
@@ -549,9 +589,10 @@ async def _inproc_child(args: argparse.Namespace) -> dict[str, Any]:
         cpu0, t0 = time.process_time(), time.monotonic()
         await asyncio.sleep(args.seconds)
         wall = time.monotonic() - t0
-        figures = _window_figures(app, cpu0, 0, wall)
+        figures = _window_figures(app, cpu0, (0, 0), wall)
         app.recording = False
         figures.pop("socket_bytes_per_s")
+        figures.pop("inflated_bytes_per_s")
         figures["received_per_s"] = round((plant.counters.received - rx0) / wall, 1)
         figures["outcomes_per_s"] = round((sum(plant.counters.outcomes.values()) - out0) / wall, 1)
         await pilot.press("q")
