@@ -162,7 +162,7 @@ def _pin(pid: int) -> None:
         os.sched_setaffinity(pid, {cpus - 1})
 
 
-def _child(*args: str, pin: bool = True) -> subprocess.Popen[str]:
+def _child(*args: str, pin: bool = True, nice: int = 0) -> subprocess.Popen[str]:
     child = subprocess.Popen(
         [sys.executable, __file__, *args],
         stdin=subprocess.DEVNULL,
@@ -172,6 +172,8 @@ def _child(*args: str, pin: bool = True) -> subprocess.Popen[str]:
     )
     if pin:
         _pin(child.pid)
+    if nice:
+        os.setpriority(os.PRIO_PROCESS, child.pid, nice)
     return child
 
 
@@ -192,9 +194,14 @@ def _service_phase(url: str, pid: int, clients: int, args: argparse.Namespace) -
     children: list[subprocess.Popen[str]] = []
     window = ["--url", url, "--seconds", str(args.seconds), "--skip", str(args.settle)]
     if clients:
-        children.append(_child("--role", "ui", *window))
+        children.append(_child("--role", "ui", *window, nice=args.client_nice))
     if clients > 1:
-        children.append(_child("--role", "engines", "--count", str(clients - 1), *window))
+        children.append(
+            _child(
+                "--role", "engines", "--count", str(clients - 1), *window,
+                nice=args.client_nice,
+            )
+        )  # fmt: skip
     for child in children:
         _ready(child, "an attached client")
     time.sleep(args.settle)  # past the snapshots; the children count from here too
@@ -282,6 +289,7 @@ def _bench(args: argparse.Namespace) -> dict[str, Any]:
         "robots": args.robots,
         "rate_hz_per_robot": args.rate,
         "nominal_msg_per_s": args.robots * args.rate,
+        "client_nice": args.client_nice,
         "in_process": [],
         "service": [],
     }
@@ -607,6 +615,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="per phase")
     parser.add_argument("--settle", type=float, default=2.0, help="before each phase")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--client-nice",
+        type=int,
+        default=0,
+        help="niceness of the attached UIs' processes (on a saturated box: 10 lets them take"
+        " only what the service leaves, as on another machine; their latency then suffers)",
+    )
     parser.add_argument("--role", choices=["ui", "engines", "inproc"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=1, help=argparse.SUPPRESS)

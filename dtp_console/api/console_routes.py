@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -179,7 +180,12 @@ class ConsoleRoutes:
         stats = self.feed.stats
 
         async def _write(data: bytes) -> None:
-            wire = data if gzip is None else gzip.frame(data)
+            if gzip is None:
+                wire = data
+            else:
+                began = time.perf_counter()
+                wire = gzip.frame(data)
+                stats.compress_seconds += time.perf_counter() - began
             stats.wire_bytes += len(wire)
             await response.write(wire)
 

@@ -121,6 +121,8 @@ class FeedStats:
     """Clients connected now."""
     tick_seconds: float = 0.0
     """Time spent in ticks (encode, diffs, queueing): the feed's cost to the event loop."""
+    compress_seconds: float = 0.0
+    """Time spent compressing frames for clients that accept gzip (one stream each)."""
     tick_max_s: float = 0.0
     """The longest tick (the longest the feed held the event loop at once)."""
     errors: int = 0
