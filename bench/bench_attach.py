@@ -13,8 +13,9 @@ does not compete with the event loop under test. Phases, in one invocation:
 Per phase it prints the plant's intake (messages received and forwarded per
 second), the process CPU, and for the streaming phases the bytes and frames per
 second per client (counted by the server before and after gzip, and by the
-child after aiohttp inflated them) and the feed's encode reuse and gzip time. Ratios are against the mean of the two baselines. Target: at most
-50 kB/s per client. Never gates anything.
+child after aiohttp inflated them) and the feed's encode reuse and gzip time.
+Ratios are against the mean of the two baselines. Target: at most 50 kB/s per
+client on the socket. Never gates anything.
 
     .venv/bin/python bench/bench_attach.py                    # 100 robots, 10 s phases
     .venv/bin/python bench/bench_attach.py --seconds 5 --robots 50
@@ -180,7 +181,8 @@ async def _console(args: argparse.Namespace) -> dict[str, Any]:
         phase = results[key]
         phase["intake_ratio_vs_baseline"] = round(phase["intake_per_s"] / intake, 3)
         phase["cpu_ratio_vs_baseline"] = round(phase["cpu_pct"] / cpu, 2) if cpu else None
-        phase["within_50kB_per_s"] = phase["server_bytes_per_s_per_client"] <= TARGET_BYTES_PER_S
+        wire = phase["server_wire_bytes_per_s_per_client"]  # what the socket carries (gzip)
+        phase["within_50kB_per_s"] = wire <= TARGET_BYTES_PER_S
     return results
 
 
