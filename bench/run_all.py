@@ -27,6 +27,7 @@ BENCHES: dict[str, list[str]] = {
     "bench_metrics": ["--repeat", "20"],
     "bench_sse": ["--seconds", "5"],
     "bench_attach": ["--seconds", "5"],
+    "bench_attach_ui": ["--rounds", "1", "--seconds", "6"],
     "bench_ui": ["--seconds", "10"],
     "ui_terminal": ["--seconds", "15"],
     "bench_fuzz": ["--count", "20000"],

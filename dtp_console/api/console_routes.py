@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,6 +29,7 @@ from dtp_console.api.config import ApiConfig
 from dtp_console.api.http import json_response, problems_of, read_object
 from dtp_console.api.registry_routes import TARGET, principal_of
 from dtp_console.attach.feed import ServedEngine, StateFeed, maps_body
+from dtp_console.attach.gzip_stream import GzipFrames, accepts_gzip
 from dtp_console.attach.wire import PROTOCOL, config_to_wire, map_etag
 from dtp_console.calibrate.store import round_affine
 from dtp_console.config.writer import ConfigWriteError, DeviceMapConflictError
@@ -162,17 +164,34 @@ class ConsoleRoutes:
             return _error(
                 503, "too_many_clients", "too many stream clients (api.max_stream_clients)"
             )
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-            }
-        )
+        headers = {
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "Vary": "Accept-Encoding",
+        }
+        # One gzip stream per client, flushed after each write (`attach.gzip_stream`):
+        # the deltas' keys and digits repeat tick after tick.
+        gzip = GzipFrames() if accepts_gzip(request.headers.get("Accept-Encoding")) else None
+        if gzip is not None:
+            headers["Content-Encoding"] = "gzip"
+        response = web.StreamResponse(headers=headers)
         stream = client.stream
+        stats = self.feed.stats
+
+        async def _write(data: bytes) -> None:
+            if gzip is None:
+                wire = data
+            else:
+                began = time.perf_counter()
+                wire = gzip.frame(data)
+                stats.compress_seconds += time.perf_counter() - began
+            stats.wire_bytes += len(wire)
+            await response.write(wire)
+
         try:
             await response.prepare(request)
-            await response.write(b"retry: %d\n: dtp-console attach\n\n" % _RETRY_MS)
+            await _write(b"retry: %d\n: dtp-console attach\n\n" % _RETRY_MS)
             loop = asyncio.get_running_loop()
             beat_at = loop.time() + _HEARTBEAT_S
             while not stream.cut:
@@ -185,7 +204,7 @@ class ConsoleRoutes:
                     if transport is None or transport.is_closing():
                         break
                     if loop.time() >= beat_at:
-                        await response.write(b": hb\n\n")
+                        await _write(b": hb\n\n")
                         beat_at = loop.time() + _HEARTBEAT_S
                     continue
                 if item is None:
@@ -198,17 +217,19 @@ class ConsoleRoutes:
                         break
                     frames.append(more.frame)
                 data = b"".join(frames)
-                await response.write(data)
+                await _write(data)
                 client.sent_bytes += len(data)
-                self.feed.stats.bytes += len(data)
+                stats.bytes += len(data)
                 if loop.time() >= beat_at:  # every 5 s, busy or not
-                    await response.write(b": hb\n\n")
+                    await _write(b": hb\n\n")
                     beat_at = loop.time() + _HEARTBEAT_S
         except (ConnectionError, RuntimeError):
             pass  # the client went away, or was cut off for falling behind
         finally:
             self.feed.detach(client)
         with contextlib.suppress(ConnectionError, RuntimeError):
+            if gzip is not None and response.prepared:
+                await response.write(gzip.end())
             await response.write_eof()
         return response
 

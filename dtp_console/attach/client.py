@@ -27,6 +27,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from dtp_console.attach.gzip_stream import Gunzip
 from dtp_console.attach.http import (
     MAX_BODY,
     ApiStatusError,
@@ -127,6 +128,8 @@ class RemoteEngine:
         """`log` / `store` / `twin` frames that could not be read (each logged)."""
         self.crashes = 0
         """Links lost to an unexpected error (a defect; logged with its traceback)."""
+        self.wire_bytes = 0
+        """Bytes of the state streams read off the socket (compressed, when it was)."""
 
     @classmethod
     async def open(
@@ -328,21 +331,27 @@ class RemoteEngine:
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=CONNECT_S, sock_read=self._idle_s
             ),
-            headers={"Accept": "text/event-stream"},
+            headers={"Accept": "text/event-stream", "Accept-Encoding": "gzip"},
+            # Inflated here, a bounded piece at a time (`attach.gzip_stream`): the SSE
+            # parser's caps then apply to what the compressed stream expands to.
+            auto_decompress=False,
         ) as response:
             if response.status != 200:
                 raise ApiStatusError(response.status, await _error_body(response))
             if not response.content_type.startswith("text/event-stream"):
                 msg = f"the state route answered {response.content_type}, not an event stream"
                 raise AttachError(msg)
+            gunzip = _inflater(response.headers.get("Content-Encoding"))
             parser = SseParser()
             snapshot = False
             try:
                 async for chunk in response.content.iter_any():
-                    for event in parser.feed(chunk):
-                        if self._on_event(event, first=not snapshot):
-                            snapshot = True
-                            self._up_at = self._monotonic()
+                    self.wire_bytes += len(chunk)
+                    for piece in (chunk,) if gunzip is None else gunzip.feed(chunk):
+                        for event in parser.feed(piece):
+                            if self._on_event(event, first=not snapshot):
+                                snapshot = True
+                                self._up_at = self._monotonic()
             except TimeoutError:
                 msg = f"nothing from the service for {self._idle_s:g}s (its heartbeats stopped)"
                 raise AttachError(msg) from None
@@ -493,6 +502,18 @@ def _client(token: str, tls: ssl.SSLContext | bool) -> aiohttp.ClientSession:
         max_line_size=8190,
         max_field_size=8190,
     )
+
+
+def _inflater(content_encoding: str | None) -> Gunzip | None:
+    """The reader of the stream's encoding: None for none; `AttachError` for one it did
+    not ask for."""
+    coding = (content_encoding or "identity").strip().lower()
+    if coding == "identity":
+        return None
+    if coding in {"gzip", "x-gzip"}:
+        return Gunzip()
+    msg = f"the state stream came as {safe_text(coding, 40)!r}, not gzip or plain"
+    raise AttachError(msg)
 
 
 async def _error_body(response: aiohttp.ClientResponse) -> dict[str, Any]:

@@ -105,10 +105,15 @@ class FeedStats:
     """Device encodings made (a device that did not change reuses the last one)."""
     devices_reused: int = 0
     """Devices whose encoding of the previous tick was reused."""
+    deltas_shared: int = 0
+    """Client deltas taken from another client's in the same tick (same plants, same
+    picture last tick): diffed and encoded once."""
     frames: int = 0
     """Frames queued to clients (snapshots, deltas, events)."""
     bytes: int = 0
-    """Bytes written to clients."""
+    """Bytes of frames written to clients (before compression)."""
+    wire_bytes: int = 0
+    """Bytes written to clients' sockets (after compression, when they accept gzip)."""
     cut_off: int = 0
     """Clients cut off because their queue was full (too slow)."""
     refused: int = 0
@@ -119,6 +124,8 @@ class FeedStats:
     """Clients connected now."""
     tick_seconds: float = 0.0
     """Time spent in ticks (encode, diffs, queueing): the feed's cost to the event loop."""
+    compress_seconds: float = 0.0
+    """Time spent compressing frames for clients that accept gzip (one stream each)."""
     tick_max_s: float = 0.0
     """The longest tick (the longest the feed held the event loop at once)."""
     errors: int = 0
@@ -136,6 +143,8 @@ class FeedClient:
     differ: Differ = field(default_factory=Differ)
     sent_bytes: int = 0
     """Bytes written to it (the route counts)."""
+    diffed_tick: int = -1
+    """The tick whose state its `differ` last saw (-1: only its snapshot so far)."""
 
     @property
     def principal(self) -> Principal:
@@ -339,10 +348,26 @@ class StateFeed:
             self._devices.clear()
         followed = {plant for c in self._clients for plant in c.devices}
         current = self._encode(engine, followed)
+        # Clients that follow the same plants and were all diffed last tick remember the
+        # same picture (a Differ keeps the last `current` it saw), so they get the same
+        # delta: it is diffed and encoded once for them all (each still compresses its own).
+        shared: dict[frozenset[str], tuple[Differ, bytes | None]] = {}
+        previous = self._tick_no - 1
         for client in list(self._clients):
-            self._send_state(client, current, "delta")
+            in_step = client.diffed_tick == previous
+            client.diffed_tick = self._tick_no
+            ahead = shared.get(client.devices) if in_step else None
+            if ahead is not None:
+                client.differ.adopt(ahead[0])
+                self.stats.deltas_shared += 1
+                if ahead[1] is not None:
+                    self._offer(client, ahead[1])
+                continue
+            frame = self._send_state(client, current, "delta")
+            if in_step:
+                shared[client.devices] = (client.differ, frame)
 
-    def _send_state(self, client: FeedClient, current: dict[str, Any], event: str) -> None:
+    def _send_state(self, client: FeedClient, current: dict[str, Any], event: str) -> bytes | None:
         plants = {
             name: {"plant": plant["plant"], "devices": plant["devices"]}
             if name in client.devices and "devices" in plant
@@ -351,10 +376,10 @@ class StateFeed:
         }
         delta = client.differ.diff({**current["shared"], "plants": plants})
         if delta is None:
-            return
-        self._offer(
-            client, _frame(event, {"mono": current["mono"], "wall": current["wall"], **delta})
-        )
+            return None
+        frame = _frame(event, {"mono": current["mono"], "wall": current["wall"], **delta})
+        self._offer(client, frame)
+        return frame
 
     def _encode(self, engine: ServedEngine, followed: set[str]) -> dict[str, Any]:
         state = engine.state

@@ -476,6 +476,12 @@ class Differ:
     def __init__(self) -> None:
         self._last: dict[str, Any] | None = None
 
+    def adopt(self, other: Differ) -> None:
+        """Remember what `other` remembers: its client was sent the same frames as this
+        one's, so this one's next delta is `other`'s (the remembered dict is replaced,
+        never changed in place, so sharing it is safe)."""
+        self._last = other._last
+
     def diff(self, current: Mapping[str, Any]) -> dict[str, Any] | None:
         """The delta from the last frame sent to `current` (and remember `current`)."""
         last, self._last = self._last, dict(current)

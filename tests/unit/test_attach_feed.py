@@ -189,3 +189,41 @@ async def test_a_restricted_token_cannot_learn_which_dependencies_exist() -> Non
     assert seen["twin"]["unknown_dependencies"] == ["dt:Secret_b", "dt:Nowhere"]
     assert true["twin"]["unknown_dependencies"] == ["dt:Nowhere"]
     await feed.close()
+
+
+async def test_clients_in_step_share_one_delta_and_a_newcomer_diffs_its_own() -> None:
+    engine = _Engine()
+    feed = _feed(engine)
+    device = engine.state.plants["Hall"].devices["amr-1"]
+    first = feed.attach(VIEWER, ["Hall"], lambda: None)
+    second = feed.attach(VIEWER, ["Hall"], lambda: None)
+    summaries = feed.attach(VIEWER, [], lambda: None)  # other plants followed: never shares
+    assert first is not None and second is not None and summaries is not None
+    for client in (first, second, summaries):
+        _frames(client.stream.queue)
+    device.messages, device.x = 1, 10.0
+    feed.tick()  # each diffs its own (only snapshots before)
+    assert feed.stats.deltas_shared == 0
+    assert _frames(first.stream.queue) == _frames(second.stream.queue)
+    late = feed.attach(VIEWER, ["Hall"], lambda: None)
+    assert late is not None
+    _frames(late.stream.queue)
+    device.messages, device.x = 2, 20.0
+    feed.tick()
+    assert feed.stats.deltas_shared == 1  # `second` took `first`'s; `late` diffed its own
+    got = [_frames(c.stream.queue) for c in (first, second, late)]
+    assert got[0] == got[1] == got[2]
+    [(kind, delta)] = got[0]
+    assert kind == "delta"
+    assert delta["plants"]["Hall"]["devices"]["amr-1"] == {"messages": 2, "x": 20.0}
+    for _, body in _frames(summaries.stream.queue):
+        assert "devices" not in (body.get("plants") or {}).get("Hall", {})
+    device.messages = 3
+    feed.tick()  # all three in step now
+    assert feed.stats.deltas_shared == 3
+    got = [_frames(c.stream.queue) for c in (first, second, late)]
+    assert got[0] == got[1] == got[2]
+    assert got[0][0][1]["plants"]["Hall"]["devices"]["amr-1"] == {"messages": 3}
+    feed.tick()  # nothing changed: nothing sent to anyone
+    assert [_frames(c.stream.queue) for c in (first, second, late)] == [[], [], []]
+    await feed.close()
