@@ -123,7 +123,13 @@ def bridge_parse(_stdout: str, out: Path) -> Figures:
     data = json.loads(out.read_text())
     raw = float(data["raw"]["rate"])
     intake = float(data["intake"]["rate"])
-    return {"raw_msg_s": raw, "intake_msg_s": intake, "intake_raw_pct": 100 * intake / raw}
+    return {
+        "raw_msg_s": raw,
+        "intake_msg_s": intake,
+        "intake_raw_pct": 100 * intake / raw,
+        # POSTs during the intake burst: the poster is meant to yield while intake runs.
+        "intake_posts": float(data["intake"]["localization_requests"]),
+    }
 
 
 def http_command(opts: Options, out: Path) -> list[str]:
