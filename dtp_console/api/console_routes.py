@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, ValidationError
 
 from dtp_console import __version__
 from dtp_console.api.config import ApiConfig
@@ -62,8 +62,9 @@ class AffinePut(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    values: dict[str, float]
-    """`a`, `b`, `c`, `d`, `tx`, `ty` (any case)."""
+    values: dict[str, StrictFloat]
+    """`a`, `b`, `c`, `d`, `tx`, `ty` (any case): JSON numbers (`true` or `"2.5"` is no
+    parameter, though pydantic's lax floats would take both)."""
     reason: str = Field(default="attach", min_length=1, max_length=200)
     """Why (calibration, manual): in the log line and the event."""
 
@@ -80,6 +81,8 @@ class ConsoleRoutes:
     def __init__(self, engine: Callable[[], ServedEngine | None], config: ApiConfig) -> None:
         self._engine = engine
         self._max_body = config.max_body_bytes
+        self._saving = asyncio.Lock()
+        """Held from a device map's If-Match comparison to its save."""
         self.feed = StateFeed(
             engine, queue_size=config.stream_queue, max_clients=config.max_stream_clients
         )
@@ -221,8 +224,7 @@ class ConsoleRoutes:
         if name is None:
             return self._unknown_plant(request.match_info["plant"])
         request[TARGET] = name
-        running = engine.device_map(name)
-        if running is None:
+        if engine.device_map(name) is None:
             return _error(404, "not_found", f"plant {name!r} has no running bridge")
         if_match = request.headers.get("If-Match")
         if if_match is None:
@@ -235,6 +237,18 @@ class ConsoleRoutes:
             body = DeviceMapPut.model_validate(await read_object(request, self._max_body))
         except ValidationError as exc:
             return _invalid(exc)
+        # The map to compare If-Match with is the one running now, after the body's await
+        # (another PUT may have saved meanwhile), and no other save runs between the
+        # comparison and this one: of two PUTs sent with one etag, exactly one is saved.
+        async with self._saving:
+            return await self._save_device_map(engine, name, if_match, body)
+
+    async def _save_device_map(
+        self, engine: ServedEngine, name: str, if_match: str, body: DeviceMapPut
+    ) -> web.Response:
+        running = engine.device_map(name)
+        if running is None:
+            return _error(404, "not_found", f"plant {name!r} has no running bridge")
         etag = map_etag(running)
         if if_match.strip() != etag:
             keys = _both_ways(body.base, body.mapping, running)

@@ -1,0 +1,206 @@
+"""`dtp-console attach` attacked from both ends: a hostile client of the service's
+`/api/console/...` routes, and a hostile service feeding the attached console.
+
+Each test here was first written against a defect it reproduced; what held up
+under attack is listed in the helper's report (and in docs/attach.md where it is a
+rule a reader may rely on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dtp_console.attach.wire import PLACEHOLDER, config_to_wire, map_etag
+from dtp_console.config import load_config
+from dtp_console.config.model import ConsoleConfig
+from tests.integration.test_attach_api import DEVICE_MAP, Console, _console
+from tests.support.api import TOKENS
+
+pytestmark = pytest.mark.integration
+
+AFFINE = "/api/console/plants/Old%20Plant/affine"
+
+
+@pytest.fixture
+async def console(tmp_path: Path) -> AsyncIterator[Console]:
+    async with _console(tmp_path) as running:
+        yield running
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+async def test_two_puts_racing_with_one_etag_let_exactly_one_win(console: Console) -> None:
+    # Found: the route read the running map (to compare If-Match with) before it awaited
+    # the body, so two PUTs opened from the same map both compared against it and both
+    # were saved — the second merged over the first though its etag was stale by then.
+    opened = dict(console.engine.device_map("Old Plant") or {})
+    etag = map_etag(opened)
+    release = asyncio.Event()
+
+    async def _put(extra: dict[str, str]) -> int:
+        # Raw HTTP: the headers go out at once, the body only once both are in the handler.
+        body = json.dumps({"mapping": {**opened, **extra}, "base": opened}).encode()
+        host, port = console.engine.api.address or ("", 0)
+        reader, writer = await asyncio.open_connection(host, port)
+        head = (
+            f"PUT {DEVICE_MAP} HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {TOKENS['operator-a'][0]}\r\nIf-Match: {etag}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        writer.write(head.encode())
+        await writer.drain()
+        await release.wait()
+        writer.write(body)
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        return int(answer.split(b" ", 2)[1])
+
+    racing = asyncio.gather(_put({"ati_amr_003": "race-a"}), _put({"ati_amr_004": "race-b"}))
+    await asyncio.sleep(0.5)
+    release.set()
+    statuses = sorted(await racing)
+    assert statuses == [200, 412]
+    running = console.engine.device_map("Old Plant") or {}
+    on_disk = load_config(console.path, environ={}).plant("Old Plant").device_map
+    assert running == on_disk
+    assert ("ati_amr_003" in running) != ("ati_amr_004" in running)
+
+
+@pytest.mark.parametrize("value", [True, "2.5", "1e3", None, [1.0]])
+async def test_an_affine_value_that_is_no_number_is_422(console: Console, value: Any) -> None:
+    # Found: `true` was taken as 1.0 and the string "2.5" as 2.5 (pydantic's lax floats),
+    # and written to the file.
+    before = console.path.read_text(encoding="utf-8")
+    body = {"values": {"a": value, "d": 1.0}, "reason": "attack"}
+    status, answer = await console.call("PUT", AFFINE, "operator-a", json=body)
+    assert status == 422, answer
+    assert console.path.read_text(encoding="utf-8") == before
+
+
+# -- the session ---------------------------------------------------------------------
+
+#: Test placeholders (never real credentials), one per secret the config can hold.
+SECRETS = {
+    "twinzo.password": "sek-twinzo-pw-1101",
+    "twinzo.api_key": "sek-twinzo-key-1102",
+    "plant.twinzo.password": "sek-plant-pw-1103",
+    "plant.broker.password": "sek-mqtt-pw-1104",
+    "stores.postgres.dsn": "sek-pg-pw-1105",
+    "stores.postgres.dsn.sslpassword": "sek-pg-sslkey-1106",
+    "stores.influx.token": "sek-influx-tok-1107",
+    "stores.neo4j.password": "sek-neo4j-pw-1108",
+    "stores.s3.secret_key": "sek-s3-key-1109",
+    "registry.postgres_dsn": "sek-reg-pw-1110",
+    "ha.dsn": "sek-ha-pw-1111",
+    "ha.dsn.sslpassword": "sek-ha-sslkey-1112",
+    "simulator.broker.password": "sek-sim-pw-1113",
+}
+
+
+def _full_of_secrets(tmp_path: Path) -> ConsoleConfig:
+    s = SECRETS
+    pg = f"postgresql://dtp:{s['stores.postgres.dsn']}@db.example/dtp"
+    pg += f"?sslmode=verify-full&sslpassword={s['stores.postgres.dsn.sslpassword']}"
+    ha = f"postgresql://ha@db.example/ha?password={s['ha.dsn']}"
+    ha += f"&sslpassword={s['ha.dsn.sslpassword']}"
+    raw = {
+        "twinzo": {
+            "client": "demo",
+            "password": s["twinzo.password"],
+            "api_key": s["twinzo.api_key"],
+        },
+        "simulator": {"broker": {"username": "sim", "password": s["simulator.broker.password"]}},
+        "registry": {"postgres_dsn": f"postgresql://reg:{s['registry.postgres_dsn']}@db/reg"},
+        "stores": {
+            "postgres": {"dsn": pg},
+            "influx": {
+                "url": "http://influx.example:8086",
+                "token": s["stores.influx.token"],
+            },
+            "neo4j": {
+                "uri": "bolt://neo.example",
+                "password": s["stores.neo4j.password"],
+            },
+            "s3": {
+                "endpoint": "http://minio.example:9000",
+                "access_key": "ak",
+                "secret_key": s["stores.s3.secret_key"],
+            },
+        },
+        "ha": {"dsn": ha},
+        "plants": [
+            {
+                "name": "P",
+                "format": "ati_sherpa",
+                "broker": {
+                    "host": "mqtt.example",
+                    "username": "u",
+                    "password": s["plant.broker.password"],
+                    "topics": ["t"],
+                },
+                "twinzo": {"sector_id": 1, "password": s["plant.twinzo.password"]},
+            }
+        ],
+    }
+    path = tmp_path / "secrets.yaml"
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    return load_config(path, environ={})
+
+
+def test_no_secret_of_any_config_field_reaches_the_session(tmp_path: Path) -> None:
+    # Found: `sslpassword` (the passphrase of the client's TLS key) in a DSN's query was
+    # sent as it is; only `password` was redacted.
+    text = json.dumps(config_to_wire(_full_of_secrets(tmp_path)))
+    leaked = [name for name, secret in SECRETS.items() if secret in text]
+    assert leaked == []
+    assert PLACEHOLDER in text
+
+
+def test_a_unix_socket_dsn_keeps_its_empty_host_when_redacted(tmp_path: Path) -> None:
+    # Found: `postgresql:///db?host=/run/pg` came back as `postgresql:/db?…` (urlunparse
+    # drops an empty netloc), a different string than the service's own.
+    from dtp_console.attach.wire import config_from_wire
+
+    raw = {"stores": {"postgres": {"dsn": "postgresql:///dtp?host=/run/pg&password=x"}}}
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    wire = config_to_wire(load_config(path, environ={}))
+    dsn = wire["stores"]["postgres"]["dsn"]
+    assert dsn.startswith("postgresql:///dtp?")
+    assert "password=x" not in dsn
+    assert config_to_wire(config_from_wire(wire)) == wire
+
+
+# -- the CLI's token -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o640, True), (0o600, False)])
+def test_a_token_file_other_users_may_read_is_warned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: int, warned: bool
+) -> None:
+    # Found: a token file anyone on the host could read was used without a word (the
+    # config's secrets and the API's TLS key are both warned about).
+    from dtp_console.cli import main
+
+    token = "dtp_placeholder-token-for-the-permission-test"
+    path = tmp_path / "token"
+    path.write_text(token + "\n", encoding="utf-8")
+    path.chmod(mode)
+    code = main(["attach", "http://127.0.0.1:9", "--token-file", str(path)])
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert code == 2  # nothing listens on port 9
+    assert token not in text
+    assert ("readable by other users" in text) == warned, text
+    if warned:
+        assert f"{stat.S_IMODE(mode):o}" in text and "chmod 600" in text
