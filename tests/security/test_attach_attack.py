@@ -204,3 +204,25 @@ def test_a_token_file_other_users_may_read_is_warned(
     assert ("readable by other users" in text) == warned, text
     if warned:
         assert f"{stat.S_IMODE(mode):o}" in text and "chmod 600" in text
+
+
+# -- a hostile service ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["plants", "config"])
+def test_a_session_with_thousands_of_plants_is_refused(where: str) -> None:
+    # Found: the session's plants were taken however many came (the replica keeps at
+    # most MAX_PLANTS): the attached console then laid out one tab per plant.
+    from dtp_console.attach.replica import MAX_PLANTS
+    from dtp_console.attach.session import AttachError, parse_session
+
+    many = [f"p{n}" for n in range(MAX_PLANTS + 1)]
+    config = config_to_wire(ConsoleConfig())
+    if where == "config":
+        plant = {"format": "ati_sherpa", "broker": {"host": "h", "topics": ["t"]}}
+        plant["twinzo"] = {"sector_id": 1}
+        config["plants"] = [{**plant, "name": name} for name in many]
+        many = many[:1]
+    body = {"protocol": config["protocol"], "config": config, "plants": many}
+    with pytest.raises(AttachError, match=str(MAX_PLANTS)):
+        parse_session(body)
