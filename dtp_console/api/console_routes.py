@@ -8,7 +8,8 @@ one from the local UI. The server's middleware has already checked the role
 (reads: viewer; writes: operator) and records every write with the token's label.
 
 Plants carry no tenant: every token sees every plant of the console it reaches
-(twin events on the stream are filtered by tenant as on the portal stream).
+(twin events on the stream are filtered by tenant, and their dependency flags shown
+per token, as on the portal stream: `api.visibility` with looked-up owners).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dtp_console import __version__
 from dtp_console.api.config import ApiConfig
 from dtp_console.api.http import json_response, problems_of, read_object
 from dtp_console.api.registry_routes import TARGET, principal_of
+from dtp_console.api.stream import OwnerLookup
 from dtp_console.attach.feed import ServedEngine, StateFeed, maps_body
 from dtp_console.attach.wire import PROTOCOL, config_to_wire, map_etag
 from dtp_console.calibrate.store import round_affine
@@ -78,13 +80,23 @@ def _error(status: int, error: str, message: str, **extra: Any) -> web.Response:
 class ConsoleRoutes:
     """The attach routes over the engine an `ApiServer` serves."""
 
-    def __init__(self, engine: Callable[[], ServedEngine | None], config: ApiConfig) -> None:
+    def __init__(
+        self,
+        engine: Callable[[], ServedEngine | None],
+        config: ApiConfig,
+        *,
+        owners: OwnerLookup | None = None,
+    ) -> None:
+        """`owners`: the tenants of twins' dependencies (for restricted tokens' twin events)."""
         self._engine = engine
         self._max_body = config.max_body_bytes
         self._saving = asyncio.Lock()
         """Held from a device map's If-Match comparison to its save."""
         self.feed = StateFeed(
-            engine, queue_size=config.stream_queue, max_clients=config.max_stream_clients
+            engine,
+            queue_size=config.stream_queue,
+            max_clients=config.max_stream_clients,
+            owners=owners,
         )
 
     def add_to(self, app: web.Application) -> None:

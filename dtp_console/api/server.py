@@ -110,7 +110,7 @@ class ApiServer:
         )
         self.stats = ApiStats()
         self._routes = RegistryRoutes(registry, max_body_bytes=config.max_body_bytes)
-        self.console = ConsoleRoutes(lambda: self.engine, config)
+        self.console = ConsoleRoutes(lambda: self.engine, config, owners=self._dependency_owners)
         """The attach routes (`/api/console/...`) and their state feed."""
         self._runner: web.AppRunner | None = None
         self._hub_task: asyncio.Task[None] | None = None

@@ -226,3 +226,62 @@ def test_a_session_with_thousands_of_plants_is_refused(where: str) -> None:
     body = {"protocol": config["protocol"], "config": config, "plants": many}
     with pytest.raises(AttachError, match=str(MAX_PLANTS)):
         parse_session(body)
+
+
+# -- tenancy -------------------------------------------------------------------------
+
+
+async def test_a_restricted_token_sees_its_own_tenants_dependencies_as_found(
+    tmp_path: Path,
+) -> None:
+    # Was a stopgap: the feed told a restricted token every dependency was unknown. With
+    # the portal stream's owner lookup it now tells the truth about its own tenants' twins
+    # and still hides another tenant's (and a failed lookup still hides everything).
+    from dtp_console.api.tokens import Principal
+    from dtp_console.attach.feed import StateFeed
+    from dtp_console.events import TwinUpdated
+    from tests.support.api import api_rig
+    from tests.unit.test_attach_feed import _Engine, _frames
+
+    async with api_rig(tmp_path) as rig:
+        for twin_id, tenant in (("dt:Lift_a", "plant-a"), ("dt:Secret_b", "plant-b")):
+            body = {"@id": twin_id, "tenant": tenant}
+            status, _ = await rig.call("POST", "/api/registry/twins", "admin-all", json=body)
+            assert status == 201
+        deps = {"static": ["dt:Lift_a", "dt:Secret_b", "dt:Nowhere"]}
+        body = {"@id": "dt:Fleet_a", "tenant": "plant-a", "dependencies": deps}
+        status, created = await rig.call("POST", "/api/registry/twins", "admin-all", json=body)
+        assert status == 201, created
+        twin = await rig.registry.get("dt:Fleet_a")
+        assert twin is not None and twin.unknown_dependencies == ["dt:Nowhere"]
+
+        async def _failing(_ids: Any) -> dict[str, str]:
+            raise OSError("registry down")
+
+        for owners, expected in (
+            (rig.registry.tenants_of, ["dt:Secret_b", "dt:Nowhere"]),
+            (_failing, ["dt:Lift_a", "dt:Secret_b", "dt:Nowhere"]),
+        ):
+            engine = _Engine()
+            served: Any = engine
+            feed = StateFeed(
+                lambda served=served: served,
+                queue_size=64,
+                max_clients=4,
+                tick_s=3600,
+                owners=owners,
+            )
+            mine = feed.attach(Principal("a", "viewer", frozenset({"plant-a"})), [], lambda: None)
+            admin = feed.attach(Principal("all", "admin", frozenset({"*"})), [], lambda: None)
+            assert mine is not None and admin is not None
+            for client in (mine, admin):
+                _frames(client.stream.queue)
+            engine.bus.publish(TwinUpdated(twin=twin))
+            async with asyncio.timeout(5):
+                while mine.stream.queue.empty() or admin.stream.queue.empty():
+                    await asyncio.sleep(0.01)
+            [(_, seen)] = _frames(mine.stream.queue)
+            [(_, true)] = _frames(admin.stream.queue)
+            assert seen["twin"]["unknown_dependencies"] == expected
+            assert true["twin"]["unknown_dependencies"] == ["dt:Nowhere"]
+            await feed.close()
