@@ -231,6 +231,11 @@ def test_a_session_with_thousands_of_plants_is_refused(where: str) -> None:
 # -- tenancy -------------------------------------------------------------------------
 
 
+def _serving(engine: Any) -> Any:
+    """The feed's engine callable over a test stand-in (it reads only what that has)."""
+    return lambda: engine
+
+
 async def test_a_restricted_token_sees_its_own_tenants_dependencies_as_found(
     tmp_path: Path,
 ) -> None:
@@ -249,8 +254,8 @@ async def test_a_restricted_token_sees_its_own_tenants_dependencies_as_found(
             status, _ = await rig.call("POST", "/api/registry/twins", "admin-all", json=body)
             assert status == 201
         deps = {"static": ["dt:Lift_a", "dt:Secret_b", "dt:Nowhere"]}
-        body = {"@id": "dt:Fleet_a", "tenant": "plant-a", "dependencies": deps}
-        status, created = await rig.call("POST", "/api/registry/twins", "admin-all", json=body)
+        fleet = {"@id": "dt:Fleet_a", "tenant": "plant-a", "dependencies": deps}
+        status, created = await rig.call("POST", "/api/registry/twins", "admin-all", json=fleet)
         assert status == 201, created
         twin = await rig.registry.get("dt:Fleet_a")
         assert twin is not None and twin.unknown_dependencies == ["dt:Nowhere"]
@@ -263,13 +268,8 @@ async def test_a_restricted_token_sees_its_own_tenants_dependencies_as_found(
             (_failing, ["dt:Lift_a", "dt:Secret_b", "dt:Nowhere"]),
         ):
             engine = _Engine()
-            served: Any = engine
             feed = StateFeed(
-                lambda served=served: served,
-                queue_size=64,
-                max_clients=4,
-                tick_s=3600,
-                owners=owners,
+                _serving(engine), queue_size=64, max_clients=4, tick_s=3600, owners=owners
             )
             mine = feed.attach(Principal("a", "viewer", frozenset({"plant-a"})), [], lambda: None)
             admin = feed.attach(Principal("all", "admin", frozenset({"*"})), [], lambda: None)
