@@ -26,7 +26,7 @@ from dtp_console.ui.app import DtpConsoleApp
 from dtp_console.ui.palette import PaletteApp
 from dtp_console.ui.widgets.floor_map import FloorMap
 from dtp_console.ui.widgets.log_panel import LogPanel
-from tests.ui.attached import FrozenRemote, make_attached_app
+from tests.ui.attached import FrozenRemote, make_attached_app, snapshot_frame
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
@@ -136,3 +136,42 @@ async def test_the_floor_map_skips_a_robot_at_1e308_with_or_without_bounds(
             await pilot.pause()
         text = "".join(floor.render_line(y).text for y in range(floor.size.height))
         assert text.count("●") == 1  # the near robot; the far ones are on no floor
+
+
+_EVIL = "E\x1b[2J[/x][@click=app.quit]\u202eZ"
+#: Fields whose value is one of a few words (the shapes refuse anything else).
+_ENUMS = frozenset({"ghost", "ha_role", "status", "mqtt"})
+
+
+def _poison(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _poison(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_poison(v) for v in value]
+    if isinstance(value, str) and key not in _ENUMS:
+        return value + _EVIL
+    return value
+
+
+async def test_every_text_a_hostile_service_sends_is_drawn_as_text(tmp_path: Path) -> None:
+    # Found: a `store` event's name went onto the health badge as sent (the local
+    # console names its stores itself): an escape sequence reached the terminal.
+    app = make_attached_app(tmp_path)
+    async with app.run_test(size=(200, 50)) as pilot:
+        engine = await _ready(app)
+        frame = _poison(snapshot_frame(engine.service, engine.clock))
+        for plant in frame["plants"].values():
+            devices = plant.get("devices", {})
+            plant["devices"] = {k + _EVIL: v for k, v in devices.items()}
+        frame["auth"] = {k + _EVIL: v for k, v in frame["auth"].items()}
+        engine.push("snapshot", frame)
+        store = {"name": "postgres" + _EVIL, "role": _EVIL, "ok": False, "error": _EVIL}
+        engine.push("store", {**store, "spool_error": _EVIL})
+        engine.push("log", {"ts": 0.0, "level": "WARN", "text": _EVIL, "plant": _EVIL})
+        for tab in ("tab-plant-0", "tab-plant-1", "tab-twinzo"):
+            app.main.query_one(TabbedContent).active = tab
+            app.refresh_now()
+            await pilot.pause()
+            screen = app.export_screenshot()
+            assert "E" + _EVIL[1:] not in screen  # (the raw sequence, not its escape)
+            assert not _CONTROL.search(screen), tab
