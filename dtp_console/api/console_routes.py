@@ -86,8 +86,10 @@ class ConsoleRoutes:
         config: ApiConfig,
         *,
         owners: OwnerLookup | None = None,
+        others: Callable[[], int] | None = None,
     ) -> None:
-        """`owners`: the tenants of twins' dependencies (for restricted tokens' twin events)."""
+        """`owners`: the tenants of twins' dependencies (for restricted tokens' twin events);
+        `others`: clients of the portal stream (they share `api.max_stream_clients`)."""
         self._engine = engine
         self._max_body = config.max_body_bytes
         self._saving = asyncio.Lock()
@@ -97,6 +99,7 @@ class ConsoleRoutes:
             queue_size=config.stream_queue,
             max_clients=config.max_stream_clients,
             owners=owners,
+            others=others,
         )
 
     def add_to(self, app: web.Application) -> None:

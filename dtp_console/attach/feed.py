@@ -207,11 +207,14 @@ class StateFeed:
         max_clients: int,
         tick_s: float = TICK_S,
         owners: OwnerLookup | None = None,
+        others: Callable[[], int] | None = None,
     ) -> None:
         """`owners` finds the tenants of dependencies (the portal stream's lookup); None:
-        tokens restricted to some tenants see every dependency of a twin as unknown."""
+        tokens restricted to some tenants see every dependency of a twin as unknown.
+        `others`: clients of the server's other streams, which share `max_clients`."""
         self._engine = engine
         self._owners = owners
+        self._others = others
         self._queue_size = queue_size
         self._max_clients = max_clients
         self._tick_s = tick_s
@@ -242,7 +245,8 @@ class StateFeed:
         engine = self._engine()
         if engine is None:
             return None
-        if len(self._clients) >= self._max_clients:
+        others = 0 if self._others is None else self._others()
+        if len(self._clients) + others >= self._max_clients:
             self.stats.refused += 1
             return None
         client = FeedClient(

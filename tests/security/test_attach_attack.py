@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from dtp_console.attach.wire import PLACEHOLDER, config_to_wire, map_etag
@@ -285,3 +286,46 @@ async def test_a_restricted_token_sees_its_own_tenants_dependencies_as_found(
             assert seen["twin"]["unknown_dependencies"] == expected
             assert true["twin"]["unknown_dependencies"] == ["dt:Nowhere"]
             await feed.close()
+
+
+# -- streams -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("first", ["/api/portal/stream", "/api/console/state"])
+async def test_the_portal_and_attach_streams_share_max_stream_clients(first: str) -> None:
+    # Found: each stream had its own `api.max_stream_clients`, so a viewer could hold
+    # twice as many streams, and with the defaults (200 each, 400 connections) every
+    # connection of the API: the operator's commands and health checks were closed.
+    from dtp_console.api.config import ApiConfig
+    from dtp_console.api.server import ApiServer
+    from tests.support.api import auth, token_entries
+    from tests.unit.test_attach_feed import _Engine
+
+    engine = _Engine()
+    served: Any = engine
+    config = ApiConfig.model_validate(
+        {
+            "listen": "127.0.0.1:0",
+            "tokens": [t.model_dump() for t in token_entries()],
+            "max_stream_clients": 2,
+        }
+    )
+    other = "/api/console/state" if first == "/api/portal/stream" else "/api/portal/stream"
+    async with (
+        ApiServer(config, bus=engine.bus, registry=lambda: None, engine=served) as server,
+        aiohttp.ClientSession() as session,
+    ):
+        held = [await session.get(server.url + first, headers=auth("viewer-a")) for _ in range(2)]
+        try:
+            assert [r.status for r in held] == [200, 200]
+            async with session.get(server.url + other, headers=auth("viewer-a")) as refused:
+                assert refused.status == 503
+            held[0].close()
+            async with asyncio.timeout(5):
+                while server.hub.stats.clients + server.console.feed.stats.clients > 1:
+                    await asyncio.sleep(0.05)
+            async with session.get(server.url + other, headers=auth("viewer-a")) as admitted:
+                assert admitted.status == 200
+        finally:
+            for response in held:
+                response.close()
