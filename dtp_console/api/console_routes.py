@@ -45,6 +45,7 @@ _LIVENESS_S = 0.5
 #: Longest message text in an error body (vendor ids in it can be long).
 _MESSAGE_CHARS = 1_000
 _VIEWER_READ_ONLY = "viewer token: read-only"
+_AFFINE_KEYS = ("a", "b", "c", "d", "tx", "ty")
 
 
 class DeviceMapPut(BaseModel):
@@ -65,7 +66,7 @@ class AffinePut(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     values: dict[str, StrictFloat]
-    """`a`, `b`, `c`, `d`, `tx`, `ty` (any case): JSON numbers (`true` or `"2.5"` is no
+    """`a`, `b`, `c`, `d`, `tx`, `ty` (any case), each once: JSON numbers (`true` or `"2.5"` is no
     parameter, though pydantic's lax floats would take both)."""
     reason: str = Field(default="attach", min_length=1, max_length=200)
     """Why (calibration, manual): in the log line and the event."""
@@ -308,6 +309,11 @@ class ConsoleRoutes:
             round_affine(body.values)  # refuse before anything is written (422, not 503)
         except ConfigWriteError as exc:
             return _error(422, "invalid", str(exc))
+        given = sorted(key.lower() for key in body.values)
+        if given != sorted(_AFFINE_KEYS):
+            # A missing parameter would default (`{}` is the identity): one malformed body
+            # would undo a calibration. `a` and `A` both: which one is meant?
+            return _error(422, "invalid", "values: give each of a, b, c, d, tx, ty once (any case)")
         reason = f"{body.reason} (api token {principal.label})"
         try:
             saved = await engine.save_affine(name, body.values, reason=reason)

@@ -88,6 +88,25 @@ async def test_an_affine_value_that_is_no_number_is_422(console: Console, value:
     assert console.path.read_text(encoding="utf-8") == before
 
 
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"a": 2.0}, {"a": 2.0, "A": 3.0, "b": 0.0, "c": 0.0, "d": 1.0, "tx": 0.0, "ty": 0.0}],
+)
+async def test_an_affine_missing_or_repeating_a_parameter_is_422(
+    console: Console, values: dict[str, float]
+) -> None:
+    # Found: `{"values": {}}` wrote the identity affine (every parameter defaulted), and
+    # `{"a": 2}` reset the plant's offsets to 0: one malformed body undid a calibration.
+    # `a` and `A` both given: the last one silently won.
+    before = console.path.read_text(encoding="utf-8")
+    status, answer = await console.call(
+        "PUT", AFFINE, "operator-a", json={"values": values, "reason": "attack"}
+    )
+    assert status == 422, answer
+    assert "a, b, c, d, tx, ty" in answer["message"]
+    assert console.path.read_text(encoding="utf-8") == before
+
+
 # -- the session ---------------------------------------------------------------------
 
 #: Test placeholders (never real credentials), one per secret the config can hold.
