@@ -201,6 +201,25 @@ def test_a_unix_socket_dsn_keeps_its_empty_host_when_redacted(tmp_path: Path) ->
     assert config_to_wire(config_from_wire(wire)) == wire
 
 
+async def test_the_state_stream_carries_no_secret(console: Console) -> None:
+    # Held: the snapshot, deltas, maps and log events of a running console (its twinzo
+    # password and API key set, every token configured) hold none of them.
+    from tests.integration.test_attach_api import API_KEY, PASSWORD
+    from tests.support.api import auth, token_entries
+
+    secrets = [PASSWORD, API_KEY, *(t for t, _, _ in TOKENS.values())]
+    secrets += [entry.hash.removeprefix("sha256:") for entry in token_entries()]
+    url = console.url + "/api/console/state?devices=Old%20Plant,Second%20Plant"
+    seen = b""
+    async with console.session.get(url, headers=auth("admin-all")) as response:
+        assert response.status == 200
+        async with asyncio.timeout(10):
+            while len(seen) < 20_000 and b"event: log" not in seen:
+                seen += await response.content.readany()
+    assert b"event: snapshot" in seen
+    assert [s for s in secrets if s.encode() in seen] == []
+
+
 # -- the CLI's token -----------------------------------------------------------------
 
 
