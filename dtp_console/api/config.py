@@ -180,7 +180,8 @@ class ApiConfig(ConfigModel):
     stream_heartbeat_s: float = Field(default=15.0, gt=0, le=3_600)
     """Seconds between heartbeat comments on an idle stream."""
     max_stream_clients: int = Field(default=200, ge=1, le=10_000)
-    """Concurrent stream clients; more are refused with 503."""
+    """Concurrent stream clients, the portal's and attached consoles' together; more are
+    refused with 503."""
     max_connections: int = Field(default=400, ge=8, le=20_000)
     """Open connections to the API (streams included); past it a new one is closed at once
     (counted), so idle or trickling clients cannot take every file descriptor of the

@@ -8,7 +8,8 @@ one from the local UI. The server's middleware has already checked the role
 (reads: viewer; writes: operator) and records every write with the token's label.
 
 Plants carry no tenant: every token sees every plant of the console it reaches
-(twin events on the stream are filtered by tenant as on the portal stream).
+(twin events on the stream are filtered by tenant, and their dependency flags shown
+per token, as on the portal stream: `api.visibility` with looked-up owners).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, ValidationError
 
 from dtp_console import __version__
 from dtp_console.api.config import ApiConfig
 from dtp_console.api.http import json_response, problems_of, read_object
 from dtp_console.api.registry_routes import TARGET, principal_of
+from dtp_console.api.stream import OwnerLookup
 from dtp_console.attach.feed import ServedEngine, StateFeed, maps_body
 from dtp_console.attach.gzip_stream import GzipFrames, accepts_gzip
 from dtp_console.attach.wire import PROTOCOL, config_to_wire, map_etag
@@ -45,6 +47,7 @@ _LIVENESS_S = 0.5
 #: Longest message text in an error body (vendor ids in it can be long).
 _MESSAGE_CHARS = 1_000
 _VIEWER_READ_ONLY = "viewer token: read-only"
+_AFFINE_KEYS = ("a", "b", "c", "d", "tx", "ty")
 
 
 class DeviceMapPut(BaseModel):
@@ -64,8 +67,9 @@ class AffinePut(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    values: dict[str, float]
-    """`a`, `b`, `c`, `d`, `tx`, `ty` (any case)."""
+    values: dict[str, StrictFloat]
+    """`a`, `b`, `c`, `d`, `tx`, `ty` (any case), each once: JSON numbers (`true` or `"2.5"` is no
+    parameter, though pydantic's lax floats would take both)."""
     reason: str = Field(default="attach", min_length=1, max_length=200)
     """Why (calibration, manual): in the log line and the event."""
 
@@ -79,11 +83,26 @@ def _error(status: int, error: str, message: str, **extra: Any) -> web.Response:
 class ConsoleRoutes:
     """The attach routes over the engine an `ApiServer` serves."""
 
-    def __init__(self, engine: Callable[[], ServedEngine | None], config: ApiConfig) -> None:
+    def __init__(
+        self,
+        engine: Callable[[], ServedEngine | None],
+        config: ApiConfig,
+        *,
+        owners: OwnerLookup | None = None,
+        others: Callable[[], int] | None = None,
+    ) -> None:
+        """`owners`: the tenants of twins' dependencies (for restricted tokens' twin events);
+        `others`: clients of the portal stream (they share `api.max_stream_clients`)."""
         self._engine = engine
         self._max_body = config.max_body_bytes
+        self._saving = asyncio.Lock()
+        """Held from a device map's If-Match comparison to its save."""
         self.feed = StateFeed(
-            engine, queue_size=config.stream_queue, max_clients=config.max_stream_clients
+            engine,
+            queue_size=config.stream_queue,
+            max_clients=config.max_stream_clients,
+            owners=owners,
+            others=others,
         )
 
     def add_to(self, app: web.Application) -> None:
@@ -242,8 +261,7 @@ class ConsoleRoutes:
         if name is None:
             return self._unknown_plant(request.match_info["plant"])
         request[TARGET] = name
-        running = engine.device_map(name)
-        if running is None:
+        if engine.device_map(name) is None:
             return _error(404, "not_found", f"plant {name!r} has no running bridge")
         if_match = request.headers.get("If-Match")
         if if_match is None:
@@ -256,6 +274,18 @@ class ConsoleRoutes:
             body = DeviceMapPut.model_validate(await read_object(request, self._max_body))
         except ValidationError as exc:
             return _invalid(exc)
+        # The map to compare If-Match with is the one running now, after the body's await
+        # (another PUT may have saved meanwhile), and no other save runs between the
+        # comparison and this one: of two PUTs sent with one etag, exactly one is saved.
+        async with self._saving:
+            return await self._save_device_map(engine, name, if_match, body)
+
+    async def _save_device_map(
+        self, engine: ServedEngine, name: str, if_match: str, body: DeviceMapPut
+    ) -> web.Response:
+        running = engine.device_map(name)
+        if running is None:
+            return _error(404, "not_found", f"plant {name!r} has no running bridge")
         etag = map_etag(running)
         if if_match.strip() != etag:
             keys = _both_ways(body.base, body.mapping, running)
@@ -300,6 +330,11 @@ class ConsoleRoutes:
             round_affine(body.values)  # refuse before anything is written (422, not 503)
         except ConfigWriteError as exc:
             return _error(422, "invalid", str(exc))
+        given = sorted(key.lower() for key in body.values)
+        if given != sorted(_AFFINE_KEYS):
+            # A missing parameter would default (`{}` is the identity): one malformed body
+            # would undo a calibration. `a` and `A` both: which one is meant?
+            return _error(422, "invalid", "values: give each of a, b, c, d, tx, ty once (any case)")
         reason = f"{body.reason} (api token {principal.label})"
         try:
             saved = await engine.save_affine(name, body.values, reason=reason)

@@ -107,10 +107,18 @@ class ApiServer:
             max_clients=config.max_stream_clients,
             owners=self._dependency_owners,
             log=log,
+            # One budget for both streams: each its own would let streams hold every
+            # connection (2 × 200 streams = the default 400 connections).
+            others=lambda: self.console.feed.stats.clients,
         )
         self.stats = ApiStats()
         self._routes = RegistryRoutes(registry, max_body_bytes=config.max_body_bytes)
-        self.console = ConsoleRoutes(lambda: self.engine, config)
+        self.console = ConsoleRoutes(
+            lambda: self.engine,
+            config,
+            owners=self._dependency_owners,
+            others=lambda: self.hub.stats.clients,
+        )
         """The attach routes (`/api/console/...`) and their state feed."""
         self._runner: web.AppRunner | None = None
         self._hub_task: asyncio.Task[None] | None = None

@@ -201,9 +201,12 @@ class StreamHub:
         max_clients: int,
         owners: OwnerLookup | None = None,
         log: OpsLog | None = None,
+        others: Callable[[], int] | None = None,
     ) -> None:
-        """`owners` finds the tenants of dependencies; None: restricted tokens see all unknown."""
+        """`owners` finds the tenants of dependencies; None: restricted tokens see all unknown.
+        `others`: clients of the server's other streams, which share `max_clients`."""
         self._bus = bus
+        self._others = others
         self._owners = owners
         self._log = log
         self._boot = f"{time.time_ns() // 1_000_000:x}"
@@ -311,7 +314,8 @@ class StreamHub:
 
         Synchronous, so no event can fall between the backlog and the live queue.
         """
-        if len(self._clients) >= self._max_clients:
+        others = 0 if self._others is None else self._others()
+        if len(self._clients) + others >= self._max_clients:
             self.stats.refused += 1
             return None
         client = StreamClient(principal, tenant, self._queue_size, abort)

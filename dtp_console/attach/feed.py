@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from dtp_console.api.stream import StreamClient, StreamEvent, encode_event
+from dtp_console.api.stream import OwnerLookup, StreamClient, StreamEvent, encode_event
+from dtp_console.api.visibility import flagged_dependencies_known, unknown_to
 from dtp_console.attach.wire import (
     Differ,
     encode_auth,
@@ -50,6 +51,7 @@ from dtp_console.view import ConsoleEngine
 if TYPE_CHECKING:
     from dtp_console.api.tokens import Principal
     from dtp_console.config.model import Affine
+    from dtp_console.registry.model import TwinRecord
     from dtp_console.state import DeviceState, EngineState
 
 __all__ = [
@@ -130,6 +132,10 @@ class FeedStats:
     """The longest tick (the longest the feed held the event loop at once)."""
     errors: int = 0
     """Ticks or events that failed (a defect: logged with its traceback, the feed goes on)."""
+    owner_lookups: int = 0
+    """Queries of the tenants of twin events' dependencies (one per batch of events)."""
+    owner_lookups_failed: int = 0
+    """Of those, failed ones (restricted tokens were then told every dependency is unknown)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -209,8 +215,15 @@ class StateFeed:
         queue_size: int,
         max_clients: int,
         tick_s: float = TICK_S,
+        owners: OwnerLookup | None = None,
+        others: Callable[[], int] | None = None,
     ) -> None:
+        """`owners` finds the tenants of dependencies (the portal stream's lookup); None:
+        tokens restricted to some tenants see every dependency of a twin as unknown.
+        `others`: clients of the server's other streams, which share `max_clients`."""
         self._engine = engine
+        self._owners = owners
+        self._others = others
         self._queue_size = queue_size
         self._max_clients = max_clients
         self._tick_s = tick_s
@@ -241,7 +254,8 @@ class StateFeed:
         engine = self._engine()
         if engine is None:
             return None
-        if len(self._clients) >= self._max_clients:
+        others = 0 if self._others is None else self._others()
+        if len(self._clients) + others >= self._max_clients:
             self.stats.refused += 1
             return None
         client = FeedClient(
@@ -324,9 +338,10 @@ class StateFeed:
             return
         while True:
             events = [await subscription.get(), *subscription.drain()]
+            owners = await self._lookup_owners(events)
             for event in events:
                 try:
-                    self._forward(event)
+                    self._forward(event, owners)
                 except Exception:  # a defect: logged and counted, the streams go on
                     self.stats.errors += 1
                     _logger.exception("attach feed: forwarding %s failed", type(event).__name__)
@@ -435,7 +450,27 @@ class StateFeed:
 
     # -- events ---------------------------------------------------------------------
 
-    def _forward(self, event: Event) -> None:
+    async def _lookup_owners(self, events: list[Event]) -> dict[str, str] | None:
+        """Tenants of the dependencies the batch's twins were found to have (one query, and
+        only while a restricted token reads); None: unknown, every dependency is hidden."""
+        wanted: set[str] = set()
+        for event in events:
+            twin = _reader_dependent(event)
+            if twin is not None:
+                wanted |= flagged_dependencies_known(twin)
+        if not wanted or all(c.principal.all_tenants for c in self._clients):
+            return {}
+        if self._owners is None:
+            return None
+        self.stats.owner_lookups += 1
+        try:
+            return await self._owners(wanted)
+        except Exception:  # the feed must go on: counted, logged, and it hides
+            self.stats.owner_lookups_failed += 1
+            _logger.warning("attach feed: the tenants of dependencies could not be looked up")
+            return None
+
+    def _forward(self, event: Event, owners: Mapping[str, str] | None = None) -> None:
         if isinstance(event, LogLine):
             body = {"ts": event.ts, "level": event.level, "text": event.text, "plant": event.plant}
             self._broadcast(_frame("log", body))
@@ -447,16 +482,21 @@ class StateFeed:
                 return
             kind, tenant, body = encoded
             item = StreamEvent(0, tenant, _frame("twin", {"kind": kind, **body}))
-            hidden: StreamEvent | None = None
+            twin = _reader_dependent(event)
+            views: dict[frozenset[str], StreamEvent] = {}
             for client in list(self._clients):
                 if not client.stream.wants(item):
                     continue
-                if client.principal.all_tenants:
+                principal = client.principal
+                if twin is None or principal.all_tenants:
                     self._offer_item(client, item)
                     continue
-                if hidden is None:  # once per event, shared by every restricted reader
-                    hidden = _restricted(item, event, kind, body)
-                self._offer_item(client, hidden)
+                view = views.get(principal.tenants)
+                if view is None:  # once per grant set, shared by its readers
+                    view = views[principal.tenants] = _view(
+                        item, twin, kind, body, unknown_to(principal, twin, owners)
+                    )
+                self._offer_item(client, view)
 
     def _broadcast(self, frame: bytes) -> None:
         item = StreamEvent(0, "", frame)
@@ -480,22 +520,24 @@ class StateFeed:
         self.stats.frames += 1
 
 
-def _restricted(item: StreamEvent, event: Event, kind: str, body: dict[str, Any]) -> StreamEvent:
-    """The twin event as a token restricted to some tenants may read it.
+def _reader_dependent(event: Event) -> TwinRecord | None:
+    """The twin whose dependency flags depend on the reader (None: one frame for all).
 
-    The registry flags `unknown_dependencies` over every tenant, so a dependency it
-    found may be another tenant's twin: a restricted reader is told every dependency
-    is unknown (the rule `api.visibility` applies when it cannot look the owners up —
-    it hides rather than reveals). A record with no flags (a hard delete) is left as is.
+    A hard delete's record carries no flags: adding some would tell hidden from absent.
     """
     if isinstance(event, TwinUpdated) or (isinstance(event, TwinDeleted) and not event.hard):
-        twin = event.twin
-    else:
+        return event.twin
+    return None
+
+
+def _view(
+    item: StreamEvent, twin: TwinRecord, kind: str, body: dict[str, Any], unknown: list[str]
+) -> StreamEvent:
+    """The twin event as a token restricted to some tenants may read it (`api.visibility`):
+    a dependency of a tenant it does not see is unknown, as one that names no twin."""
+    if unknown == twin.unknown_dependencies:
         return item
-    everything = twin.dependencies.all()
-    if set(everything) <= set(twin.unknown_dependencies):
-        return item
-    shown = {**body, "twin": {**body["twin"], "unknown_dependencies": everything}}
+    shown = {**body, "twin": {**body["twin"], "unknown_dependencies": unknown}}
     return StreamEvent(0, item.tenant, _frame("twin", {"kind": kind, **shown}))
 
 

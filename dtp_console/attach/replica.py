@@ -38,6 +38,7 @@ from dtp_console.events import (
 )
 from dtp_console.registry.model import ServiceRecord, TwinRecord
 from dtp_console.state import AuthState, EngineState, PlantState
+from dtp_console.textsafe import safe_text
 
 __all__ = ["MAX_DEVICES", "MAX_LOGINS", "MAX_PLANTS", "FrameError", "apply_frame", "event_of"]
 
@@ -48,6 +49,8 @@ MAX_DEVICES = 20_000
 #: twinzo logins a replica keeps.
 MAX_LOGINS = 50_000
 _LEVELS: frozenset[str] = frozenset({"OK", "FAIL", "WARN", "INFO"})
+#: Characters kept of a service's error text in a store event.
+_TEXT_CHARS = 1_000
 
 
 class FrameError(ValueError):
@@ -198,16 +201,19 @@ def _optional_text(value: Any) -> str | None:
 
 
 def _store_health(body: Mapping[str, Any]) -> StoreHealth:
+    # The local console names its stores itself, so the badges draw names as they are:
+    # a service's names and errors are made plain text here.
+    error, spool_error = body.get("error"), body.get("spool_error")
     return StoreHealth(
-        name=str(body["name"]),
-        role=str(body.get("role", "")),
+        name=safe_text(str(body["name"]), 80),
+        role=safe_text(str(body.get("role", "")), 80),
         ok=bool(body["ok"]),
         latency_ms=_optional_float(body.get("latency_ms")),
         last_success=_optional_float(body.get("last_success")),
-        error=_optional_text(body.get("error")),
+        error=None if error is None else safe_text(str(error), _TEXT_CHARS),
         spool_pending=int(body.get("spool_pending") or 0),
         spool_oldest_s=_optional_float(body.get("spool_oldest_s")),
-        spool_error=_optional_text(body.get("spool_error")),
+        spool_error=None if spool_error is None else safe_text(str(spool_error), _TEXT_CHARS),
         ts=_ts(body),
     )
 

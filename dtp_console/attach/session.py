@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dtp_console.attach.http import error_message, request_json
+from dtp_console.attach.replica import MAX_PLANTS
 from dtp_console.attach.wire import PROTOCOL, config_from_wire, map_etag
 from dtp_console.config.model import Affine
 from dtp_console.textsafe import safe_text
@@ -55,6 +56,12 @@ def parse_session(body: Mapping[str, Any]) -> Session:
         )
         raise AttachError(msg)
     try:
+        # One tab per plant: a service cannot make the console lay out thousands.
+        plants = body["plants"]
+        wired = body["config"].get("plants") or []
+        if len(plants) > MAX_PLANTS or len(wired) > MAX_PLANTS:
+            msg = f"the service runs more than {MAX_PLANTS} plants (a replica is bounded)"
+            raise AttachError(msg)
         config = config_from_wire(body["config"])
         # The service's log file is on its host: this console writes no file of its own there.
         config = config.model_copy(
@@ -67,7 +74,7 @@ def parse_session(body: Mapping[str, Any]) -> Session:
         path = body.get("config_path")
         return Session(
             config=config,
-            plants=tuple(str(name) for name in body["plants"]),
+            plants=tuple(str(name) for name in plants),
             device_maps=maps,
             etags=etags,
             read_only=None if read_only is None else safe_text(str(read_only), 200),

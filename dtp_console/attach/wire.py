@@ -67,6 +67,8 @@ MAX_UNKNOWN_ON_WIRE = 50
 # files, the API's certificate): set aside before validating on the client, put back after.
 _HOST_LOCAL_KEYS = ("ca_file", "postgres_ca_file")
 _URL_SUFFIXES = ("url", "uri", "endpoint")
+#: DSN query parameters redacted (libpq's secrets).
+_DSN_SECRETS = frozenset({"password", "sslpassword"})
 
 
 # --- config --------------------------------------------------------------------------
@@ -137,9 +139,15 @@ def _redact_dsn(dsn: str) -> str:
         query = parsed.query
         if query:
             pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True)
-            pairs = [(k, PLACEHOLDER if k == "password" else v) for k, v in pairs]
+            # `sslpassword` unlocks the client's TLS key: as secret as the password.
+            pairs = [(k, PLACEHOLDER if k in _DSN_SECRETS else v) for k, v in pairs]
             query = urllib.parse.urlencode(pairs, safe="*")
-        return urllib.parse.urlunparse(parsed._replace(netloc=netloc, query=query))
+        redacted = urllib.parse.urlunparse(parsed._replace(netloc=netloc, query=query))
+        if not netloc and dsn.startswith(f"{parsed.scheme}://"):
+            # urlunparse drops an empty host (`postgresql:///db?host=/run/pg`): keep the
+            # service's spelling.
+            redacted = f"{parsed.scheme}://" + redacted.removeprefix(f"{parsed.scheme}:")
+        return redacted
     except ValueError:
         return PLACEHOLDER
 

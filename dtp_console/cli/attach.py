@@ -88,6 +88,9 @@ def read_token(token_file: Path | None, env: dict[str, str] | os._Environ[str]) 
         except OSError as exc:
             msg = f"--token-file {token_file}: cannot read it ({exc.strerror or exc})"
             raise _RefusedError(msg) from None
+        warning = _token_file_warning(token_file)
+        if warning is not None:
+            print(f"WARN {warning}", file=sys.stderr)
         if len(raw) > _TOKEN_FILE_MAX:
             msg = f"--token-file {token_file}: larger than {_TOKEN_FILE_MAX} bytes, not a token"
             raise _RefusedError(msg)
@@ -107,6 +110,21 @@ def read_token(token_file: Path | None, env: dict[str, str] | os._Environ[str]) 
         msg = "the API token has spaces or control characters in it (one token, one line)"
         raise _RefusedError(msg)
     return token
+
+
+def _token_file_warning(path: Path) -> str | None:
+    """A warning when other users of the host may read the token file (as the config's
+    secrets and the API's TLS key are warned about)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if mode & 0o044:
+        return (
+            f"--token-file {path} is readable by other users (mode {mode & 0o777:o}): "
+            "anyone on this host can use the token; chmod 600 it"
+        )
+    return None
 
 
 def default_url(args: argparse.Namespace) -> str:

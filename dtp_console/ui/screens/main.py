@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from dtp_console.config.model import PlantConfig
 from dtp_console.events import Event, LogLine, StoreHealth, TwinDeleted, TwinUpdated
+from dtp_console.textsafe import safe_text
 from dtp_console.ui.display import UiClock
 from dtp_console.ui.screens.calibration import CalibrationScreen
 from dtp_console.ui.screens.device_map import DeviceMapEditor
@@ -108,7 +110,8 @@ class MainScreen(Screen[None]):
         yield HealthBadges(id="badges")
         with TabbedContent(id="tabs"):
             for index, (tab_id, plant) in enumerate(self.plant_tabs.items()):
-                with TabPane(plant.name, id=tab_id):
+                # Text, not markup: an attached console shows a service's plant names.
+                with TabPane(Content(safe_text(plant.name, 80)), id=tab_id):
                     yield PlantPane(plant, index=index)
             with TabPane("twinzo", id="tab-twinzo"):
                 yield AuthPanel(id="auth")

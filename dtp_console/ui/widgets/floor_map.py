@@ -15,6 +15,7 @@ colour of the newest point in a cell and markers/labels overwrite dots.
 from __future__ import annotations
 
 import functools
+import math
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ _SELECTED = BRIGHT
 _SELECTED_TEXT = BACKGROUND
 _ZOOMS = (1, 2, 4, 8)
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
+#: Millimetres from the origin beyond which a position is on no floor (1,000 km): not drawn.
+#: A service or vendor sending 1e308 would otherwise make the floor's extent infinite.
+_FAR_MM = 1e9
 
 
 def _far(a: tuple[float, float], b: tuple[float, float], step: float) -> bool:
@@ -82,6 +86,33 @@ class _Track:
     """A recent implausible jump (from, to), drawn as a warning."""
 
 
+def _clip(
+    a: tuple[int, int], b: tuple[int, int], x_max: int, y_max: int
+) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The part of segment a-b inside [0, x_max] × [0, y_max] (Liang–Barsky), or None."""
+    (x0, y0), (x1, y1) = a, b
+    dx, dy = x1 - x0, y1 - y0
+    t0, t1 = 0.0, 1.0
+    for p, q in ((-dx, x0), (dx, x_max - x0), (-dy, y0), (dy, y_max - y0)):
+        if p == 0:
+            if q < 0:
+                return None
+            continue
+        t = q / p
+        if p < 0:
+            if t > t1:
+                return None
+            t0 = max(t0, t)
+        else:
+            if t < t0:
+                return None
+            t1 = min(t1, t)
+    return (
+        (round(x0 + t0 * dx), round(y0 + t0 * dy)),
+        (round(x0 + t1 * dx), round(y0 + t1 * dy)),
+    )
+
+
 @dataclass(slots=True)
 class BrailleCanvas:
     width: int
@@ -99,6 +130,13 @@ class BrailleCanvas:
             cell[1], cell[2] = colour, priority
 
     def line(self, a: tuple[int, int], b: tuple[int, int], colour: str, priority: int) -> None:
+        pw, ph = self.width * 2, self.height * 4
+        if not (0 <= a[0] < pw and 0 <= a[1] < ph and 0 <= b[0] < pw and 0 <= b[1] < ph):
+            # Walk only the part in view: a far point would be millions of steps away.
+            clipped = _clip(a, b, pw - 1, ph - 1)
+            if clipped is None:
+                return
+            a, b = clipped
         (x0, y0), (x1, y1) = a, b
         dx, dy = abs(x1 - x0), -abs(y1 - y0)
         sx, sy = (1 if x0 < x1 else -1), (1 if y0 < y1 else -1)
@@ -235,7 +273,7 @@ class FloorMap(Widget):
         if logins != self._logins:
             self._logins, self._labels = logins, map_labels(logins)
         for vendor_id, device in plant.devices.items():
-            if device.x is None or device.y is None:
+            if device.x is None or device.y is None or not _on_a_floor(device.x, device.y):
                 continue
             label = safe_text(self._labels.get(device.login, device.login), 80)
             track = self._tracks.get(vendor_id)
@@ -259,7 +297,9 @@ class FloorMap(Widget):
                 track.offline = offline
                 changed = True
             jump = recent_jump(device, now)
-            segment = None if jump is None else (jump.start, jump.end)
+            segment = None
+            if jump is not None and _on_a_floor(*jump.start) and _on_a_floor(*jump.end):
+                segment = (jump.start, jump.end)
             if device.ghost != track.ghost or segment != track.jump:
                 track.ghost, track.jump = device.ghost, segment
                 changed = True
@@ -422,3 +462,7 @@ class FloorMap(Widget):
             self._frame = self._build(width, height)
             self._frame_size = (width, height)
         return self._frame[y] if y < len(self._frame) else Strip.blank(width, self.rich_style)
+
+
+def _on_a_floor(x: float, y: float) -> bool:
+    return math.isfinite(x) and math.isfinite(y) and abs(x) <= _FAR_MM and abs(y) <= _FAR_MM
