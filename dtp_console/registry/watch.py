@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -71,6 +72,8 @@ class TwinWatcher:
         """Set once the watch is armed and the first scan is registered."""
         self.last: ScanResult | None = None
         """The latest scan."""
+        self._registered: ScanResult | None = None
+        """The latest scan plus the twins kept registered though their file no longer parses."""
         self.batches = 0
         """Change batches handled since the start."""
         self.rechecks = 0
@@ -107,7 +110,7 @@ class TwinWatcher:
                 pending.result()
             scan = await asyncio.to_thread(self._catalog.scan)
             self._report(await self._service.sync(scan))
-            self.last = scan
+            self._remember(scan)
             self.ready.set()
             loop = asyncio.get_running_loop()
             resync_at = loop.time() + self._resync_s if self._resync_s > 0 else math.inf
@@ -141,8 +144,8 @@ class TwinWatcher:
             return self._catalog.update(paths), [p for p in paths if p.is_dir()]
 
         scan, folders = await asyncio.to_thread(_read, list(paths))
-        self._report(await self._service.sync(scan, previous=self.last))
-        self.last = scan
+        self._report(await self._service.sync(scan, previous=self._registered))
+        self._remember(scan)
         # A folder named again later is looked at again later: its newest watch counts.
         at = asyncio.get_running_loop().time() + max(self._debounce_ms / 1000, _SETTLE_MIN_S)
         for folder in folders:
@@ -155,21 +158,48 @@ class TwinWatcher:
             del self._recheck[folder]
         self.rechecks += len(due)
         scan = await asyncio.to_thread(self._catalog.update, due)
-        self._report(await self._service.sync(scan, previous=self.last))
-        self.last = scan
+        self._report(await self._service.sync(scan, previous=self._registered))
+        self._remember(scan)
 
     async def _resync(self) -> None:
         """Scan everything and sync it against the registry itself; log what it corrected."""
         scan = await asyncio.to_thread(self._catalog.scan)
         report = await self._service.sync(scan)
         self._report(report)
-        self.last = scan
+        self._remember(scan)
         self.resyncs += 1
         fixed = len(report.created) + len(report.updated) + len(report.deprecated)
         if fixed:
             self.corrected += fixed
             twins = "twin" if fixed == 1 else "twins"
             self._log.emit("INFO", f"registry: resync corrected {fixed} {twins} the watcher missed")
+
+    def _remember(self, scan: ScanResult) -> None:
+        """Take `scan` as the latest, and as what the next sync is compared to.
+
+        A twin whose file stops parsing keeps its registration, but the scan no longer
+        has it: compared to the bare scan, the file's later deletion would go unseen and
+        the twin stay active for good. So it is carried over, as it was registered.
+        """
+        self.last = scan
+        before = self._registered
+        kept = (
+            {}
+            if before is None
+            else {
+                twin_id: path
+                for twin_id, path in before.sources.items()
+                if twin_id not in scan.twins and path in scan.invalid
+            }
+        )
+        if before is None or not kept:
+            self._registered = scan
+            return
+        self._registered = dataclasses.replace(
+            scan,
+            twins={**scan.twins, **{twin_id: before.twins[twin_id] for twin_id in kept}},
+            sources={**scan.sources, **kept},
+        )
 
     def _report(self, report: SyncReport) -> None:
         """Log new problems once, and what the sync changed."""

@@ -192,6 +192,24 @@ async def test_a_recreated_folder_with_fewer_files_drops_the_missing_ones(
     await rig.eventually(lambda: rig.is_("dt:Lift_001", "deprecated"), "the lift's twin goes")
 
 
+async def test_a_file_deleted_after_it_stopped_parsing_deprecates_its_twin(
+    lossy: Callable[..., Awaitable[Rig]],
+) -> None:
+    # Also the churn test's failure: a rewrite read half-written (an empty file) keeps the
+    # twin registered; the file's deletion next must still deprecate it. No event is lost.
+    rig = await lossy(resync_s=0)
+    pump = _write(rig.root / "pump" / "twin.yaml", _twin("dt:Pump_001"))
+    await rig.inotify.batches.put({(Change.added, str(pump))})
+    await rig.eventually(lambda: rig.is_("dt:Pump_001", "active"), "the pump registers")
+    pump.write_text("", encoding="utf-8")
+    await rig.inotify.batches.put({(Change.modified, str(pump))})
+    await rig.eventually(lambda: _true(any("empty" in x for x in rig.read())), "the warning")
+    assert await rig.status("dt:Pump_001") == "active", "a broken file keeps its twin"
+    pump.unlink()
+    await rig.inotify.batches.put({(Change.deleted, str(pump))})
+    await rig.eventually(lambda: rig.is_("dt:Pump_001", "deprecated"), "the pump's twin goes")
+
+
 async def test_a_resync_corrects_what_no_event_reported_and_says_so_once(
     lossy: Callable[..., Awaitable[Rig]],
 ) -> None:
