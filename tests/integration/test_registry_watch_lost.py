@@ -22,6 +22,8 @@ from watchfiles import Change
 
 from dtp_console.events import Bus, LogLine, Subscription
 from dtp_console.registry import watch as watch_module
+from dtp_console.registry.config import RegistryConfig
+from dtp_console.registry.runner import run_registry
 from dtp_console.registry.service import RegistryService, SyncReport
 from dtp_console.registry.sqlite_repo import SqliteRepository
 from dtp_console.registry.watch import TwinWatcher
@@ -247,3 +249,32 @@ async def test_resync_off_scans_only_once(lossy: Callable[..., Awaitable[Rig]]) 
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_the_console_worker_resyncs_every_resync_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watch_module, "awatch", LossyInotify())  # reports nothing at all
+    root = tmp_path / "twins"
+    lift = _write(root / "lift" / "twin.yaml", _twin("dt:Lift_001"))
+    config = RegistryConfig(
+        twins_root=root, sqlite_path=tmp_path / "reg.sqlite3", debounce_ms=50, resync_s=1
+    )
+    bus = Bus()
+    events = bus.subscribe()
+    ready, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_registry(config, bus, stop=stop, ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), PATIENCE_S)
+        lift.unlink()
+        seen: list[str] = []
+        deadline = time.monotonic() + PATIENCE_S
+        while not any("resync corrected 1 twin the watcher missed" in x for x in seen):
+            assert time.monotonic() < deadline, f"no resync within {PATIENCE_S}s: {seen}"
+            assert not task.done()
+            seen += [e.render() for e in events.drain() if isinstance(e, LogLine)]
+            await asyncio.sleep(0.05)
+        assert any("deprecated dt:Lift_001" in x for x in seen), seen
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, PATIENCE_S)
