@@ -154,6 +154,7 @@ async def _watch(
         config.twins_root,
         service.bus,
         debounce_ms=config.debounce_ms,
+        resync_s=config.resync_s,
         on_report=_first_summary,
     )
     task = asyncio.create_task(watcher.run(), name="registry-watch")

@@ -37,6 +37,18 @@ class RegistryConfig(ConfigModel):
     """Watch the twins folder: created or edited files re-register, deleted files deprecate."""
     debounce_ms: int = Field(default=200, ge=10, le=5_000)
     """Changes arriving within this many milliseconds are handled as one batch."""
+    resync_s: float = Field(default=60.0, ge=0, le=86_400)
+    """While watching, scan the whole twins folder every this many seconds and correct
+    the registry where it differs (a change the watcher missed: an event lost under load,
+    a full kernel queue); each correcting resync is logged. `0` turns it off; else at least 1."""
 
     _dsn_parses = field_validator("postgres_dsn")(validate_dsn)
     _ca_loads = field_validator("postgres_ca_file")(validate_ca_file)
+
+    @field_validator("resync_s")
+    @classmethod
+    def _resync_off_or_sane(cls, value: float) -> float:
+        if 0 < value < 1:
+            msg = "0 (off) or at least 1 second (each resync reads every twin file)"
+            raise ValueError(msg)
+        return value

@@ -183,7 +183,10 @@ class TwinCatalog:
                 for name in TWIN_FILE_NAMES:
                     self._refresh(path.parent / name)
             elif path.is_dir():
-                for found in self._walk(path):
+                # Files known under it are re-read too: a folder removed and recreated
+                # may hold fewer files than it did (their own events can be lost).
+                known = [p for p in self._files if p.is_relative_to(path)]
+                for found in dict.fromkeys([*known, *self._walk(path)]):
                     self._refresh(found)
             elif not path.exists():
                 for gone in [p for p in self._files if p.is_relative_to(path)]:

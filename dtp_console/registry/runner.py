@@ -82,7 +82,12 @@ async def _serve(
             on_open(service)  # the console's UI acts on the same service
         if config.watch and config.twins_root.is_dir():
             watcher = TwinWatcher(
-                service, config.twins_root, bus, debounce_ms=config.debounce_ms, on_report=_summary
+                service,
+                config.twins_root,
+                bus,
+                debounce_ms=config.debounce_ms,
+                resync_s=config.resync_s,
+                on_report=_summary,
             )
             task = asyncio.create_task(watcher.run(), name="registry-watch")
             waiter = asyncio.create_task(watcher.ready.wait())

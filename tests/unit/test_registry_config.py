@@ -22,6 +22,7 @@ def test_defaults() -> None:
     assert config.postgres_dsn is None
     assert config.watch is True
     assert config.debounce_ms == 200
+    assert config.resync_s == 60
 
 
 def test_every_field_is_documented() -> None:
@@ -55,6 +56,19 @@ def test_misspelt_key_is_an_error(tmp_path: Path) -> None:
 def test_debounce_is_bounded(debounce: int) -> None:
     with pytest.raises(ValidationError):
         RegistryConfig(debounce_ms=debounce)
+
+
+@pytest.mark.parametrize("resync", [-1, 0.5, 86_401, float("nan"), float("inf")])
+def test_resync_is_off_or_bounded(resync: float, tmp_path: Path) -> None:
+    path = tmp_path / "console.yaml"
+    path.write_text(f"registry:\n  resync_s: {resync}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"registry\.resync_s"):
+        load_config(path, environ={})
+
+
+@pytest.mark.parametrize("resync", [0, 1, 60, 86_400])
+def test_resync_accepts_off_and_sane_periods(resync: float) -> None:
+    assert RegistryConfig(resync_s=resync).resync_s == resync
 
 
 def test_open_repository_picks_postgres_only_with_a_dsn(tmp_path: Path) -> None:
