@@ -2,9 +2,12 @@
 
 One invocation, side by side (issue 21's measurement):
 
-* the service: `dtp-console run --no-ui` in its own process (embedded broker,
-  simulator with 100 HiTech robots × 10 Hz = 1,000 msg/s, the sandbox as twinzo,
-  the API on a free loopback port);
+* the service: `dtp-console run --no-ui` in its own process (the sandbox as
+  twinzo, the API on a free loopback port) fed by 100 HiTech robots × 10 Hz =
+  1,000 msg/s: by default through a private mosquitto from `dtp-console simulate`
+  in a process of its own, as robots are outside the service (`--broker embedded`:
+  the embedded Python broker and the simulator inside the service, which then
+  spend most of its CPU);
 * phases with 0, 1 and 5 attached UIs, in rounds whose order alternates
   (0,1,5 then 5,1,0 …): the first attached UI is a real `RemoteEngine` driving
   the real App headless (`run_test`, 200×60, the plant's tab visible) in a child
@@ -47,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import percentile
+from _common import BenchBroker, percentile
 
 from devtools.ports import free_port, wait_port
 from dtp_console.api.tokens import hash_token
@@ -63,11 +66,20 @@ _CHILD_LIMIT_S = 300.0
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+#: The private mosquitto's port (`--broker mosquitto`), None: the embedded broker.
+_BROKER_PORT: list[int] = []
+#: When each simulator process started (monotonic), by PID.
+_SIM_STARTED: dict[int, float] = {}
+
+
 def _config(robots: int, rate: float, port: int) -> dict[str, Any]:
+    broker: dict[str, Any] = {"host": "embedded", "topics": ["hitech/amr/+/position"]}
+    if _BROKER_PORT:
+        broker = {**broker, "host": "127.0.0.1", "port": _BROKER_PORT[0]}
     return {
         "twinzo": {"client": "demo", "password": "bench-pw", "api_key": "bench-key"},
         "sandbox": {"enabled": True},
-        "simulator": {"enabled": True},
+        "simulator": {"enabled": not _BROKER_PORT},
         "registry": {"enabled": False},
         "stores": {"enabled": False},
         "platform": {"enabled": False},
@@ -83,7 +95,7 @@ def _config(robots: int, rate: float, port: int) -> dict[str, Any]:
             {
                 "name": PLANT,
                 "format": "hitech",
-                "broker": {"host": "embedded", "topics": ["hitech/amr/+/position"]},
+                "broker": broker,
                 "device_map": {
                     f"hitech-amr-{n:03d}": f"bench-{n:03d}" for n in range(1, robots + 1)
                 },
@@ -295,23 +307,62 @@ def _bench(args: argparse.Namespace) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="bench-attach-ui-") as name:
         folder = Path(name)
-        out["in_process"].append(_inproc_phase(folder, args))
-        _print_inproc(out["in_process"][-1])
-        service, url = _start_service(folder, args.robots, args.rate)
-        try:
-            for round_no in range(args.rounds):
-                order = [0, 1, 5] if round_no % 2 == 0 else [5, 1, 0]
-                for clients in order:
-                    phase = _service_phase(url, service.pid, clients, args)
-                    phase["round"] = round_no + 1
-                    out["service"].append(phase)
-                    _print_service(phase)
-        finally:
-            _stop(service)
-        out["in_process"].append(_inproc_phase(folder, args))
-        _print_inproc(out["in_process"][-1])
+        if args.broker == "mosquitto":
+            with BenchBroker(folder / "broker") as broker:
+                _BROKER_PORT.append(broker.port)
+                simulator = _start_simulator(folder, args)
+                try:
+                    _rounds(out, folder, args)
+                finally:
+                    out["simulator_cpu_pct"] = _stop_simulator(simulator)
+                    _BROKER_PORT.clear()
+            print(f"simulate (own process): {out['simulator_cpu_pct']:.0f}% of a core")
+        else:
+            _rounds(out, folder, args)
     _summary(out)
     return out
+
+
+def _start_simulator(folder: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """`dtp-console simulate` publishing the plant's robots to the private mosquitto."""
+    path = folder / "simulate.json"
+    path.write_text(json.dumps(_config(args.robots, args.rate, free_port())))
+    log = (folder / "simulate.log").open("wb")
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "dtp_console", "-c", str(path), "simulate", "--no-generators",
+         "--for", f"{_CHILD_LIMIT_S * 3:.0f}s"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=folder,
+    )  # fmt: skip
+    log.close()
+    _SIM_STARTED[simulator.pid] = time.monotonic()
+    return simulator
+
+
+def _stop_simulator(simulator: subprocess.Popen[bytes]) -> float:
+    """Stop it; its CPU (% of a core) over its run, read just before it stops."""
+    started = _SIM_STARTED.pop(simulator.pid)
+    cpu = 100 * _proc_cpu_s(simulator.pid) / max(1e-9, time.monotonic() - started)
+    _stop(simulator)
+    return round(cpu, 1)
+
+
+def _rounds(out: dict[str, Any], folder: Path, args: argparse.Namespace) -> None:
+    """The in-process console, the service rounds (0, 1, 5 UIs …), in-process again."""
+    out["in_process"].append(_inproc_phase(folder, args))
+    _print_inproc(out["in_process"][-1])
+    service, url = _start_service(folder, args.robots, args.rate)
+    try:
+        for round_no in range(args.rounds):
+            order = [0, 1, 5] if round_no % 2 == 0 else [5, 1, 0]
+            for clients in order:
+                phase = _service_phase(url, service.pid, clients, args)
+                phase["round"] = round_no + 1
+                out["service"].append(phase)
+                _print_service(phase)
+    finally:
+        _stop(service)
+    out["in_process"].append(_inproc_phase(folder, args))
+    _print_inproc(out["in_process"][-1])
 
 
 # -- printing -------------------------------------------------------------------------
@@ -621,6 +672,13 @@ def main() -> int:
         default=0,
         help="niceness of the attached UIs' processes (on a saturated box: 10 lets them take"
         " only what the service leaves, as on another machine; their latency then suffers)",
+    )
+    parser.add_argument(
+        "--broker",
+        choices=["mosquitto", "embedded"],
+        default="mosquitto",
+        help="mosquitto: a private mosquitto fed by `simulate` in its own process (default);"
+        " embedded: the service's embedded broker and simulator",
     )
     parser.add_argument("--role", choices=["ui", "engines", "inproc"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
