@@ -121,6 +121,27 @@ class BenchBroker:
         self.stop()
 
 
+def hitech_bench_plant(
+    name: str, robots: int, rate_hz: float, broker: dict[str, Any]
+) -> dict[str, Any]:
+    """The attach benches' plant: `robots` mapped HiTech robots simulated at `rate_hz` each."""
+    return {
+        "name": name,
+        "format": "hitech",
+        "broker": broker,
+        "device_map": {f"hitech-amr-{n:03d}": f"bench-{n:03d}" for n in range(1, robots + 1)},
+        "twinzo": {"sector_id": 2},
+        "min_post_interval_ms": 0,
+        "simulator": {
+            "robots": robots,
+            "unmapped": 0,
+            "rate_hz": rate_hz,
+            "seed": 5,
+            "fault_rate": 0,
+        },
+    }
+
+
 def device_ids(count: int) -> list[str]:
     """Vendor ids ``amr-000`` … of a fleet of `count`."""
     return [f"amr-{i:03d}" for i in range(count)]

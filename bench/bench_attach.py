@@ -37,6 +37,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import hitech_bench_plant
+
 from dtp_console.api.config import ApiToken
 from dtp_console.api.tokens import hash_token
 from dtp_console.config.model import ConsoleConfig
@@ -66,23 +68,9 @@ def _config(robots: int, rate: float) -> ConsoleConfig:
             "logging": {"stats_interval_s": 3600},
             "api": {"listen": "127.0.0.1:0", "tokens": [token.model_dump()]},
             "plants": [
-                {
-                    "name": PLANT,
-                    "format": "hitech",
-                    "broker": {"host": "embedded", "topics": ["hitech/amr/+/position"]},
-                    "device_map": {
-                        f"hitech-amr-{n:03d}": f"bench-{n:03d}" for n in range(1, robots + 1)
-                    },
-                    "twinzo": {"sector_id": 2},
-                    "min_post_interval_ms": 0,
-                    "simulator": {
-                        "robots": robots,
-                        "unmapped": 0,
-                        "rate_hz": rate,
-                        "seed": 5,
-                        "fault_rate": 0,
-                    },
-                }
+                hitech_bench_plant(
+                    PLANT, robots, rate, {"host": "embedded", "topics": ["hitech/amr/+/position"]}
+                ),
             ],
         }
     )

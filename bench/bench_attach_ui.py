@@ -50,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import BenchBroker, percentile
+from _common import BenchBroker, hitech_bench_plant, percentile
 
 from devtools.ports import free_port, wait_port
 from dtp_console.api.tokens import hash_token
@@ -92,23 +92,7 @@ def _config(robots: int, rate: float, port: int) -> dict[str, Any]:
             ],
         },
         "plants": [
-            {
-                "name": PLANT,
-                "format": "hitech",
-                "broker": broker,
-                "device_map": {
-                    f"hitech-amr-{n:03d}": f"bench-{n:03d}" for n in range(1, robots + 1)
-                },
-                "twinzo": {"sector_id": 2},
-                "min_post_interval_ms": 0,
-                "simulator": {
-                    "robots": robots,
-                    "unmapped": 0,
-                    "rate_hz": rate,
-                    "seed": 5,
-                    "fault_rate": 0,
-                },
-            }
+            hitech_bench_plant(PLANT, robots, rate, broker),
         ],
     }
 
