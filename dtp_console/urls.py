@@ -35,6 +35,14 @@ _MASK = "***"
 # scheme:// then the longest run of non-space characters ending in '@' (see module docstring).
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)\S*@")
 _CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f]")
+# A query parameter that carries a credential (`?token=…`, `&sslpassword=…`, a presigned
+# S3 URL's signature): its value is masked too. Names compared case-insensitively.
+_SECRET_QUERY = re.compile(
+    r"(?P<name>[?&;](?:[A-Za-z0-9_.-]*[_.-])?(?:access_token|token|password|passwd|pwd"
+    r"|sslpassword|secret|api_?key|apikey|sig|signature|credential|x-amz-signature"
+    r"|x-amz-credential|x-amz-security-token)=)[^&;#\s]*",
+    re.IGNORECASE,
+)
 
 
 class DsnError(ValueError):
@@ -42,12 +50,16 @@ class DsnError(ValueError):
 
 
 def mask_url(text: str) -> str:
-    """`text` with the user info of every URL in it replaced by `***`.
+    """`text` with the user info of every URL in it, and the values of query parameters
+    that carry credentials (`?token=`, `&password=`, `sslpassword`, `api_key`, S3
+    signatures, …), replaced by `***`.
 
-    `postgresql://dtp:pw@db:5432/dtp` → `postgresql://***@db:5432/dtp`; text
-    without user info is returned unchanged, so it is safe on any message.
+    `postgresql://dtp:pw@db:5432/dtp` → `postgresql://***@db:5432/dtp`,
+    `https://h/x?token=abc&n=1` → `https://h/x?token=***&n=1`; text without either
+    is returned unchanged, so it is safe on any message.
     """
-    return _USERINFO.sub(lambda m: f"{m.group('scheme')}{_MASK}@", text)
+    text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{_MASK}@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m.group('name')}{_MASK}", text)
 
 
 def is_loopback(host: str | None) -> bool:

@@ -332,6 +332,9 @@ class RemoteEngine:
                 total=None, sock_connect=CONNECT_S, sock_read=self._idle_s
             ),
             headers={"Accept": "text/event-stream", "Accept-Encoding": "gzip"},
+            # As the commands: a redirect is an answer to report, never followed with
+            # the token (a service is reached at the address the operator gave).
+            allow_redirects=False,
             # Inflated here, a bounded piece at a time (`attach.gzip_stream`): the SSE
             # parser's caps then apply to what the compressed stream expands to.
             auto_decompress=False,

@@ -62,6 +62,8 @@ class StandIn:
         self.twin_calls: list[tuple[str, str, str]] = []
         self.after_snapshot: bytes = b""
         """Written right after every snapshot (a service that breaks the protocol each time)."""
+        self.redirect_state: str | None = None
+        """Answer the state route with a redirect there (a service, or a proxy, that moved)."""
 
     def role(self, request: web.Request) -> str:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -102,6 +104,8 @@ class StandIn:
     async def state(self, request: web.Request) -> web.StreamResponse:
         self.role(request)
         self.streams += 1
+        if self.redirect_state is not None:
+            raise web.HTTPFound(self.redirect_state)
         self.cut.clear()
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -280,6 +284,35 @@ async def test_a_cut_stream_keeps_the_picture_goes_down_and_comes_back(rig: Rig)
         assert any("up again" in t for t in texts)
 
     await _running(engine, work)
+
+
+async def test_a_redirected_stream_is_not_followed_with_the_token(rig: Rig) -> None:
+    seen: list[str] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.Response(status=404)
+
+    other = web.Application()
+    other.router.add_get("/{tail:.*}", elsewhere)
+    runner = web.AppRunner(other, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    rig.standin.redirect_state = f"http://127.0.0.1:{port}/steal"
+    engine, _lines = await rig.attach()
+
+    async def work() -> None:
+        await _until(lambda: engine.link.state == "down" and rig.standin.streams >= 1)
+        assert "302" in engine.link.detail, engine.link.detail
+        await asyncio.sleep(0.3)
+        assert seen == [], "the client followed the redirect"
+
+    try:
+        await _running(engine, work)
+    finally:
+        await runner.cleanup()
 
 
 @pytest.mark.parametrize(
