@@ -28,7 +28,7 @@ from dtp_console.config.writer import ConfigWriteError, DeviceMapConflictError
 from dtp_console.events import Bus, LogLine, StoreHealth, Subscription
 from dtp_console.state import DeviceState, PlantState
 from dtp_console.view import ConsoleEngine
-from tests.support.api import TOKENS, token_entries
+from tests.support.api import TOKENS, served, token_entries
 from tests.support.mosquitto import TlsFiles
 
 pytestmark = pytest.mark.integration
@@ -198,16 +198,11 @@ class Rig:
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
     standin = StandIn()
-    runner = web.AppRunner(standin.app(), shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield Rig(standin, f"http://127.0.0.1:{port}")
-    finally:
-        standin.cut.set()
-        await runner.cleanup()
+    async with served(standin.app()) as url:
+        try:
+            yield Rig(standin, url)
+        finally:
+            standin.cut.set()
 
 
 async def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -295,24 +290,17 @@ async def test_a_redirected_stream_is_not_followed_with_the_token(rig: Rig) -> N
 
     other = web.Application()
     other.router.add_get("/{tail:.*}", elsewhere)
-    runner = web.AppRunner(other, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    rig.standin.redirect_state = f"http://127.0.0.1:{port}/steal"
-    engine, _lines = await rig.attach()
+    async with served(other) as url:
+        rig.standin.redirect_state = f"{url}/steal"
+        engine, _lines = await rig.attach()
 
-    async def work() -> None:
-        await _until(lambda: engine.link.state == "down" and rig.standin.streams >= 1)
-        assert "302" in engine.link.detail, engine.link.detail
-        await asyncio.sleep(0.3)
-        assert seen == [], "the client followed the redirect"
+        async def work() -> None:
+            await _until(lambda: engine.link.state == "down" and rig.standin.streams >= 1)
+            assert "302" in engine.link.detail, engine.link.detail
+            await asyncio.sleep(0.3)
+            assert seen == [], "the client followed the redirect"
 
-    try:
         await _running(engine, work)
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize(

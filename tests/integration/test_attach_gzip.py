@@ -29,7 +29,7 @@ from tests.integration.test_attach_client import (
     _running,
     _until,
 )
-from tests.support.api import TOKENS, auth
+from tests.support.api import TOKENS, auth, served
 from tests.support.engine import until
 
 pytestmark = pytest.mark.integration
@@ -148,16 +148,11 @@ class GzipStandIn(StandIn):
 @pytest.fixture
 async def gzip_rig() -> AsyncIterator[Rig]:
     standin = GzipStandIn()
-    runner = web.AppRunner(standin.app(), shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield Rig(standin, f"http://127.0.0.1:{port}")
-    finally:
-        standin.cut.set()
-        await runner.cleanup()
+    async with served(standin.app()) as url:
+        try:
+            yield Rig(standin, url)
+        finally:
+            standin.cut.set()
 
 
 def _standin(rig: Rig) -> GzipStandIn:

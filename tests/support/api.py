@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
 from dtp_console.api.config import ApiConfig, ApiToken
 from dtp_console.api.server import ApiServer
@@ -61,6 +62,20 @@ TOKENS: dict[str, tuple[str, str, list[str]]] = {
     "operator-b": ("test-token-operator-b", "operator", ["plant-b"]),
     "admin-all": ("test-token-admin-all", "admin", ["*"]),
 }
+
+
+@contextlib.asynccontextmanager
+async def served(app: web.Application) -> AsyncIterator[str]:
+    """`app` served on a free loopback port while the block runs; its base URL."""
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def token_entries() -> list[ApiToken]:
