@@ -91,6 +91,7 @@ _PLANT: dict[str, str] = {
     "warnings": _LIST_OF_STR,
     "source_restarts": _INT,
     "poster_restarts": _INT,
+    "watch_restarts": _INT,
     "silent": _BOOL,
     "silence_reconnects": _INT,
     "ghost_episodes": _COUNTS,

@@ -393,6 +393,7 @@ def encode_plant_summary(p: PlantState) -> dict[str, Any]:
         "warnings": list(p.warnings),
         "source_restarts": p.source_restarts,
         "poster_restarts": p.poster_restarts,
+        "watch_restarts": p.watch_restarts,
         "silent": p.silent,
         "silence_reconnects": p.silence_reconnects,
         "ghost_episodes": _counter(p.ghost_episodes),
@@ -406,7 +407,7 @@ def encode_plant_summary(p: PlantState) -> dict[str, Any]:
 
 _PLANT_PLAIN = (
     "mqtt", "mqtt_detail", "mqtt_since", "mqtt_error", "connects", "out_of_bounds",
-    "source_restarts", "poster_restarts", "silent", "silence_reconnects",
+    "source_restarts", "poster_restarts", "watch_restarts", "silent", "silence_reconnects",
     "implausible_jumps", "ha_role", "ha_holder", "ha_detail", "ha_since",
 )  # fmt: skip
 _PLANT_COUNTERS = ("unknown", "timestamps_converted", "clock_restamped", "ghost_episodes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections import Counter
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from dtp_console.attach import shapes
 from dtp_console.attach.wire import (
     PLACEHOLDER,
     PROTOCOL,
@@ -283,6 +285,20 @@ def test_plant_summary_round_trip() -> None:
     for name in same:
         assert getattr(back, name) == getattr(p, name), name
     assert back.devices == {}
+
+
+def test_the_plant_summary_carries_every_plant_state_field() -> None:
+    # A field added to `PlantState` must reach attached consoles (and their shape check):
+    # the encoder, the decoder and `attach.shapes` list the fields each, so they can drift.
+    fields = {f.name for f in dataclasses.fields(PlantState)} - {"devices"}
+    wire = encode_plant_summary(PlantState("Hall A"))
+    assert set(wire) == fields
+    assert set(shapes._PLANT) == fields
+    p = PlantState("Hall A")
+    p.watch_restarts = 4
+    back = PlantState("Hall A")
+    decode_plant_summary_into(back, json.loads(json.dumps(encode_plant_summary(p))))
+    assert back.watch_restarts == 4
 
 
 def test_auth_round_trip() -> None:
