@@ -301,6 +301,18 @@ def test_the_plant_summary_carries_every_plant_state_field() -> None:
     assert back.watch_restarts == 4
 
 
+def test_the_device_wire_carries_every_device_field_but_the_bridges_own() -> None:
+    # The bridge's duplicate, order and jump references stay in the service: a UI
+    # never draws them. Any other field added to `DeviceState` must travel.
+    bridge_only = {
+        "jump_candidate", "last_timestamp_ms", "last_vendor_timestamp_ms", "position_stamp_ms",
+    }  # fmt: skip
+    fields = {f.name for f in dataclasses.fields(DeviceState)}
+    wire = set(encode_device(DeviceState("amr-1", "tugger-1")))
+    assert wire == fields - bridge_only
+    assert set(shapes._DEVICE) == wire
+
+
 def test_auth_round_trip() -> None:
     a = AuthState("login-1", status="valid", expires_at=1.7e9, last_result="200",
                   authentications=2, refreshes=1)  # fmt: skip
