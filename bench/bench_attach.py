@@ -59,7 +59,7 @@ def _config(robots: int, rate: float) -> ConsoleConfig:
     token = ApiToken(label="bench", hash=hash_token(TOKEN), role="viewer", tenants=["*"])
     return ConsoleConfig.model_validate(
         {
-            "twinzo": {"client": "demo", "password": "bench-pw", "api_key": "bench-key"},
+            "twinzo": {"client": "demo", "password": "change-me", "api_key": "change-me"},
             "sandbox": {"enabled": True},
             "simulator": {"enabled": True},
             "registry": {"enabled": False},

@@ -77,7 +77,7 @@ def _config(robots: int, rate: float, port: int) -> dict[str, Any]:
     if _BROKER_PORT:
         broker = {**broker, "host": "127.0.0.1", "port": _BROKER_PORT[0]}
     return {
-        "twinzo": {"client": "demo", "password": "bench-pw", "api_key": "bench-key"},
+        "twinzo": {"client": "demo", "password": "change-me", "api_key": "change-me"},
         "sandbox": {"enabled": True},
         "simulator": {"enabled": not _BROKER_PORT},
         "registry": {"enabled": False},
