@@ -8,10 +8,12 @@ stores run, and log one line. `Engine` wires these to its workers.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from dtp_console.bridge.geometry import apply_affine, invert_affine
 from dtp_console.calibrate.points import ControlPoint
@@ -28,7 +30,47 @@ if TYPE_CHECKING:
     from dtp_console.registry.service import RegistryService
     from dtp_console.stores.service import StoreService
 
-__all__ = ["AffineSource", "LoggedRegistry", "capture_point", "save_affine"]
+__all__ = ["AffineSource", "ConfigFileWrites", "LoggedRegistry", "capture_point", "save_affine"]
+
+_T = TypeVar("_T")
+
+
+class ConfigFileWrites:
+    """The commands' config-file writes: in a worker thread, one at a time, numbered.
+
+    Reading, merging, writing and fsyncing the YAML takes milliseconds to tens of
+    them; on the event loop that would stall every bridge and the API. Off it, two
+    commands may finish in either order, so each write gets a generation and a
+    command applies its result to the running bridge only when no later write of
+    the same thing was applied meanwhile (`newest`): the file's merge already
+    holds the earlier edits, so the bridge always runs what the file says last.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._order = threading.Lock()  # `newest` may be asked from several threads' loops
+        self._generation = 0
+        self._applied: dict[tuple[str, str], int] = {}
+
+    async def write(self, work: Callable[[], _T]) -> tuple[_T, int]:
+        """Run `work` in a thread under the file lock; its result and generation."""
+
+        def locked() -> tuple[_T, int]:
+            with self._lock:
+                result = work()
+                self._generation += 1
+                return result, self._generation
+
+        return await asyncio.to_thread(locked)
+
+    def newest(self, what: str, plant_name: str, generation: int) -> bool:
+        """Whether a write of `generation` is the newest of `what` for the plant to apply."""
+        key = (what, plant_name)
+        with self._order:
+            if generation <= self._applied.get(key, 0):
+                return False
+            self._applied[key] = generation
+            return True
 
 
 class AffineSource(Protocol):
@@ -41,12 +83,13 @@ class AffineSource(Protocol):
         ...
 
 
-def save_affine(
+async def save_affine(
     plant_name: str,
     values: Mapping[str, float],
     *,
     reason: str,
     config_path: Path | None,
+    files: ConfigFileWrites,
     bridge: Bridge | None,
     stores: StoreService | None,
     log: OpsLog,
@@ -57,10 +100,13 @@ def save_affine(
     cannot be written; the running affine and the file stay as they were.
     """
     rounded, affine = round_affine(values)
+    newest = True
     if config_path is not None:
-        store_affine(config_path, plant_name, rounded)
+        path = config_path
+        _, generation = await files.write(lambda: store_affine(path, plant_name, rounded))
+        newest = files.newest("affine", plant_name, generation)
     before = bridge.affine.model_dump() if bridge is not None else None
-    if bridge is not None:
+    if bridge is not None and newest:
         bridge.apply_affine(affine)
     after = affine.model_dump()
     if stores is not None:

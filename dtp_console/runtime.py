@@ -102,6 +102,9 @@ class Engine:
         self.workers = WorkerLedger()
         """What the supervisor knows of each worker (the systemd watchdog reads it)."""
         self._twins: LoggedRegistry | None = None
+        from dtp_console.commands import ConfigFileWrites
+
+        self._files = ConfigFileWrites()
 
     @property
     def config(self) -> ConsoleConfig:
@@ -487,11 +490,12 @@ class Engine:
         """
         from dtp_console.commands import save_affine
 
-        return save_affine(
+        return await save_affine(
             plant_name,
             values,
             reason=reason,
             config_path=self.config_path,
+            files=self._files,
             bridge=self.bridges.get(plant_name),
             stores=self.stores,
             log=self.log,
@@ -535,14 +539,20 @@ class Engine:
             msg = f"no running bridge for plant {plant_name!r}"
             raise ValueError(msg)
         base = dict(bridge.device_map) if base is None else base
+        newest = True
         if self.config_path is not None:
             from dtp_console.config.writer import merge_device_map
 
-            mapping = merge_device_map(self.config_path, plant_name, base, mapping)
+            path, edited = self.config_path, mapping
+            mapping, generation = await self._files.write(
+                lambda: merge_device_map(path, plant_name, base, edited)
+            )
+            newest = self._files.newest("device_map", plant_name, generation)
         else:
             mapping = dict(mapping)
         before = dict(bridge.device_map)
-        bridge.apply_device_map(mapping)
+        if newest:  # else a later save, whose merge holds this one, already runs
+            bridge.apply_device_map(mapping)
         added = sorted(set(mapping) - set(before))
         removed = sorted(set(before) - set(mapping))
         changed = sorted(k for k in mapping if k in before and before[k] != mapping[k])
